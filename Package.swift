@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+// Meshwork: a serverless peer-to-peer encrypted mesh overlay for Linux, on libsodium.
+// Module map and dependency direction: docs/architecture.md (and ../shared/design/ARCHITECTURE.md).
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "Meshwork",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "meshwork", targets: ["meshwork"]),
+        .library(name: "MeshCore", targets: ["MeshCore"]),
+        .library(name: "MeshWire", targets: ["MeshWire"]),
+        .library(name: "MeshCrypto", targets: ["MeshCrypto"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C shims.
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+
+        // Pure modules: no I/O, no clock, no system randomness.
+        .target(name: "MeshCore", swiftSettings: strict),
+        .target(name: "MeshWire", dependencies: ["MeshCore"], swiftSettings: strict),
+        .target(name: "MeshCrypto", dependencies: ["CSodium", "MeshCore", "MeshWire"], swiftSettings: strict),
+
+        // The real world: files and (later) sockets.
+        .target(name: "MeshDaemon", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
+
+        // The executable: argument parsing and output only.
+        .executableTarget(
+            name: "meshwork",
+            dependencies: [
+                "MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+
+        .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"], swiftSettings: strict),
+        .testTarget(name: "MeshWireTests", dependencies: ["MeshCore", "MeshWire"], swiftSettings: strict),
+        .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon"], swiftSettings: strict),
+        .testTarget(name: "MeshworkCLITests", dependencies: ["meshwork", "MeshCore", "MeshCrypto"], swiftSettings: strict),
+    ],
+    swiftLanguageModes: [.v6]
+)
