@@ -25,34 +25,14 @@ public enum ChaChaPoly {
     public static func seal(_ plaintext: [UInt8], key: SymmetricKey, nonce: [UInt8], authenticating ad: [UInt8] = [])
         throws(CryptoError) -> [UInt8]
     {
-        guard nonce.count == nonceBytes else { throw .wrongLength(what: "ChaCha20-Poly1305 nonce", expected: nonceBytes, got: nonce.count) }
-        Sodium.ready()
-        var out = [UInt8](repeating: 0, count: plaintext.count + tagBytes)
-        var outLen: UInt64 = 0
-        key.withUnsafeBytes { k in
-            _ = crypto_aead_chacha20poly1305_ietf_encrypt(
-                &out, &outLen, plaintext, UInt64(plaintext.count), ad, UInt64(ad.count), nil, nonce,
-                k.baseAddress!.assumingMemoryBound(to: UInt8.self))
-        }
-        return out
+        try AEADCall.seal(crypto_aead_chacha20poly1305_ietf_encrypt, "ChaCha20-Poly1305 nonce", nonceBytes, plaintext, key, nonce, ad)
     }
 
     /// The plaintext, or `.authenticationFailed` if the tag does not verify.
     public static func open(_ sealed: [UInt8], key: SymmetricKey, nonce: [UInt8], authenticating ad: [UInt8] = [])
         throws(CryptoError) -> [UInt8]
     {
-        guard nonce.count == nonceBytes else { throw .wrongLength(what: "ChaCha20-Poly1305 nonce", expected: nonceBytes, got: nonce.count) }
-        guard sealed.count >= tagBytes else { throw .authenticationFailed }
-        Sodium.ready()
-        var out = [UInt8](repeating: 0, count: sealed.count - tagBytes)
-        var outLen: UInt64 = 0
-        let rc = key.withUnsafeBytes { k in
-            crypto_aead_chacha20poly1305_ietf_decrypt(
-                &out, &outLen, nil, sealed, UInt64(sealed.count), ad, UInt64(ad.count), nonce,
-                k.baseAddress!.assumingMemoryBound(to: UInt8.self))
-        }
-        guard rc == 0 else { throw .authenticationFailed }
-        return out
+        try AEADCall.open(crypto_aead_chacha20poly1305_ietf_decrypt, "ChaCha20-Poly1305 nonce", nonceBytes, sealed, key, nonce, ad)
     }
 
     /// Seals in place without allocating: `buffer[0..<plaintextCount]` holds the plaintext
@@ -110,30 +90,57 @@ public enum XChaChaPoly {
     public static func seal(_ plaintext: [UInt8], key: SymmetricKey, nonce: [UInt8], authenticating ad: [UInt8] = [])
         throws(CryptoError) -> [UInt8]
     {
-        guard nonce.count == nonceBytes else { throw .wrongLength(what: "XChaCha20-Poly1305 nonce", expected: nonceBytes, got: nonce.count) }
-        Sodium.ready()
-        var out = [UInt8](repeating: 0, count: plaintext.count + tagBytes)
-        var outLen: UInt64 = 0
-        key.withUnsafeBytes { k in
-            _ = crypto_aead_xchacha20poly1305_ietf_encrypt(
-                &out, &outLen, plaintext, UInt64(plaintext.count), ad, UInt64(ad.count), nil, nonce,
-                k.baseAddress!.assumingMemoryBound(to: UInt8.self))
-        }
-        return out
+        try AEADCall.seal(crypto_aead_xchacha20poly1305_ietf_encrypt, "XChaCha20-Poly1305 nonce", nonceBytes, plaintext, key, nonce, ad)
     }
 
     public static func open(_ sealed: [UInt8], key: SymmetricKey, nonce: [UInt8], authenticating ad: [UInt8] = [])
         throws(CryptoError) -> [UInt8]
     {
-        guard nonce.count == nonceBytes else { throw .wrongLength(what: "XChaCha20-Poly1305 nonce", expected: nonceBytes, got: nonce.count) }
+        try AEADCall.open(crypto_aead_xchacha20poly1305_ietf_decrypt, "XChaCha20-Poly1305 nonce", nonceBytes, sealed, key, nonce, ad)
+    }
+}
+
+/// The array-in, array-out calling pattern shared by libsodium's IETF AEADs, which all
+/// take the same arguments and differ only in nonce length.
+private enum AEADCall {
+    typealias Encrypt = (
+        UnsafeMutablePointer<UInt8>, UnsafeMutablePointer<UInt64>?, UnsafePointer<UInt8>?, UInt64,
+        UnsafePointer<UInt8>?, UInt64, UnsafePointer<UInt8>?, UnsafePointer<UInt8>, UnsafePointer<UInt8>
+    ) -> Int32
+    typealias Decrypt = (
+        UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt64>?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>,
+        UInt64, UnsafePointer<UInt8>?, UInt64, UnsafePointer<UInt8>, UnsafePointer<UInt8>
+    ) -> Int32
+
+    static let tagBytes = 16
+
+    static func seal(
+        _ fn: Encrypt, _ nonceName: String, _ nonceBytes: Int, _ plaintext: [UInt8], _ key: SymmetricKey,
+        _ nonce: [UInt8], _ ad: [UInt8]
+    ) throws(CryptoError) -> [UInt8] {
+        guard nonce.count == nonceBytes else { throw .wrongLength(what: nonceName, expected: nonceBytes, got: nonce.count) }
+        Sodium.ready()
+        var out = [UInt8](repeating: 0, count: plaintext.count + tagBytes)
+        var outLen: UInt64 = 0
+        key.withUnsafeBytes { k in
+            _ = fn(&out, &outLen, plaintext, UInt64(plaintext.count), ad, UInt64(ad.count), nil, nonce,
+                   k.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+        return out
+    }
+
+    static func open(
+        _ fn: Decrypt, _ nonceName: String, _ nonceBytes: Int, _ sealed: [UInt8], _ key: SymmetricKey,
+        _ nonce: [UInt8], _ ad: [UInt8]
+    ) throws(CryptoError) -> [UInt8] {
+        guard nonce.count == nonceBytes else { throw .wrongLength(what: nonceName, expected: nonceBytes, got: nonce.count) }
         guard sealed.count >= tagBytes else { throw .authenticationFailed }
         Sodium.ready()
         var out = [UInt8](repeating: 0, count: sealed.count - tagBytes)
         var outLen: UInt64 = 0
         let rc = key.withUnsafeBytes { k in
-            crypto_aead_xchacha20poly1305_ietf_decrypt(
-                &out, &outLen, nil, sealed, UInt64(sealed.count), ad, UInt64(ad.count), nonce,
-                k.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            fn(&out, &outLen, nil, sealed, UInt64(sealed.count), ad, UInt64(ad.count), nonce,
+               k.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }
         guard rc == 0 else { throw .authenticationFailed }
         return out
