@@ -32,6 +32,11 @@ let package = Package(
         .target(name: "MeshWire", dependencies: ["MeshCore"], swiftSettings: strict),
         .target(name: "MeshCrypto", dependencies: ["CSodium", "MeshCore", "MeshWire"], swiftSettings: strict),
 
+        // Protocol cores: sans-I/O state machines.
+        .target(name: "MeshGossip", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
+        .target(name: "MeshNode", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip"], swiftSettings: strict),
+        .target(name: "MeshSim", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshNode"], swiftSettings: strict),
+
         // The real world: files and (later) sockets.
         .target(name: "MeshDaemon", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
 
@@ -48,6 +53,7 @@ let package = Package(
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"], swiftSettings: strict),
         .testTarget(name: "MeshWireTests", dependencies: ["MeshCore", "MeshWire"], swiftSettings: strict),
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon"], swiftSettings: strict),
+        .testTarget(name: "MeshGossipTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshNode", "MeshSim"], swiftSettings: strict),
         .testTarget(name: "MeshworkCLITests", dependencies: ["meshwork", "MeshCore", "MeshCrypto"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

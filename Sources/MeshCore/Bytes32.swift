@@ -40,7 +40,10 @@ public struct Bytes32: Hashable, Sendable, Comparable {
 
     /// Lexicographic order of the bytes (a stable order for tie-breaks on the wire).
     public static func < (lhs: Bytes32, rhs: Bytes32) -> Bool {
-        lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
+        // Words hold bytes in memory order; byte-swapping (on little-endian hosts) makes
+        // integer order equal byte order.
+        (lhs.w0.bigEndian, lhs.w1.bigEndian, lhs.w2.bigEndian, lhs.w3.bigEndian)
+            < (rhs.w0.bigEndian, rhs.w1.bigEndian, rhs.w2.bigEndian, rhs.w3.bigEndian)
     }
 
     public var hex: String { Hex.encode(bytes) }

@@ -52,3 +52,38 @@ extension HostPort: WireCodable {
         writer.writeUInt16(port)
     }
 }
+
+/// A family byte (4 or 6), the address (4 or 16 bytes), then a u16 port.
+extension Endpoint: WireCodable {
+    public init(from reader: inout WireReader) throws(WireError) {
+        let start = reader
+        let family = try reader.readUInt8("endpoint family")
+        switch family {
+        case 4:
+            let a = try reader.read(IPv4Address.self)
+            let port = try reader.readUInt16("endpoint port")
+            self.init(a, port: port)
+        case 6:
+            let hi = try reader.readUInt64("endpoint address")
+            let lo = try reader.readUInt64("endpoint address")
+            let port = try reader.readUInt16("endpoint port")
+            self.init(.v6(hi, lo), port: port)
+        default:
+            reader = start
+            throw .invalidValue(field: "endpoint family", reason: "\(family) is neither 4 nor 6")
+        }
+    }
+
+    public func encode(to writer: inout WireWriter) {
+        switch address {
+        case .v4(let a):
+            writer.writeUInt8(4)
+            writer.write(a)
+        case .v6(let hi, let lo):
+            writer.writeUInt8(6)
+            writer.writeUInt64(hi)
+            writer.writeUInt64(lo)
+        }
+        writer.writeUInt16(port)
+    }
+}

@@ -1,0 +1,631 @@
+import MeshCore
+import MeshWire
+
+/// SWIM membership with Lifeguard, as a sans-I/O state machine.
+///
+/// SWIM (Das, Gupta, Motivala, "SWIM: Scalable Weakly-consistent Infection-style Process
+/// Group Membership Protocol", DSN 2002): each protocol period this node probes one member
+/// (round-robin over a shuffled list); without an ack by `probeTimeout` it asks
+/// `indirectChecks` others to probe; without any ack by the end of the period it
+/// *suspects* the member, which becomes *dead* if nobody refutes before the suspicion
+/// timeout. A member refutes a suspicion about itself by raising its incarnation. News
+/// rides piggybacked on probes and on gossip rounds, each update sent about
+/// retransmitMult × log10(N+1) times.
+///
+/// Lifeguard (Dadgar, Phillips, Currey, 2018): a local health multiplier (`awareness`)
+/// stretches this node's own timeouts when it misses acks and nacks or must refute, so a
+/// slow node accuses others less; suspicion timeouts shrink with independent
+/// confirmations; and probes of a suspect carry the suspicion so it can refute at once
+/// (buddy system). Intermediaries answer indirect probes with a nack when the target is
+/// silent, so the prober can tell a dead target from its own lost packets.
+///
+/// Anti-entropy (memberlist's push-pull): periodically, digests of (member, incarnation,
+/// status) go to one random member in pages sorted by node ID; each side sends only the
+/// records the other lacks. A joiner does this with its seeds to learn the mesh at once.
+///
+/// Departures from the papers and memberlist are listed in docs/gossip.md: records are
+/// signed by the member they describe; anti-entropy runs over UDP digests, not TCP full state.
+///
+/// Inputs: `receive`, `tick`, `join`, `leave`. Outputs: packets to send and events.
+/// The caller calls `tick(now:)` no later than `nextDeadline`.
+public struct Gossip: Sendable {
+    public let settings: GossipSettings
+    let auth: any RecordAuthenticator
+    var rng: SeededRandom
+
+    public private(set) var me: MemberRecord
+    public private(set) var members: [NodeID: Member] = [:]
+    var memberIDs: [NodeID] = []
+    var memberIndex: [NodeID: Int] = [:]
+    var byKey: [UInt64: NodeID] = [:]
+
+    var probeOrder: [NodeID] = []
+    var probeCursor = 0
+    var probe: PendingProbe?
+    var relays: [UInt32: Relay] = [:]
+    var seq: UInt32
+    var syncSession: UInt32
+
+    var nextProbeAt: Instant
+    var nextGossipAt: Instant
+    var nextPushPullAt: Instant
+    var nextRejoinAt: Instant = .distantFuture
+    var nextReconnectAt: Instant
+    var nextReapAt: Instant
+
+    var suspects: Set<NodeID> = []
+    var broadcasts = BroadcastQueue()
+    public private(set) var seeds: [Endpoint] = []
+    public private(set) var awareness = 0
+    public private(set) var leaving = false
+    public private(set) var counters = GossipCounters()
+
+    struct PendingProbe: Sendable {
+        var target: NodeID
+        var seq: UInt32
+        var indirectAt: Instant
+        var deadline: Instant
+        var indirectSent = false
+        var expectedNacks = 0
+        var nacks = 0
+    }
+
+    struct Relay: Sendable {
+        var requester: Endpoint
+        var requesterSeq: UInt32
+        var nackAt: Instant
+        var expires: Instant
+        var nackSent = false
+    }
+
+    /// - Parameters:
+    ///   - me: this node's record (it is signed here).
+    ///   - seed: seeds this node's randomness (the shell passes system randomness; the simulator a seeded value).
+    public init(me: MemberRecord, settings: GossipSettings = .lan, auth: any RecordAuthenticator, seed: UInt64, now: Instant) {
+        self.settings = settings
+        self.auth = auth
+        rng = SeededRandom(seed: seed)
+        var record = me
+        record.sign(with: auth)
+        self.me = record
+        seq = UInt32(truncatingIfNeeded: rng.next())
+        syncSession = UInt32(truncatingIfNeeded: rng.next())
+        // Spread the first ticks so that nodes started together do not probe in lockstep.
+        nextProbeAt = now + settings.probeInterval * (Double(rng.next() % 1000) / 1000)
+        nextGossipAt = now + settings.gossipInterval * (Double(rng.next() % 1000) / 1000)
+        // A first anti-entropy round soon after start repairs whatever the join exchange
+        // lost (memberlist runs that exchange over TCP; ours is UDP).
+        nextPushPullAt = now + settings.rejoinInterval * (1 + Double(rng.next() % 1000) / 1000)
+        nextReapAt = now + .seconds(1)
+        nextReconnectAt = now + settings.reconnectInterval
+    }
+
+    // MARK: - Views
+
+    public var memberCount: Int { members.count + 1 }
+    public var liveCount: Int { members.values.reduce(1) { $0 + ($1.status <= .suspect ? 1 : 0) } }
+    public func member(_ id: NodeID) -> Member? { members[id] }
+    public var pendingBroadcasts: Int { broadcasts.count }
+
+    /// The earliest time `tick` has work to do.
+    public var nextDeadline: Instant {
+        var d = Swift.min(nextProbeAt, nextPushPullAt, nextReapAt, nextRejoinAt, nextReconnectAt)
+        if !broadcasts.isEmpty { d = Swift.min(d, nextGossipAt) }
+        if let p = probe { d = Swift.min(d, p.indirectSent ? p.deadline : p.indirectAt) }
+        for r in relays.values { d = Swift.min(d, r.nackSent ? r.expires : r.nackAt) }
+        for id in suspects {
+            if let s = members[id]?.suspicion { d = Swift.min(d, s.deadline) }
+        }
+        return d
+    }
+
+    var retransmitLimit: Int { settings.retransmitLimit(members: memberCount) }
+
+    // MARK: - Commands
+
+    /// Joins through `seeds`: announces this node to them and asks each for its digest.
+    /// Repeats every `rejoinInterval` while no other member is alive.
+    public mutating func join(seeds: [Endpoint], now: Instant) -> [GossipOutput] {
+        self.seeds = seeds
+        var out: [GossipOutput] = []
+        contactSeeds(now: now, &out)
+        return out
+    }
+
+    mutating func contactSeeds(now: Instant, _ out: inout [GossipOutput]) {
+        for s in seeds {
+            send(.gossip(updates: [.alive(me)]), to: s, &out)
+            sendDigest(to: s, reply: false, &out)
+        }
+        nextRejoinAt = seeds.isEmpty ? .distantFuture : now + settings.rejoinInterval
+    }
+
+    /// Announces a graceful departure: a signed record marked `left`, pushed directly to a
+    /// few members and queued for gossip. The shell keeps ticking briefly to let it spread.
+    public mutating func leave(now: Instant) -> [GossipOutput] {
+        var out: [GossipOutput] = []
+        guard !leaving else { return out }
+        leaving = true
+        me.incarnation &+= 1
+        me.left = true
+        me.sign(with: auth)
+        broadcasts.enqueue(.alive(me))
+        for id in randomMembers(count: settings.gossipNodes * 2, excluding: nil, now: now) {
+            if let ep = members[id]?.bestEndpoint { send(.gossip(updates: [.alive(me)]), to: ep, &out) }
+        }
+        return out
+    }
+
+    /// Replaces this node's advertised endpoints or name (a new incarnation, gossiped).
+    public mutating func updateSelf(name: String? = nil, endpoints: [Endpoint]? = nil) {
+        if let name { me.name = name }
+        if let endpoints { me.endpoints = Array(endpoints.prefix(MemberRecord.endpointLimit)) }
+        me.incarnation &+= 1
+        me.sign(with: auth)
+        broadcasts.enqueue(.alive(me))
+    }
+
+    // MARK: - Input: a packet
+
+    public mutating func receive(_ packet: GossipPacket, from source: Endpoint, now: Instant) -> [GossipOutput] {
+        var out: [GossipOutput] = []
+        let sender = packet.sender
+        guard sender != me.node else { return out }
+        counters.messagesIn += 1
+        for u in packet.message.updates { apply(u, now: now, &out) }
+        if var m = members[sender] {
+            m.lastHeard = now
+            m.observedEndpoint = source
+            members[sender] = m
+        }
+        switch packet.message {
+        case .ping(let s, let target, _):
+            guard target == me.node else {
+                counters.misdirectedPings += 1
+                return out
+            }
+            send(.ack(seq: s, updates: piggyback(for: sender)), to: source, &out)
+        case .ack(let s, _):
+            if var p = probe, p.seq == s {
+                probe = nil
+                p.deadline = now
+                probeSucceeded(p, now: now)
+            } else if let r = relays.removeValue(forKey: s) {
+                send(.ack(seq: r.requesterSeq, updates: piggyback(for: nil)), to: r.requester, &out)
+            } else {
+                counters.unknownAcks += 1
+            }
+        case .pingReq(let s, let target, let endpoint, _):
+            if target == me.node {
+                send(.ack(seq: s, updates: []), to: source, &out)
+                break
+            }
+            let mySeq = nextSeq()
+            relays[mySeq] = Relay(requester: source, requesterSeq: s, nackAt: now + settings.probeTimeout * 0.8,
+                                  expires: now + settings.probeTimeout)
+            send(.ping(seq: mySeq, target: target, updates: piggyback(for: target)), to: endpoint, &out)
+        case .nack(let s):
+            if probe?.seq == s { probe!.nacks += 1 }
+        case .gossip:
+            break
+        case .sync(let page):
+            handleSync(page, from: source, now: now, &out)
+        }
+        return out
+    }
+
+    // MARK: - Input: time
+
+    public mutating func tick(now: Instant) -> [GossipOutput] {
+        var out: [GossipOutput] = []
+        // The probe under way.
+        if var p = probe {
+            if !p.indirectSent, now >= p.indirectAt {
+                p.indirectSent = true
+                if let ep = members[p.target]?.bestEndpoint {
+                    let helpers = randomMembers(count: settings.indirectChecks, excluding: p.target, now: now, aliveOnly: true)
+                    for h in helpers {
+                        guard let hep = members[h]?.bestEndpoint else { continue }
+                        send(.pingReq(seq: p.seq, target: p.target, endpoint: ep, updates: piggyback(for: h)), to: hep, &out)
+                        counters.indirectProbes += 1
+                    }
+                    p.expectedNacks = helpers.count
+                }
+                probe = p
+            }
+            if now >= p.deadline {
+                probe = nil
+                probeFailed(p, now: now, &out)
+            }
+        }
+        if probe == nil, now >= nextProbeAt { startProbe(now: now, &out) }
+
+        // Indirect probes this node relays.
+        // Sorted, as everywhere outputs depend on order: the simulator replays runs from a seed,
+        // and Swift randomises dictionary order per process.
+        for s in relays.keys.sorted() {
+            let r = relays[s]!
+            if now >= r.expires {
+                relays[s] = nil
+            } else if !r.nackSent, now >= r.nackAt {
+                relays[s]!.nackSent = true
+                send(.nack(seq: r.requesterSeq), to: r.requester, &out)
+            }
+        }
+
+        // Suspicions that ran out.
+        for id in suspects.sorted() {
+            guard let m = members[id], let s = m.suspicion else { continue }
+            if now >= s.deadline {
+                apply(.dead(target: id, incarnation: m.statusIncarnation, from: me.node), now: now, &out)
+            }
+        }
+
+        // A gossip round.
+        if now >= nextGossipAt {
+            nextGossipAt = now + settings.gossipInterval
+            if !broadcasts.isEmpty {
+                for id in randomMembers(count: settings.gossipNodes, excluding: nil, now: now) {
+                    let updates = piggyback(for: id)
+                    if updates.isEmpty { break }
+                    if let ep = members[id]?.bestEndpoint { send(.gossip(updates: updates), to: ep, &out) }
+                }
+            }
+        }
+
+        // Anti-entropy.
+        if now >= nextPushPullAt {
+            nextPushPullAt = now + settings.scaledPushPullInterval(members: memberCount)
+            if let id = randomMembers(count: 1, excluding: nil, now: now, aliveOnly: true).first, let ep = members[id]?.bestEndpoint {
+                sendDigest(to: ep, reply: false, &out)
+            }
+        }
+
+        // Reconnect: a dead member may only have been cut off from us.
+        if now >= nextReconnectAt {
+            nextReconnectAt = now + settings.reconnectInterval
+            if let id = randomDeadMember(), let ep = members[id]?.bestEndpoint { sendDigest(to: ep, reply: false, &out) }
+        }
+
+        // Alone: try the seeds again.
+        if now >= nextRejoinAt {
+            if liveCount > 1 { nextRejoinAt = .distantFuture } else { contactSeeds(now: now, &out) }
+        }
+
+        if now >= nextReapAt {
+            nextReapAt = now + .seconds(1)
+            reap(now: now, &out)
+        }
+        return out
+    }
+
+    // MARK: - Probing
+
+    mutating func startProbe(now: Instant, _ out: inout [GossipOutput]) {
+        let scale = Double(awareness + 1)
+        nextProbeAt = now + settings.probeInterval * scale
+        guard let target = nextProbeTarget(), let ep = members[target]?.bestEndpoint else { return }
+        let s = nextSeq()
+        probe = PendingProbe(target: target, seq: s, indirectAt: now + settings.probeTimeout * scale,
+                             deadline: now + settings.probeInterval * scale)
+        counters.probes += 1
+        send(.ping(seq: s, target: target, updates: piggyback(for: target)), to: ep, &out)
+    }
+
+    mutating func nextProbeTarget() -> NodeID? {
+        for _ in 0..<(probeOrder.count + 1) {
+            if probeCursor >= probeOrder.count {
+                var order = memberIDs
+                shuffle(&order)
+                probeOrder = order
+                probeCursor = 0
+                if probeOrder.isEmpty { return nil }
+            }
+            let id = probeOrder[probeCursor]
+            probeCursor += 1
+            if let m = members[id], m.status <= .suspect { return id }
+        }
+        return nil
+    }
+
+    mutating func probeSucceeded(_ p: PendingProbe, now: Instant) {
+        adjustAwareness(-1)
+        if var m = members[p.target] {
+            m.lastHeard = now
+            members[p.target] = m
+        }
+    }
+
+    mutating func probeFailed(_ p: PendingProbe, now: Instant, _ out: inout [GossipOutput]) {
+        counters.probesFailed += 1
+        // Lifeguard: missing nacks mean our own links are the problem as much as the target.
+        adjustAwareness(p.expectedNacks > 0 ? Swift.max(0, p.expectedNacks - p.nacks) : 1)
+        // A suspect that fails our probe too gets our confirmation (Lifeguard).
+        guard let m = members[p.target], m.status <= .suspect else { return }
+        apply(.suspect(target: p.target, incarnation: m.statusIncarnation, from: me.node), now: now, &out)
+    }
+
+    mutating func adjustAwareness(_ delta: Int) {
+        awareness = Swift.max(0, Swift.min(settings.awarenessMaxMultiplier - 1, awareness + delta))
+    }
+
+    // MARK: - Applying news
+
+    mutating func apply(_ update: Update, now: Instant, _ out: inout [GossipOutput]) {
+        switch update {
+        case .alive(let rec): applyAlive(rec, now: now, &out)
+        case .suspect(let t, let inc, let from): applySuspect(t, inc, from: from, now: now, &out)
+        case .dead(let t, let inc, let from): applyDead(t, inc, from: from, now: now, &out)
+        }
+    }
+
+    mutating func applyAlive(_ rec: MemberRecord, now: Instant, _ out: inout [GossipOutput]) {
+        if rec.node == me.node {
+            // Our own record, from an earlier life or echoed back. Refute anything newer.
+            guard rec.incarnation >= me.incarnation, rec != me else { return }
+            guard rec.isValid(using: auth) else { counters.badSignatures += 1; return }
+            refute(atLeast: rec.incarnation, &out)
+            return
+        }
+        if let cur = members[rec.node] {
+            guard rec.incarnation > cur.record.incarnation else { counters.staleUpdates += 1; return }
+            guard rec.isValid(using: auth) else { counters.badSignatures += 1; return }
+            var m = cur
+            let was = m.status
+            m.record = rec
+            m.status = rec.left ? .left : .alive
+            m.statusIncarnation = rec.incarnation
+            if m.status != was { m.statusSince = now }
+            m.suspicion = nil
+            members[rec.node] = m
+            suspects.remove(rec.node)
+            counters.updatesApplied += 1
+            broadcasts.enqueue(.alive(rec))
+            switch (was, m.status) {
+            case (_, .left) where was != .left: out.append(.event(.left(rec.node)))
+            case (.suspect, .alive): out.append(.event(.recovered(rec.node)))
+            case (.dead, .alive), (.left, .alive): out.append(.event(.joined(rec.node)))
+            default: out.append(.event(.updated(rec.node)))
+            }
+        } else {
+            guard rec.isValid(using: auth) else { counters.badSignatures += 1; return }
+            let m = Member(record: rec, status: rec.left ? .left : .alive, statusIncarnation: rec.incarnation,
+                           statusSince: now, lastHeard: nil, observedEndpoint: nil, suspicion: nil)
+            insert(m)
+            counters.updatesApplied += 1
+            broadcasts.enqueue(.alive(rec))
+            out.append(.event(rec.left ? .left(rec.node) : .joined(rec.node)))
+        }
+    }
+
+    mutating func applySuspect(_ target: NodeID, _ inc: UInt64, from: NodeID, now: Instant, _ out: inout [GossipOutput]) {
+        if target == me.node {
+            accusedSelf(inc, &out)
+            return
+        }
+        guard var m = members[target] else { return }
+        guard inc >= m.statusIncarnation, m.status <= .suspect else { counters.staleUpdates += 1; return }
+        if m.status == .suspect {
+            // Lifeguard: an independent confirmation shortens the timeout, and is re-gossiped.
+            guard inc == m.statusIncarnation, m.suspicion?.confirm(from: from) == true else { return }
+            members[target] = m
+            broadcasts.enqueue(.suspect(target: target, incarnation: inc, from: from))
+            return
+        }
+        let n = memberCount
+        let bounds = settings.suspicionTimeouts(members: n)
+        let k = n - 2 < settings.suspicionMult - 2 ? 0 : settings.suspicionMult - 2
+        m.status = .suspect
+        m.statusIncarnation = inc
+        m.statusSince = now
+        m.suspicion = Suspicion(from: from, start: now, min: bounds.min, max: bounds.max, k: k)
+        members[target] = m
+        suspects.insert(target)
+        counters.updatesApplied += 1
+        broadcasts.enqueue(.suspect(target: target, incarnation: inc, from: from))
+        out.append(.event(.suspected(target)))
+    }
+
+    mutating func applyDead(_ target: NodeID, _ inc: UInt64, from: NodeID, now: Instant, _ out: inout [GossipOutput]) {
+        if target == me.node {
+            accusedSelf(inc, &out)
+            return
+        }
+        guard var m = members[target] else { return }
+        guard inc >= m.statusIncarnation, m.status <= .suspect else { counters.staleUpdates += 1; return }
+        m.status = .dead
+        m.statusIncarnation = inc
+        m.statusSince = now
+        m.suspicion = nil
+        members[target] = m
+        suspects.remove(target)
+        counters.updatesApplied += 1
+        broadcasts.enqueue(.dead(target: target, incarnation: inc, from: from))
+        out.append(.event(.died(target)))
+    }
+
+    /// Someone suspects or buried this node.
+    mutating func accusedSelf(_ inc: UInt64, _ out: inout [GossipOutput]) {
+        guard !leaving, inc >= me.incarnation else { return }
+        // No honest member can know an incarnation far above ours.
+        guard inc - me.incarnation < 1 << 32 else { counters.bogusIncarnations += 1; return }
+        refute(atLeast: inc, &out)
+    }
+
+    mutating func refute(atLeast inc: UInt64, _ out: inout [GossipOutput]) {
+        guard inc < UInt64.max else { return }
+        me.incarnation = inc + 1
+        me.left = leaving
+        me.sign(with: auth)
+        adjustAwareness(1)
+        counters.refutations += 1
+        broadcasts.enqueue(.alive(me))
+        out.append(.event(.refuted(incarnation: me.incarnation)))
+    }
+
+    // MARK: - Anti-entropy
+
+    mutating func sendDigest(to endpoint: Endpoint, reply: Bool, _ out: inout [GossipOutput]) {
+        counters.syncs += 1
+        syncSession &+= 1
+        var entries = members.values.map(\.digest)
+        entries.append(DigestEntry(key: me.node.digestKey, incarnation: me.incarnation, status: me.left ? .left : .alive))
+        entries.sort { $0.key < $1.key }
+        let perPage = Swift.max(1, (settings.maxPayloadSize - 64) / DigestEntry.size)
+        var start = 0
+        var lo: UInt64 = 0
+        repeat {
+            let end = Swift.min(entries.count, start + perPage)
+            let last = end == entries.count
+            let hi = last ? UInt64.max : entries[end].key - 1
+            let page = SyncPage(session: syncSession, reply: reply, last: last, lo: lo, hi: hi, entries: Array(entries[start..<end]))
+            send(.sync(page), to: endpoint, &out)
+            if last { break }
+            lo = hi + 1
+            start = end
+        } while true
+    }
+
+    mutating func handleSync(_ page: SyncPage, from source: Endpoint, now: Instant, _ out: inout [GossipOutput]) {
+        var theirs: [UInt64: DigestEntry] = [:]
+        theirs.reserveCapacity(page.entries.count)
+        for e in page.entries { theirs[e.key] = e }
+        var toSend: [Update] = []
+        let myKey = me.node.digestKey
+        if (page.lo...page.hi).contains(myKey) {
+            if let t = theirs[myKey] {
+                if t.status == .suspect || t.status == .dead, t.incarnation >= me.incarnation { accusedSelf(t.incarnation, &out) }
+                let mine = DigestEntry(key: myKey, incarnation: me.incarnation, status: me.left ? .left : .alive)
+                if mine.isNewer(than: t) { toSend.append(.alive(me)) }
+            } else {
+                toSend.append(.alive(me))
+            }
+        }
+        for id in memberIDs {
+            guard let m = members[id] else { continue }
+            let key = id.digestKey
+            guard (page.lo...page.hi).contains(key) else { continue }
+            if let t = theirs[key], !m.digest.isNewer(than: t) { continue }
+            toSend.append(.alive(m.record))
+            switch m.status {
+            case .suspect: toSend.append(.suspect(target: id, incarnation: m.statusIncarnation, from: me.node))
+            case .dead: toSend.append(.dead(target: id, incarnation: m.statusIncarnation, from: me.node))
+            case .alive, .left: break
+            }
+        }
+        sendUpdates(toSend, to: source, &out)
+        if !page.reply && page.last { sendDigest(to: source, reply: true, &out) }
+    }
+
+    /// Sends updates directly (not through the broadcast queue), packed under the size budget.
+    mutating func sendUpdates(_ updates: [Update], to endpoint: Endpoint, _ out: inout [GossipOutput]) {
+        var batch: [Update] = []
+        var size = 0
+        let budget = settings.maxPayloadSize - GossipPacket.overhead
+        for u in updates {
+            let s = u.wireBytes.count
+            if !batch.isEmpty, size + s > budget || batch.count == GossipMessage.updateLimit {
+                send(.gossip(updates: batch), to: endpoint, &out)
+                batch = []
+                size = 0
+            }
+            batch.append(u)
+            size += s
+        }
+        if !batch.isEmpty { send(.gossip(updates: batch), to: endpoint, &out) }
+    }
+
+    // MARK: - Helpers
+
+    mutating func piggyback(for target: NodeID?) -> [Update] {
+        var budget = settings.maxPayloadSize - GossipPacket.overhead
+        var extra: [Update] = []
+        // Buddy system: a suspect learns of its suspicion from the probe itself.
+        if let t = target, let m = members[t], m.status == .suspect {
+            let u = Update.suspect(target: t, incarnation: m.statusIncarnation, from: me.node)
+            extra.append(u)
+            budget -= u.wireBytes.count
+        }
+        return extra + broadcasts.take(budget: budget, limit: retransmitLimit)
+    }
+
+    mutating func send(_ message: GossipMessage, to endpoint: Endpoint, _ out: inout [GossipOutput]) {
+        counters.messagesOut += 1
+        out.append(.send(GossipPacket(sender: me.node, message: message), to: endpoint))
+    }
+
+    mutating func nextSeq() -> UInt32 {
+        seq &+= 1
+        return seq
+    }
+
+    /// Up to `count` distinct random members to talk to: alive or suspect, or (unless
+    /// `aliveOnly`) dead for less than gossipToTheDeadTime.
+    mutating func randomMembers(count: Int, excluding: NodeID?, now: Instant, aliveOnly: Bool = false) -> [NodeID] {
+        var picked: [NodeID] = []
+        guard !memberIDs.isEmpty, count > 0 else { return picked }
+        var attempts = 0
+        while picked.count < count, attempts < count * 4 + 8 {
+            attempts += 1
+            let id = memberIDs[Int(rng.next() % UInt64(memberIDs.count))]
+            guard id != excluding, !picked.contains(id), let m = members[id] else { continue }
+            let ok = m.status <= .suspect
+                || (!aliveOnly && m.status == .dead && now - m.statusSince < settings.gossipToTheDeadTime)
+            if ok { picked.append(id) }
+        }
+        return picked
+    }
+
+    mutating func randomDeadMember() -> NodeID? {
+        guard !memberIDs.isEmpty else { return nil }
+        for _ in 0..<8 {
+            let id = memberIDs[Int(rng.next() % UInt64(memberIDs.count))]
+            if members[id]?.status == .dead { return id }
+        }
+        return nil
+    }
+
+    mutating func shuffle(_ a: inout [NodeID]) {
+        guard a.count > 1 else { return }
+        for i in stride(from: a.count - 1, to: 0, by: -1) {
+            let j = Int(rng.next() % UInt64(i + 1))
+            a.swapAt(i, j)
+        }
+    }
+
+    mutating func insert(_ m: Member) {
+        members[m.node] = m
+        memberIndex[m.node] = memberIDs.count
+        memberIDs.append(m.node)
+        byKey[m.node.digestKey] = m.node
+        // memberlist puts a new member at a random place in the probe order.
+        let at = probeOrder.isEmpty ? 0 : Int(rng.next() % UInt64(probeOrder.count + 1))
+        probeOrder.insert(m.node, at: at)
+        if at < probeCursor { probeCursor += 1 }
+    }
+
+    mutating func remove(_ id: NodeID) {
+        members[id] = nil
+        suspects.remove(id)
+        byKey[id.digestKey] = nil
+        if let i = memberIndex.removeValue(forKey: id) {
+            let last = memberIDs.removeLast()
+            if i < memberIDs.count {
+                memberIDs[i] = last
+                memberIndex[last] = i
+            }
+        }
+    }
+
+    mutating func reap(now: Instant, _ out: inout [GossipOutput]) {
+        var gone: [NodeID] = []
+        for id in memberIDs {
+            guard let m = members[id], m.status >= .dead, now - m.statusSince > settings.deadMemberRetention else { continue }
+            gone.append(id)
+        }
+        for id in gone {
+            remove(id)
+            out.append(.event(.forgotten(id)))
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import MeshCore
+
+/// Lifeguard's dynamic suspicion timeout (Dadgar et al., "Lifeguard: Local Health
+/// Awareness for More Accurate Failure Detection", 2018, §IV-B; memberlist suspicion.go):
+/// the timeout starts at `max` and shrinks towards `min` as independent members confirm
+/// the suspicion: timeout = max(min, max − (max − min) × log(C+1) / log(K+1)).
+struct Suspicion: Sendable {
+    let start: Instant
+    let min: Span
+    let max: Span
+    /// Confirmations expected before the timeout reaches its minimum.
+    let k: Int
+    private(set) var confirmers: Set<NodeID>
+
+    init(from: NodeID, start: Instant, min: Span, max: Span, k: Int) {
+        self.start = start
+        self.min = min
+        self.max = max
+        self.k = k
+        confirmers = [from]
+    }
+
+    /// Records a confirmation; returns whether it came from a new member.
+    mutating func confirm(from: NodeID) -> Bool {
+        confirmers.insert(from).inserted
+    }
+
+    var deadline: Instant {
+        let c = confirmers.count - 1
+        guard k > 0, c > 0 else { return start + max }
+        let frac = log2(Double(c + 1)) / log2(Double(k + 1))
+        let t = max - (max - min) * Swift.min(1, frac)
+        return start + (t < min ? min : t)
+    }
+}

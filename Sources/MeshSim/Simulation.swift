@@ -1,0 +1,244 @@
+import MeshCore
+import MeshCrypto
+import MeshGossip
+import MeshNode
+
+/// A deterministic discrete-event simulation of many `MeshNode`s on a virtual network.
+///
+/// Everything random (latency jitter, loss, node randomness, identities) comes from one
+/// seed, and events at the same instant run in the order they were scheduled, so a run is
+/// a pure function of its seed and its script: a failure is replayed by rerunning its seed.
+///
+/// The network: every node has an underlay endpoint in 198.18.0.0/15; a datagram arrives
+/// after `latency` plus uniform jitter, unless lost (probability `loss`) or the two ends
+/// are in different partition groups. Crashed nodes receive nothing and send nothing.
+public final class Simulation {
+    public struct Network: Sendable {
+        public var latency = Span.milliseconds(5)
+        public var jitter = Span.milliseconds(5)
+        public var loss = 0.0
+        public init(latency: Span = .milliseconds(5), jitter: Span = .milliseconds(5), loss: Double = 0) {
+            self.latency = latency
+            self.jitter = jitter
+            self.loss = loss
+        }
+    }
+
+    public struct SimNode {
+        public let name: String
+        public let id: NodeID
+        public let endpoint: Endpoint
+        public internal(set) var node: MeshNode?
+        public internal(set) var incarnation: UInt64 = 0
+        var wakeAt: Instant = .distantFuture
+        let identity: NodeIdentity?
+        public var isUp: Bool { node != nil }
+    }
+
+    enum Event {
+        case deliver([UInt8], from: Endpoint, to: Int)
+        case wake(Int)
+        case action(() -> Void)
+    }
+
+    public let seed: UInt64
+    public var network: Network
+    public let settings: GossipSettings
+    public let realCrypto: Bool
+    public private(set) var now = Instant.zero
+    public private(set) var nodes: [SimNode] = []
+    var rng: SeededRandom
+    var queue = EventQueue<Event>()
+    var byEndpoint: [Endpoint: Int] = [:]
+    var group: [Int] = []
+    let secret: MeshSecret
+    public private(set) var eventsProcessed = 0
+    public private(set) var datagramsSent = 0
+    public private(set) var datagramsLost = 0
+
+    /// Called for every membership event, with the index of the node that saw it.
+    public var observer: ((Instant, Int, MembershipEvent) -> Void)?
+
+    public init(seed: UInt64, settings: GossipSettings = .lan, network: Network = Network(), realCrypto: Bool = false) {
+        self.seed = seed
+        self.settings = settings
+        self.network = network
+        self.realCrypto = realCrypto
+        rng = SeededRandom(seed: seed)
+        var r = SeededRandom(seed: seed ^ 0x5ec7e7)
+        secret = MeshSecret.generate(using: &r)
+    }
+
+    // MARK: - Script
+
+    /// Adds a node and starts it now, joining through the given nodes (none: it waits to be joined).
+    @discardableResult
+    public func addNode(name: String? = nil, joinVia seeds: [Int] = []) -> Int {
+        let index = nodes.count
+        let ep = Endpoint(IPv4Address(198, 18 + UInt8(index >> 16), UInt8((index >> 8) & 0xff), UInt8(index & 0xff)), port: 51830)
+        let identity: NodeIdentity?
+        let id: NodeID
+        if realCrypto {
+            let ident = NodeIdentity.generate(using: &rng)
+            identity = ident
+            id = ident.nodeID
+        } else {
+            identity = nil
+            id = NodeID(bytes: rng.bytes(32))!
+        }
+        nodes.append(SimNode(name: name ?? "n\(index)", id: id, endpoint: ep, node: nil, identity: identity))
+        byEndpoint[ep] = index
+        group.append(0)
+        start(index, joinVia: seeds)
+        return index
+    }
+
+    /// Stops a node at once, as `kill -9` would: no goodbye.
+    public func crash(_ i: Int) {
+        nodes[i].node = nil
+        nodes[i].wakeAt = .distantFuture
+    }
+
+    /// Starts a crashed node again with the same identity and a higher incarnation (the
+    /// daemon persists its incarnation), joining through `seeds`.
+    public func restart(_ i: Int, joinVia seeds: [Int]) {
+        precondition(nodes[i].node == nil, "restart of a running node")
+        start(i, joinVia: seeds)
+    }
+
+    /// A graceful leave: the node announces it and keeps running for `linger`, then stops.
+    public func leave(_ i: Int, linger: Span = .seconds(1)) {
+        guard var n = nodes[i].node else { return }
+        let out = n.leave(now: now)
+        nodes[i].node = n
+        handle(i, out)
+        schedule(at: now + linger) { [weak self] in self?.crash(i) }
+    }
+
+    /// Splits the network: nodes in different groups cannot reach each other.
+    public func partition(_ groups: [[Int]]) {
+        for i in group.indices { group[i] = 0 }
+        for (g, members) in groups.enumerated() { for i in members { group[i] = g + 1 } }
+    }
+
+    public func heal() { for i in group.indices { group[i] = 0 } }
+
+    public func schedule(at time: Instant, _ action: @escaping () -> Void) {
+        queue.push(time, .action(action))
+    }
+
+    /// Runs events until `time` (inclusive), then sets the clock to `time`.
+    public func run(until time: Instant) {
+        while let t = queue.nextTime, t <= time {
+            let (at, event) = queue.pop()!
+            now = at
+            eventsProcessed += 1
+            switch event {
+            case .action(let f): f()
+            case .wake(let i):
+                guard nodes[i].wakeAt == at, var n = nodes[i].node else { continue }
+                nodes[i].wakeAt = .distantFuture
+                let out = n.tick(now: now)
+                nodes[i].node = n
+                handle(i, out)
+            case .deliver(let bytes, let from, let to):
+                guard var n = nodes[to].node else { continue }
+                let out = n.receive(datagram: bytes, from: from, now: now)
+                nodes[to].node = n
+                handle(to, out)
+            }
+        }
+        now = Swift.max(now, time)
+    }
+
+    public func run(for span: Span) { run(until: now + span) }
+
+    /// Runs until `condition` holds (checked every `step`) or `limit` passes; returns whether it held.
+    @discardableResult
+    public func run(until condition: () -> Bool, within limit: Span, step: Span = .milliseconds(100)) -> Bool {
+        let end = now + limit
+        while now < end {
+            if condition() { return true }
+            run(until: Swift.min(end, now + step))
+        }
+        return condition()
+    }
+
+    // MARK: - Views
+
+    public func gossip(_ i: Int) -> Gossip? { nodes[i].node?.gossip }
+
+    /// What node `i` believes about node `j` (nil if it does not know j, or i is down).
+    public func status(of j: Int, seenBy i: Int) -> MemberStatus? {
+        guard let g = nodes[i].node?.gossip else { return nil }
+        if i == j { return .alive }
+        return g.member(nodes[j].id)?.status
+    }
+
+    public var upNodes: [Int] { nodes.indices.filter { nodes[$0].isUp } }
+
+    /// Whether every running node sees exactly the running nodes as alive, and every
+    /// stopped node it knows as dead or left.
+    public func converged() -> Bool {
+        let up = upNodes
+        for i in up {
+            for j in nodes.indices where j != i {
+                let s = status(of: j, seenBy: i)
+                if nodes[j].isUp { if s != .alive { return false } }
+                else if let s, s <= .suspect { return false }
+            }
+        }
+        return true
+    }
+
+    /// Whether every running node knows every other running node as alive or suspect
+    /// (transient suspicions allowed, as under packet loss) and none as dead.
+    public func allKnown() -> Bool {
+        let up = upNodes
+        for i in up {
+            for j in up where j != i {
+                guard let s = status(of: j, seenBy: i), s <= .suspect else { return false }
+            }
+        }
+        return true
+    }
+
+    // MARK: - Internals
+
+    func start(_ i: Int, joinVia seeds: [Int]) {
+        nodes[i].incarnation += 1
+        let n = nodes[i]
+        let record = MemberRecord(node: n.id, incarnation: n.incarnation, name: n.name, endpoints: [n.endpoint],
+                                  x25519: Bytes32(rng.bytes(32))!)
+        let auth: any RecordAuthenticator = n.identity.map { Ed25519RecordAuthenticator(identity: $0) } ?? NullAuthenticator()
+        let sealer: any PacketSealer = realCrypto ? GossipSealer(secret: secret) : NullSealer()
+        var node = MeshNode(gossip: Gossip(me: record, settings: settings, auth: auth, seed: rng.next(), now: now), sealer: sealer)
+        let out = node.join(seeds: seeds.map { nodes[$0].endpoint }, now: now)
+        nodes[i].node = node
+        handle(i, out)
+    }
+
+    func handle(_ i: Int, _ outputs: [NodeOutput]) {
+        for o in outputs {
+            switch o {
+            case .datagram(let bytes, let to):
+                datagramsSent += 1
+                guard let j = byEndpoint[to] else { continue }
+                if group[i] != group[j] || (network.loss > 0 && Double(rng.next() % 1_000_000) / 1e6 < network.loss) {
+                    datagramsLost += 1
+                    continue
+                }
+                let jitter = network.jitter.nanoseconds > 0 ? Int64(rng.next() % UInt64(network.jitter.nanoseconds)) : 0
+                queue.push(now + network.latency + Span(nanoseconds: jitter), .deliver(bytes, from: nodes[i].endpoint, to: j))
+            case .event(let e):
+                observer?(now, i, e)
+            }
+        }
+        guard let n = nodes[i].node else { return }
+        let d = Swift.max(n.nextDeadline, now)
+        if d < nodes[i].wakeAt {
+            nodes[i].wakeAt = d
+            queue.push(d, .wake(i))
+        }
+    }
+}
