@@ -44,7 +44,7 @@ let package = Package(
         .executableTarget(
             name: "meshwork",
             dependencies: [
-                "MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon",
+                "MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon", "MeshSim",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -47,4 +47,11 @@ public struct Bytes32: Hashable, Sendable, Comparable {
     }
 
     public var hex: String { Hex.encode(bytes) }
+
+    /// Hashes the first 16 bytes: keys and node IDs are uniformly random, and member tables
+    /// look them up on every packet.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(w0)
+        hasher.combine(w1)
+    }
 }

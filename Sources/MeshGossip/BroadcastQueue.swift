@@ -39,7 +39,8 @@ struct BroadcastQueue: Sendable {
         var used = 0
         var requeue: [(NodeID, UInt64, Int)] = []
         var b = 0
-        while b < buckets.count, used < budget, out.count < GossipMessage.updateLimit {
+        var misses = 0
+        while b < buckets.count, used < budget, misses <= 8, out.count < GossipMessage.updateLimit {
             var i = 0
             while i < buckets[b].count {
                 let (id, gen) = buckets[b][i]
@@ -49,6 +50,10 @@ struct BroadcastQueue: Sendable {
                     continue
                 }
                 if id == excluding || used + item.size > budget {
+                    // Near a full packet, looking further for a small enough item costs more
+                    // than it saves: a few misses and this packet is done.
+                    misses += 1
+                    if misses > 8 { break }
                     i += 1
                     continue
                 }

@@ -38,6 +38,11 @@ public struct Gossip: Sendable {
     var memberIDs: [NodeID] = []
     var memberIndex: [NodeID: Int] = [:]
     var byKey: [UInt64: NodeID] = [:]
+    /// Members by digest key, sorted; rebuilt only after the member set changes.
+    var sortedKeys: [(key: UInt64, id: NodeID)] = []
+    var sortedKeysDirty = false
+    /// Pings sent to dead members to see whether they were only cut off.
+    var reconnectPings: [UInt32: NodeID] = [:]
 
     var probeOrder: [NodeID] = []
     var probeCursor = 0
@@ -54,6 +59,8 @@ public struct Gossip: Sendable {
     var nextReapAt: Instant
 
     var suspects: Set<NodeID> = []
+    /// Members dead or left: the only ones `reap` must look at.
+    var down: Set<NodeID> = []
     var broadcasts = BroadcastQueue()
     public private(set) var seeds: [Endpoint] = []
     public private(set) var awareness = 0
@@ -156,6 +163,17 @@ public struct Gossip: Sendable {
         return out
     }
 
+    /// Loads records known from before (the daemon's persisted peers, or a simulation that
+    /// starts from a settled mesh) as alive members, without gossiping them: news they are
+    /// not, and anti-entropy corrects whatever is stale. Unverifiable records are skipped.
+    public mutating func restore(_ records: [MemberRecord], now: Instant) {
+        for rec in records where rec.node != me.node && members[rec.node] == nil && !rec.left {
+            guard rec.isValid(using: auth) else { counters.badSignatures += 1; continue }
+            insert(Member(record: rec, status: .alive, statusIncarnation: rec.incarnation, statusSince: now,
+                          lastHeard: nil, observedEndpoint: nil, suspicion: nil))
+        }
+    }
+
     /// Replaces this node's advertised endpoints or name (a new incarnation, gossiped).
     public mutating func updateSelf(name: String? = nil, endpoints: [Endpoint]? = nil) {
         if let name { me.name = name }
@@ -190,6 +208,9 @@ public struct Gossip: Sendable {
                 probe = nil
                 p.deadline = now
                 probeSucceeded(p, now: now)
+            } else if reconnectPings.removeValue(forKey: s) != nil {
+                // A member we hold dead answered: it was only cut off. Merge views.
+                sendDigest(to: source, reply: false, &out)
             } else if let r = relays.removeValue(forKey: s) {
                 send(.ack(seq: r.requesterSeq, updates: piggyback(for: nil)), to: r.requester, &out)
             } else {
@@ -223,6 +244,9 @@ public struct Gossip: Sendable {
             if !p.indirectSent, now >= p.indirectAt {
                 p.indirectSent = true
                 if let ep = members[p.target]?.bestEndpoint {
+                    // A second direct try alongside the indirect ones: memberlist's TCP fallback
+                    // plays this part; over UDP alone it cuts false suspicions under loss ~10×.
+                    send(.ping(seq: p.seq, target: p.target, updates: piggyback(for: p.target)), to: ep, &out)
                     let helpers = randomMembers(count: settings.indirectChecks, excluding: p.target, now: now, aliveOnly: true)
                     for h in helpers {
                         guard let hep = members[h]?.bestEndpoint else { continue }
@@ -284,7 +308,12 @@ public struct Gossip: Sendable {
         // Reconnect: a dead member may only have been cut off from us.
         if now >= nextReconnectAt {
             nextReconnectAt = now + settings.reconnectInterval
-            if let id = randomDeadMember(), let ep = members[id]?.bestEndpoint { sendDigest(to: ep, reply: false, &out) }
+            reconnectPings.removeAll()
+            if let id = randomDeadMember(), let ep = members[id]?.bestEndpoint {
+                let s = nextSeq()
+                reconnectPings[s] = id
+                send(.ping(seq: s, target: id, updates: []), to: ep, &out)
+            }
         }
 
         // Alone: try the seeds again.
@@ -379,6 +408,7 @@ public struct Gossip: Sendable {
             m.suspicion = nil
             members[rec.node] = m
             suspects.remove(rec.node)
+            if m.status == .left { down.insert(rec.node) } else { down.remove(rec.node) }
             counters.updatesApplied += 1
             broadcasts.enqueue(.alive(rec))
             switch (was, m.status) {
@@ -392,6 +422,7 @@ public struct Gossip: Sendable {
             let m = Member(record: rec, status: rec.left ? .left : .alive, statusIncarnation: rec.incarnation,
                            statusSince: now, lastHeard: nil, observedEndpoint: nil, suspicion: nil)
             insert(m)
+            if rec.left { down.insert(rec.node) }
             counters.updatesApplied += 1
             broadcasts.enqueue(.alive(rec))
             out.append(.event(rec.left ? .left(rec.node) : .joined(rec.node)))
@@ -439,6 +470,7 @@ public struct Gossip: Sendable {
         m.suspicion = nil
         members[target] = m
         suspects.remove(target)
+        down.insert(target)
         counters.updatesApplied += 1
         broadcasts.enqueue(.dead(target: target, incarnation: inc, from: from))
         out.append(.event(.died(target)))
@@ -468,9 +500,16 @@ public struct Gossip: Sendable {
     mutating func sendDigest(to endpoint: Endpoint, reply: Bool, _ out: inout [GossipOutput]) {
         counters.syncs += 1
         syncSession &+= 1
-        var entries = members.values.map(\.digest)
-        entries.append(DigestEntry(key: me.node.digestKey, incarnation: me.incarnation, status: me.left ? .left : .alive))
-        entries.sort { $0.key < $1.key }
+        ensureSortedKeys()
+        var entries: [DigestEntry] = []
+        entries.reserveCapacity(sortedKeys.count + 1)
+        let mine = DigestEntry(key: me.node.digestKey, incarnation: me.incarnation, status: me.left ? .left : .alive)
+        var placed = false
+        for (key, id) in sortedKeys {
+            if !placed, mine.key <= key { entries.append(mine); placed = true }
+            if let m = members[id] { entries.append(m.digest) }
+        }
+        if !placed { entries.append(mine) }
         let perPage = Swift.max(1, (settings.maxPayloadSize - 64) / DigestEntry.size)
         var start = 0
         var lo: UInt64 = 0
@@ -501,10 +540,12 @@ public struct Gossip: Sendable {
                 toSend.append(.alive(me))
             }
         }
-        for id in memberIDs {
+        ensureSortedKeys()
+        var k = lowerBound(page.lo)
+        while k < sortedKeys.count, sortedKeys[k].key <= page.hi {
+            let (key, id) = sortedKeys[k]
+            k += 1
             guard let m = members[id] else { continue }
-            let key = id.digestKey
-            guard (page.lo...page.hi).contains(key) else { continue }
             if let t = theirs[key], !m.digest.isNewer(than: t) { continue }
             toSend.append(.alive(m.record))
             switch m.status {
@@ -577,12 +618,9 @@ public struct Gossip: Sendable {
     }
 
     mutating func randomDeadMember() -> NodeID? {
-        guard !memberIDs.isEmpty else { return nil }
-        for _ in 0..<8 {
-            let id = memberIDs[Int(rng.next() % UInt64(memberIDs.count))]
-            if members[id]?.status == .dead { return id }
-        }
-        return nil
+        let dead = down.filter { members[$0]?.status == .dead }.sorted()
+        guard !dead.isEmpty else { return nil }
+        return dead[Int(rng.next() % UInt64(dead.count))]
     }
 
     mutating func shuffle(_ a: inout [NodeID]) {
@@ -593,7 +631,25 @@ public struct Gossip: Sendable {
         }
     }
 
+    mutating func ensureSortedKeys() {
+        guard sortedKeysDirty else { return }
+        sortedKeys = memberIDs.map { ($0.digestKey, $0) }
+        sortedKeys.sort { $0.key < $1.key }
+        sortedKeysDirty = false
+    }
+
+    /// Index of the first sorted key ≥ `key`.
+    func lowerBound(_ key: UInt64) -> Int {
+        var lo = 0, hi = sortedKeys.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if sortedKeys[mid].key < key { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
     mutating func insert(_ m: Member) {
+        sortedKeysDirty = true
         members[m.node] = m
         memberIndex[m.node] = memberIDs.count
         memberIDs.append(m.node)
@@ -605,8 +661,10 @@ public struct Gossip: Sendable {
     }
 
     mutating func remove(_ id: NodeID) {
+        sortedKeysDirty = true
         members[id] = nil
         suspects.remove(id)
+        down.remove(id)
         byKey[id.digestKey] = nil
         if let i = memberIndex.removeValue(forKey: id) {
             let last = memberIDs.removeLast()
@@ -618,8 +676,9 @@ public struct Gossip: Sendable {
     }
 
     mutating func reap(now: Instant, _ out: inout [GossipOutput]) {
+        guard !down.isEmpty else { return }
         var gone: [NodeID] = []
-        for id in memberIDs {
+        for id in down.sorted() {
             guard let m = members[id], m.status >= .dead, now - m.statusSince > settings.deadMemberRetention else { continue }
             gone.append(id)
         }

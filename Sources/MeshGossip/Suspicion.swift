@@ -20,9 +20,11 @@ struct Suspicion: Sendable {
         confirmers = [from]
     }
 
-    /// Records a confirmation; returns whether it came from a new member.
+    /// Records a confirmation; returns whether it counted (a new member, and fewer than
+    /// `k` so far: past that the timeout is at its minimum and re-gossip would be noise).
     mutating func confirm(from: NodeID) -> Bool {
-        confirmers.insert(from).inserted
+        guard confirmers.count - 1 < k else { return false }
+        return confirmers.insert(from).inserted
     }
 
     var deadline: Instant {

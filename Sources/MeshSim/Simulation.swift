@@ -51,10 +51,14 @@ public final class Simulation {
     var queue = EventQueue<Event>()
     var byEndpoint: [Endpoint: Int] = [:]
     var group: [Int] = []
+    var preload: [MemberRecord] = []
     let secret: MeshSecret
     public private(set) var eventsProcessed = 0
     public private(set) var datagramsSent = 0
     public private(set) var datagramsLost = 0
+    public private(set) var bytesSent = 0
+    /// How many nodes are running (kept, not counted, so observers can ask it per event).
+    public private(set) var upCount = 0
 
     /// Called for every membership event, with the index of the node that saw it.
     public var observer: ((Instant, Int, MembershipEvent) -> Void)?
@@ -75,7 +79,7 @@ public final class Simulation {
     @discardableResult
     public func addNode(name: String? = nil, joinVia seeds: [Int] = []) -> Int {
         let index = nodes.count
-        let ep = Endpoint(IPv4Address(198, 18 + UInt8(index >> 16), UInt8((index >> 8) & 0xff), UInt8(index & 0xff)), port: 51830)
+        let ep = endpoint(index)
         let identity: NodeIdentity?
         let id: NodeID
         if realCrypto {
@@ -95,6 +99,7 @@ public final class Simulation {
 
     /// Stops a node at once, as `kill -9` would: no goodbye.
     public func crash(_ i: Int) {
+        if nodes[i].node != nil { upCount -= 1 }
         nodes[i].node = nil
         nodes[i].wakeAt = .distantFuture
     }
@@ -108,9 +113,8 @@ public final class Simulation {
 
     /// A graceful leave: the node announces it and keeps running for `linger`, then stops.
     public func leave(_ i: Int, linger: Span = .seconds(1)) {
-        guard var n = nodes[i].node else { return }
-        let out = n.leave(now: now)
-        nodes[i].node = n
+        guard nodes[i].node != nil else { return }
+        let out = withNode(i) { $0.leave(now: now) }
         handle(i, out)
         schedule(at: now + linger) { [weak self] in self?.crash(i) }
     }
@@ -136,15 +140,13 @@ public final class Simulation {
             switch event {
             case .action(let f): f()
             case .wake(let i):
-                guard nodes[i].wakeAt == at, var n = nodes[i].node else { continue }
+                guard nodes[i].wakeAt == at, nodes[i].node != nil else { continue }
                 nodes[i].wakeAt = .distantFuture
-                let out = n.tick(now: now)
-                nodes[i].node = n
+                let out = withNode(i) { $0.tick(now: now) }
                 handle(i, out)
             case .deliver(let bytes, let from, let to):
-                guard var n = nodes[to].node else { continue }
-                let out = n.receive(datagram: bytes, from: from, now: now)
-                nodes[to].node = n
+                guard nodes[to].node != nil else { continue }
+                let out = withNode(to) { $0.receive(datagram: bytes, from: from, now: now) }
                 handle(to, out)
             }
         }
@@ -205,6 +207,43 @@ public final class Simulation {
 
     // MARK: - Internals
 
+    /// Mutates node `i` in place. The node is moved out of the array first: a copy left
+    /// behind would make every mutation copy the node's whole member table.
+    func withNode(_ i: Int, _ body: (inout MeshNode) -> [NodeOutput]) -> [NodeOutput] {
+        var n = nodes[i].node.take()!
+        let out = body(&n)
+        nodes[i].node = n
+        return out
+    }
+
+    /// Adds `count` nodes that start already knowing each other, as a mesh that has run
+    /// for a while would (each node's table restored, as the daemon restores persisted
+    /// peers). For benchmarks that measure a settled mesh rather than its boot.
+    public func addSettledNodes(_ count: Int) {
+        let first = nodes.count
+        var records: [MemberRecord] = []
+        for k in 0..<count {
+            let index = first + k
+            let ep = endpoint(index)
+            let id = NodeID(bytes: rng.bytes(32))!
+            nodes.append(SimNode(name: "n\(index)", id: id, endpoint: ep, node: nil, incarnation: 1, identity: nil))
+            byEndpoint[ep] = index
+            group.append(0)
+            records.append(MemberRecord(node: id, incarnation: 1, name: "n\(index)", endpoints: [ep], x25519: .zero))
+        }
+        precondition(!realCrypto, "settled nodes are for stand-in crypto runs")
+        preload = records
+        for k in 0..<count {
+            nodes[first + k].incarnation = 0
+            start(first + k, joinVia: [])
+        }
+        preload = []
+    }
+
+    func endpoint(_ index: Int) -> Endpoint {
+        Endpoint(IPv4Address(198, 18 + UInt8(index >> 16), UInt8((index >> 8) & 0xff), UInt8(index & 0xff)), port: 51830)
+    }
+
     func start(_ i: Int, joinVia seeds: [Int]) {
         nodes[i].incarnation += 1
         let n = nodes[i]
@@ -212,9 +251,12 @@ public final class Simulation {
                                   x25519: Bytes32(rng.bytes(32))!)
         let auth: any RecordAuthenticator = n.identity.map { Ed25519RecordAuthenticator(identity: $0) } ?? NullAuthenticator()
         let sealer: any PacketSealer = realCrypto ? GossipSealer(secret: secret) : NullSealer()
-        var node = MeshNode(gossip: Gossip(me: record, settings: settings, auth: auth, seed: rng.next(), now: now), sealer: sealer)
+        var gossip = Gossip(me: record, settings: settings, auth: auth, seed: rng.next(), now: now)
+        if !preload.isEmpty { gossip.restore(preload, now: now) }
+        var node = MeshNode(gossip: gossip, sealer: sealer)
         let out = node.join(seeds: seeds.map { nodes[$0].endpoint }, now: now)
         nodes[i].node = node
+        upCount += 1
         handle(i, out)
     }
 
@@ -223,6 +265,7 @@ public final class Simulation {
             switch o {
             case .datagram(let bytes, let to):
                 datagramsSent += 1
+                bytesSent += bytes.count
                 guard let j = byEndpoint[to] else { continue }
                 if group[i] != group[j] || (network.loss > 0 && Double(rng.next() % 1_000_000) / 1e6 < network.loss) {
                     datagramsLost += 1
