@@ -18,6 +18,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // C shims.
@@ -37,14 +39,35 @@ let package = Package(
         .target(name: "MeshNode", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip"], swiftSettings: strict),
         .target(name: "MeshSim", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshNode"], swiftSettings: strict),
 
-        // The real world: files and (later) sockets.
-        .target(name: "MeshDaemon", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
+        // The real world: sockets, files, the clock.
+        .target(
+            name: "MeshTransport",
+            dependencies: [
+                "MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshNode",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "MeshDaemon",
+            dependencies: [
+                "MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshNode", "MeshTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
 
         // The executable: argument parsing and output only.
         .executableTarget(
             name: "meshwork",
             dependencies: [
-                "MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon", "MeshSim",
+                "MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon", "MeshSim", "MeshGossip",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

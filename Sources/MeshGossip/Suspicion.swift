@@ -28,8 +28,10 @@ struct Suspicion: Sendable {
     }
 
     var deadline: Instant {
+        // With no confirmations to expect (tiny meshes), memberlist takes the minimum.
+        guard k > 0 else { return start + min }
         let c = confirmers.count - 1
-        guard k > 0, c > 0 else { return start + max }
+        guard c > 0 else { return start + max }
         let frac = log2(Double(c + 1)) / log2(Double(k + 1))
         let t = max - (max - min) * Swift.min(1, frac)
         return start + (t < min ? min : t)

@@ -1,0 +1,65 @@
+import Foundation
+
+/// The local control protocol: one JSON request line on the Unix socket
+/// `STATE/control.sock` (mode 0600), one JSON reply line, then the daemon closes.
+/// Field names are stable; docs/cli.md lists them.
+public enum ControlProtocol {
+    public struct Request: Codable, Sendable {
+        public var command: String
+        public init(command: String) { self.command = command }
+    }
+
+    public struct MemberCounts: Codable, Sendable, Equatable {
+        public var alive = 0, suspect = 0, dead = 0, left = 0
+        public init() {}
+    }
+
+    public struct Status: Codable, Sendable {
+        public var nodeId: String
+        public var fingerprint: String
+        public var name: String
+        public var meshId: String
+        public var meshName: String
+        public var listen: String
+        public var endpoints: [String]
+        public var incarnation: UInt64
+        public var members: MemberCounts
+        public var uptimeSeconds: Double
+        public var awareness: Int
+        public var counters: Counters
+    }
+
+    public struct Counters: Codable, Sendable {
+        public var datagramsIn: Int
+        public var datagramsOut: Int
+        public var bytesIn: Int
+        public var bytesOut: Int
+        public var dropsNotSealedForMesh: Int
+        public var dropsMalformed: Int
+        public var dropsOther: Int
+        public var badSignatures: Int
+        public var probes: Int
+        public var probesFailed: Int
+        public var refutations: Int
+    }
+
+    public struct Peer: Codable, Sendable {
+        public var nodeId: String
+        public var fingerprint: String
+        public var name: String
+        public var endpoints: [String]
+        public var status: String
+        public var incarnation: UInt64
+        /// Seconds since a packet from this peer last arrived directly; nil if never.
+        public var lastHeardSecondsAgo: Double?
+        public var isSelf: Bool
+    }
+
+    public struct Peers: Codable, Sendable {
+        public var peers: [Peer]
+    }
+
+    public struct ErrorReply: Codable, Sendable {
+        public var error: String
+    }
+}

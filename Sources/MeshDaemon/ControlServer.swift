@@ -1,0 +1,118 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// Serves the control protocol on a Unix socket, mode 0600.
+public final class ControlServer: Sendable {
+    let channel: any Channel
+
+    /// Binds `path` (removing a stale socket left by a crash) and answers each request line
+    /// with `handler`'s reply.
+    public static func start(
+        path: String, group: any EventLoopGroup,
+        handler: @escaping @Sendable (ControlProtocol.Request) -> EventLoopFuture<Data>
+    ) throws -> ControlServer {
+        unlink(path)
+        let channel = try ServerBootstrap(group: group)
+            .childChannelInitializer { child in
+                child.pipeline.addHandler(LineHandler(handler: handler))
+            }
+            .bind(unixDomainSocketPath: path)
+            .wait()
+        chmod(path, 0o600)
+        return ControlServer(channel: channel)
+    }
+
+    init(channel: any Channel) { self.channel = channel }
+
+    public func close() { try? channel.close().wait() }
+
+    final class LineHandler: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let handler: @Sendable (ControlProtocol.Request) -> EventLoopFuture<Data>
+        var buffer: [UInt8] = []
+
+        init(handler: @escaping @Sendable (ControlProtocol.Request) -> EventLoopFuture<Data>) { self.handler = handler }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            buffer.append(contentsOf: unwrapInboundIn(data).readableBytesView)
+            guard buffer.count <= 4096 else { context.close(promise: nil); return }
+            guard let nl = buffer.firstIndex(of: 0x0a) else { return }
+            let line = Data(buffer[..<nl])
+            buffer.removeAll()
+            let reply: EventLoopFuture<Data>
+            if let req = try? JSONDecoder().decode(ControlProtocol.Request.self, from: line) {
+                reply = handler(req)
+            } else {
+                reply = context.eventLoop.makeSucceededFuture(
+                    (try? JSONEncoder().encode(ControlProtocol.ErrorReply(error: "malformed request"))) ?? Data())
+            }
+            let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+            reply.hop(to: context.eventLoop).whenComplete { result in
+                let context = ctx.value
+                var out = context.channel.allocator.buffer(capacity: 256)
+                switch result {
+                case .success(let d): out.writeBytes(d)
+                case .failure(let e): out.writeBytes((try? JSONEncoder().encode(ControlProtocol.ErrorReply(error: "\(e)"))) ?? Data())
+                }
+                out.writeInteger(UInt8(0x0a))
+                context.writeAndFlush(NIOAny(out)).whenComplete { _ in context.close(promise: nil) }
+            }
+        }
+    }
+}
+
+/// The client side, used by `meshwork status` and `peers`: plain blocking socket calls.
+public enum ControlClient {
+    public enum ClientError: Error, CustomStringConvertible {
+        case notRunning(String)
+        case io(String)
+        case daemon(String)
+
+        public var description: String {
+            switch self {
+            case .notRunning(let dir):
+                return "no meshwork node is running with state directory \(dir) (no control socket answered); start one with 'meshwork up', or pass --state DIR"
+            case .io(let m): return "control socket: \(m)"
+            case .daemon(let m): return "the node answered with an error: \(m)"
+            }
+        }
+    }
+
+    public static func request(_ command: String, stateDirectory: String, timeoutSeconds: Int = 5) throws -> Data {
+        let path = stateDirectory + "/control.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClientError.io("socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw ClientError.io("state directory path too long for a Unix socket") }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else { throw ClientError.notRunning(stateDirectory) }
+        let request = (try JSONEncoder().encode(ControlProtocol.Request(command: command))) + Data([0x0a])
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var out = Data()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ClientError.io("no answer within \(timeoutSeconds)s")
+            }
+            if n == 0 { break }
+            out.append(contentsOf: chunk[0..<n])
+            if out.count > 16 << 20 { throw ClientError.io("answer too large") }
+        }
+        if let e = try? JSONDecoder().decode(ControlProtocol.ErrorReply.self, from: out) { throw ClientError.daemon(e.error) }
+        return out
+    }
+}

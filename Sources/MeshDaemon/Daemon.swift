@@ -1,0 +1,320 @@
+import Dispatch
+import Foundation
+import Logging
+import MeshCore
+import MeshCrypto
+import MeshGossip
+import MeshNode
+import MeshTransport
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// `meshwork up`: one node, in the foreground, until SIGTERM or SIGINT.
+///
+/// Start-up order: state directory and its lock → identity (made if absent) → saved state
+/// (incarnation, peers) → the next incarnation saved before any packet is sent → UDP
+/// socket → node → join → control socket. Shutdown: announce leaving, let gossip carry it
+/// for a second, save known peers, close.
+public final class Daemon: @unchecked Sendable {
+    public struct Config: Sendable {
+        public var token: MeshToken
+        public var keyPath: String?
+        public var state: StatePaths
+        public var listenHost: String
+        public var listenPort: Int
+        public var peers: [HostPort]
+        public var name: String
+        public var settings: GossipSettings = .lan
+
+        public init(token: MeshToken, keyPath: String?, state: StatePaths, listenHost: String, listenPort: Int, peers: [HostPort], name: String) {
+            self.token = token
+            self.keyPath = keyPath
+            self.state = state
+            self.listenHost = listenHost
+            self.listenPort = listenPort
+            self.peers = peers
+            self.name = name
+        }
+    }
+
+    public enum StartError: Error, CustomStringConvertible {
+        case locked(String)
+        case bind(String, String)
+        case other(String)
+
+        public var description: String {
+            switch self {
+            case .locked(let dir):
+                return "another 'meshwork up' is already running with state directory \(dir); stop it, or pass another --state"
+            case .bind(let addr, let why):
+                return "cannot listen on \(addr): \(why); choose another --listen address or port"
+            case .other(let m): return m
+            }
+        }
+    }
+
+    let config: Config
+    let logger: Logger
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    var runner: NodeRunner!
+    var control: ControlServer?
+    var lockFD: Int32 = -1
+    let started = Date()
+    let statePath: String
+    var incarnation: UInt64 = 0
+    var signalSources: [any DispatchSourceSignal] = []
+    let dirty = NIOLockedValueBox(false)
+
+    public init(config: Config, logger: Logger) {
+        self.config = config
+        self.logger = logger
+        statePath = config.state.directory + "/node.json"
+    }
+
+    /// Runs until a signal; returns the process exit status.
+    public func run() throws -> Int32 {
+        let dir = config.state.directory
+        try AtomicFile.makeDirectory(dir, mode: 0o700)
+        try lock(dir)
+
+        let keyPath = config.keyPath ?? config.state.identityKey
+        let (identity, created) = try KeyStore.loadOrCreateIdentity(at: keyPath)
+        if created { logger.notice("made a new node identity", metadata: ["path": "\(keyPath)", "node": "\(identity.nodeID.fingerprint)"]) }
+
+        let meshId = config.token.meshID.description
+        let saved = try NodeStateFile.load(from: statePath, meshId: meshId)
+        incarnation = (saved?.incarnation ?? 0) + 1
+        // Saved before any packet leaves: a crash now can never reuse this incarnation.
+        try NodeStateFile(meshId: meshId, incarnation: incarnation, peers: saved?.peers ?? []).save(to: statePath)
+
+        var seedTexts = config.peers
+        seedTexts += config.token.bootstrap
+        if config.peers.isEmpty, let saved {
+            seedTexts += saved.peers.flatMap { $0.endpoints.compactMap { try? HostPort(parsing: $0) } }
+        }
+        let seeds = Array(Set(seedTexts.flatMap { Self.resolve($0) }))
+
+        let auth = Ed25519RecordAuthenticator(identity: identity)
+        let x25519 = try identity.publicKey.x25519().raw
+        let sealer = GossipSealer(secret: config.token.secret)
+        var random = SodiumRandom()
+        let seed = random.next()
+        let settings = config.settings
+        let name = config.name
+        let inc = incarnation
+        let listenHost = config.listenHost
+
+        runner = NodeRunner(loop: group.next(), logger: logger) { [weak self] event, gossip in
+            self?.log(event, gossip)
+        }
+        let bound: SocketAddress
+        do {
+            bound = try runner.start(host: config.listenHost, port: config.listenPort, seeds: seeds) { address, now in
+                let endpoints = Self.advertised(listenHost: listenHost, bound: address)
+                let record = MemberRecord(node: identity.nodeID, incarnation: inc, name: name, endpoints: endpoints, x25519: x25519)
+                return MeshNode(gossip: Gossip(me: record, settings: settings, auth: auth, seed: seed, now: now), sealer: sealer)
+            }.wait()
+        } catch {
+            throw StartError.bind("\(config.listenHost):\(config.listenPort)", "\(error)")
+        }
+        let boundEndpoint = Endpoint(bound)?.description ?? "\(bound)"
+
+        control = try ControlServer.start(path: dir + "/control.sock", group: group) { [weak self] request in
+            guard let self else { return self!.group.next().makeFailedFuture(StartError.other("shutting down")) }
+            return self.answer(request, listen: boundEndpoint)
+        }
+
+        logger.notice("meshwork up", metadata: [
+            "node": "\(identity.nodeID.fingerprint)", "name": "\(name)", "mesh": "\(config.token.name) (\(meshId))",
+            "listen": "\(boundEndpoint)", "incarnation": "\(incarnation)", "seeds": "\(seeds.map(\.description))",
+        ])
+        if seeds.isEmpty { logger.notice("no peers to join yet: waiting to be joined (give others --peer \(boundEndpoint))") }
+
+        // Persist known peers within a second of a membership change.
+        let loop = runner.loop
+        loop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .seconds(1)) { [weak self] _ in
+            guard let self, self.dirty.withLockedValue({ let d = $0; $0 = false; return d }) else { return }
+            self.savePeers()
+        }
+
+        let done = loop.makePromise(of: Int32.self)
+        installSignals { [weak self] in
+            guard let self else { return }
+            self.logger.notice("leaving the mesh")
+            self.runner.leave(linger: .seconds(1)).whenComplete { _ in done.succeed(0) }
+        }
+        let status = try done.futureResult.wait()
+        savePeers(blocking: true)  // here, on the main thread: never wait on the event loop
+        control?.close()
+        try? group.syncShutdownGracefully()
+        unlink(dir + "/control.sock")
+        return status
+    }
+
+    // MARK: - Control
+
+    func answer(_ request: ControlProtocol.Request, listen: String) -> EventLoopFuture<Data> {
+        let token = config.token
+        let started = self.started
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        switch request.command {
+        case "status":
+            return runner.inspect { node, _ in
+                let g = node.gossip
+                var counts = ControlProtocol.MemberCounts()
+                counts.alive = 1
+                for m in g.members.values {
+                    switch m.status {
+                    case .alive: counts.alive += 1
+                    case .suspect: counts.suspect += 1
+                    case .dead: counts.dead += 1
+                    case .left: counts.left += 1
+                    }
+                }
+                let c = node.counters, gc = g.counters
+                let status = ControlProtocol.Status(
+                    nodeId: g.me.node.hex, fingerprint: g.me.node.fingerprint, name: g.me.name, meshId: token.meshID.description,
+                    meshName: token.name, listen: listen, endpoints: g.me.endpoints.map(\.description), incarnation: g.me.incarnation,
+                    members: counts, uptimeSeconds: Date().timeIntervalSince(started), awareness: g.awareness,
+                    counters: .init(datagramsIn: c.datagramsIn, datagramsOut: c.datagramsOut, bytesIn: c.bytesIn, bytesOut: c.bytesOut,
+                                    dropsNotSealedForMesh: c.drops.notSealedForMesh, dropsMalformed: c.drops.malformed,
+                                    dropsOther: c.drops.badVersion + c.drops.unknownType + c.drops.unhandledType,
+                                    badSignatures: gc.badSignatures, probes: gc.probes, probesFailed: gc.probesFailed, refutations: gc.refutations))
+                return (try? encoder.encode(status)) ?? Data()
+            }
+        case "peers":
+            return runner.inspect { node, now in
+                let g = node.gossip
+                var peers = [ControlProtocol.Peer(
+                    nodeId: g.me.node.hex, fingerprint: g.me.node.fingerprint, name: g.me.name, endpoints: g.me.endpoints.map(\.description),
+                    status: g.leaving ? "left" : "alive", incarnation: g.me.incarnation, lastHeardSecondsAgo: 0, isSelf: true)]
+                for m in g.members.values.sorted(by: { ($0.record.name, $0.node) < ($1.record.name, $1.node) }) {
+                    peers.append(ControlProtocol.Peer(
+                        nodeId: m.node.hex, fingerprint: m.node.fingerprint, name: m.record.name,
+                        endpoints: m.record.endpoints.map(\.description), status: m.status.description,
+                        incarnation: m.record.incarnation, lastHeardSecondsAgo: m.lastHeard.map { (now - $0).seconds }, isSelf: false))
+                }
+                return (try? encoder.encode(ControlProtocol.Peers(peers: peers))) ?? Data()
+            }
+        default:
+            return runner.loop.makeSucceededFuture(
+                (try? encoder.encode(ControlProtocol.ErrorReply(error: "unknown command '\(request.command)'"))) ?? Data())
+        }
+    }
+
+    // MARK: - Persistence
+
+    /// Saves the incarnation and the peers now alive. `blocking` only off the event loop.
+    func savePeers(blocking: Bool = false) {
+        let meshId = config.token.meshID.description
+        let inc = incarnation
+        let path = statePath
+        let log = logger
+        let future = runner.inspect { node, _ -> NodeStateFile in
+            let peers = node.gossip.members.values
+                .filter { $0.status <= .suspect }
+                .sorted { $0.node < $1.node }
+                .map { NodeStateFile.Peer(nodeId: $0.node.hex, name: $0.record.name, endpoints: $0.record.endpoints.map(\.description)) }
+            return NodeStateFile(meshId: meshId, incarnation: Swift.max(inc, node.gossip.me.incarnation), peers: peers)
+        }
+        let write: @Sendable (NodeStateFile) -> Void = { state in
+            do { try state.save(to: path) } catch { log.error("could not save node state: \(error)") }
+        }
+        if !blocking {
+            future.whenSuccess(write)
+        } else if let state = try? future.wait() {
+            write(state)
+        }
+    }
+
+    func log(_ event: MembershipEvent, _ gossip: Gossip) {
+        func who(_ id: NodeID) -> Logger.MetadataValue {
+            "\(gossip.member(id)?.record.name ?? "?") (\(id.fingerprint))"
+        }
+        switch event {
+        case .joined(let id): logger.info("member joined", metadata: ["member": who(id)]); dirty.withLockedValue { $0 = true }
+        case .updated(let id): logger.debug("member updated", metadata: ["member": who(id)]); dirty.withLockedValue { $0 = true }
+        case .suspected(let id): logger.info("member suspected", metadata: ["member": who(id)])
+        case .recovered(let id): logger.info("member recovered", metadata: ["member": who(id)])
+        case .died(let id): logger.warning("member dead", metadata: ["member": who(id)]); dirty.withLockedValue { $0 = true }
+        case .left(let id): logger.info("member left", metadata: ["member": who(id)]); dirty.withLockedValue { $0 = true }
+        case .forgotten(let id): logger.debug("member forgotten", metadata: ["member": "\(id.fingerprint)"])
+        case .refuted(let inc):
+            logger.info("refuted a suspicion about this node", metadata: ["incarnation": "\(inc)"])
+            dirty.withLockedValue { $0 = true }
+        }
+    }
+
+    // MARK: - Process plumbing
+
+    func lock(_ dir: String) throws {
+        let fd = open(dir + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StartError.other("cannot open \(dir)/lock: \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw StartError.locked(dir)
+        }
+        lockFD = fd  // held until the process exits
+    }
+
+    func installSignals(_ onStop: @escaping @Sendable () -> Void) {
+        let once = NIOLockedValueBox(false)
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                if once.withLockedValue({ let was = $0; $0 = true; return was }) {
+                    exit(130)  // a second signal: stop now
+                }
+                onStop()
+            }
+            source.resume()
+            signalSources.append(source)
+        }
+    }
+
+    /// Every address a HOST:PORT names (DNS names resolved now), IPv4 and IPv6.
+    static func resolve(_ hp: HostPort) -> [Endpoint] {
+        if let e = Endpoint(hp.description) { return [e] }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(hp.host, String(hp.port), &hints, &result) == 0, let first = result else { return [] }
+        defer { freeaddrinfo(first) }
+        var out: [Endpoint] = []
+        var p: UnsafeMutablePointer<addrinfo>? = first
+        while let ai = p {
+            if let sa = ai.pointee.ai_addr {
+                var addr: SocketAddress?
+                switch Int32(sa.pointee.sa_family) {
+                case AF_INET: addr = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { SocketAddress($0.pointee, host: hp.host) }
+                case AF_INET6: addr = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { SocketAddress($0.pointee, host: hp.host) }
+                default: addr = nil
+                }
+                if let addr, let e = Endpoint(addr) { out.append(e) }
+            }
+            p = ai.pointee.ai_next
+        }
+        return out
+    }
+
+    /// What this node tells others to send to: the bound address, or for a wildcard listen,
+    /// every up, non-loopback interface address (loopback if there is no other).
+    static func advertised(listenHost: String, bound: SocketAddress) -> [Endpoint] {
+        guard let port = bound.port.flatMap({ UInt16(exactly: $0) }) else { return [] }
+        if listenHost != "0.0.0.0", listenHost != "::", let e = Endpoint(bound) { return [e] }
+        var out: [Endpoint] = []
+        if let interfaces = try? System.enumerateDevices() {
+            for d in interfaces {
+                guard let a = d.address, let e = Endpoint(a), !e.isLoopback, !e.isUnspecified else { continue }
+                if case .v6(let hi, _) = e.address, hi >> 48 == 0xfe80 { continue }  // link-local needs a scope
+                if listenHost == "0.0.0.0", case .v6 = e.address { continue }
+                out.append(Endpoint(e.address, port: port))
+            }
+        }
+        if out.isEmpty { out = [Endpoint(IPv4Address(127, 0, 0, 1), port: port)] }
+        return Array(Set(out)).sorted().prefix(MemberRecord.endpointLimit).map { $0 }
+    }
+}

@@ -1,0 +1,135 @@
+import Logging
+import MeshCore
+import MeshGossip
+import MeshNode
+import NIOCore
+import NIOPosix
+
+/// Runs one `MeshNode` on real UDP: the thin loop around the sans-I/O core.
+///
+/// Everything the node does happens on one event loop: datagrams in, timer ticks, and
+/// commands. After each input the runner sends what the node asked for and re-arms one
+/// timer for `node.nextDeadline`. The clock is the event loop's monotonic clock.
+public final class NodeRunner: @unchecked Sendable {
+    // All mutable state is touched only on `loop`.
+    public let loop: any EventLoop
+    private var node: MeshNode!
+    private var channel: (any Channel)?
+    private var timer: Scheduled<Void>?
+    private var timerAt: Instant = .distantFuture
+    private let origin = NIODeadline.now()
+    private let logger: Logger
+    private let onEvent: @Sendable (MembershipEvent, Gossip) -> Void
+    public private(set) var localAddress: SocketAddress?
+
+    public init(loop: any EventLoop, logger: Logger, onEvent: @escaping @Sendable (MembershipEvent, Gossip) -> Void) {
+        self.loop = loop
+        self.logger = logger
+        self.onEvent = onEvent
+    }
+
+    var now: Instant { Instant(nanoseconds: (NIODeadline.now() - origin).nanoseconds) }
+
+    /// Binds the UDP socket, then makes the node (it needs the bound address for its record)
+    /// and joins through `seeds`, if any.
+    public func start(
+        host: String, port: Int, seeds: [Endpoint], makeNode: @escaping @Sendable (SocketAddress, Instant) -> MeshNode
+    ) -> EventLoopFuture<SocketAddress> {
+        let bootstrap = DatagramBootstrap(group: loop)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65536))
+            .channelInitializer { channel in
+                channel.pipeline.addHandler(Inbound(runner: self))
+            }
+        return bootstrap.bind(host: host, port: port).flatMapThrowing { channel in
+            self.loop.preconditionInEventLoop()
+            self.channel = channel
+            self.localAddress = channel.localAddress
+            self.node = makeNode(channel.localAddress!, self.now)
+            self.deliver(self.node.join(seeds: seeds, now: self.now))
+            return channel.localAddress!
+        }
+    }
+
+    /// Announces departure, lets gossip carry it for `linger`, then closes the socket.
+    public func leave(linger: TimeAmount) -> EventLoopFuture<Void> {
+        loop.flatSubmit {
+            self.deliver(self.node.leave(now: self.now))
+            return self.loop.scheduleTask(in: linger) {}.futureResult.flatMap { self.close() }
+        }
+    }
+
+    public func close() -> EventLoopFuture<Void> {
+        loop.flatSubmit {
+            self.timer?.cancel()
+            self.timer = nil
+            guard let c = self.channel else { return self.loop.makeSucceededVoidFuture() }
+            self.channel = nil
+            return c.close().recover { _ in }
+        }
+    }
+
+    /// Runs `body` with the node on its event loop (for status queries).
+    public func inspect<T: Sendable>(_ body: @escaping @Sendable (MeshNode, Instant) -> T) -> EventLoopFuture<T> {
+        loop.submit { body(self.node, self.now) }
+    }
+
+    fileprivate func received(_ envelope: AddressedEnvelope<ByteBuffer>) {
+        guard node != nil, let source = Endpoint(envelope.remoteAddress) else { return }
+        let bytes = Array(envelope.data.readableBytesView)
+        deliver(node.receive(datagram: bytes, from: source, now: now))
+    }
+
+    private func tick() {
+        timer = nil
+        timerAt = .distantFuture
+        deliver(node.tick(now: now))
+    }
+
+    private func deliver(_ outputs: [NodeOutput]) {
+        if let channel {
+            var wrote = false
+            for o in outputs {
+                switch o {
+                case .datagram(let bytes, let to):
+                    guard let address = to.socketAddress else { continue }
+                    var buffer = channel.allocator.buffer(capacity: bytes.count)
+                    buffer.writeBytes(bytes)
+                    channel.write(AddressedEnvelope(remoteAddress: address, data: buffer), promise: nil)
+                    wrote = true
+                case .event(let e):
+                    onEvent(e, node.gossip)
+                }
+            }
+            if wrote { channel.flush() }
+        } else {
+            for case .event(let e) in outputs { onEvent(e, node.gossip) }
+        }
+        arm()
+    }
+
+    private func arm() {
+        guard channel != nil else { return }
+        let at = node.nextDeadline
+        guard at < timerAt else { return }
+        timer?.cancel()
+        timerAt = at
+        let delay = max(0, at.nanoseconds - now.nanoseconds)
+        timer = loop.scheduleTask(in: .nanoseconds(delay)) { [weak self] in self?.tick() }
+    }
+
+    private final class Inbound: ChannelInboundHandler {
+        typealias InboundIn = AddressedEnvelope<ByteBuffer>
+        let runner: NodeRunner
+        init(runner: NodeRunner) { self.runner = runner }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            runner.received(unwrapInboundIn(data))
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            // ICMP port unreachable and the like surface here: a peer went away. Not fatal.
+            runner.logger.debug("udp error: \(error)")
+        }
+    }
+}

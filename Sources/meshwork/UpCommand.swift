@@ -1,0 +1,192 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MeshCore
+import MeshCrypto
+import MeshDaemon
+
+struct Up: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a node of a mesh in the foreground.",
+        discussion: """
+            Joins the mesh through --peer (and the token's bootstrap peers, and, after the \
+            first run, the peers it knew last time), or waits to be joined. Membership runs \
+            over one UDP port, every packet sealed with a key derived from the mesh secret.
+            Stop it with Ctrl-C or SIGTERM: it tells the mesh it is leaving, then exits.
+
+            The state directory (--state, default \(StatePaths.defaultDirectory())) holds the \
+            identity key (made on first start), node.json (incarnation and known peers) and \
+            control.sock, through which 'meshwork status' and 'meshwork peers' ask the node.
+
+            Today a node runs without a TUN device (--no-tun is the only mode); the overlay \
+            device arrives in a later release.
+
+            Examples:
+              meshwork up --mesh lab.mesh --listen 0.0.0.0:51830
+              meshwork up --mesh lab.mesh --peer host1.example:51830 --name laptop
+              meshwork up --mesh lab.mesh --state /tmp/n2 --listen 127.0.0.1:0 --peer 127.0.0.1:51830 --no-tun
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("The mesh token, or a file holding it.", valueName: "token-or-file"))
+    var mesh: String
+
+    @Option(name: .long, help: ArgumentHelp("Identity key (made if absent). Default: the state directory's identity.key.", valueName: "file"))
+    var key: String?
+
+    @Option(name: .long, help: ArgumentHelp("State directory.", valueName: "dir"))
+    var state: String?
+
+    @Option(name: .long, help: ArgumentHelp("UDP address to listen on; port 0 picks a free port.", valueName: "host:port"))
+    var listen: String = "0.0.0.0:51830"
+
+    @Option(name: .long, help: ArgumentHelp("A member to join through (repeatable).", valueName: "host:port"))
+    var peer: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("This node's name in the mesh (default: the host name).", valueName: "name"))
+    var name: String?
+
+    @Flag(name: .long, help: "Run without a TUN device (the only mode today).")
+    var noTun = false
+
+    @Option(name: .long, help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error, critical.", valueName: "level"))
+    var logLevel: String = "info"
+
+    func validate() throws {
+        _ = try listenAddress()
+        for p in peer {
+            do { _ = try HostPort(parsing: p) } catch { throw ValidationError("--peer: \(error.description)") }
+        }
+        if let name, !Self.isValidName(name) {
+            throw ValidationError("--name: '\(name)' is invalid: use 1-\(64) characters from A-Z a-z 0-9 . _ -")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level: '\(logLevel)' is not a level: use trace, debug, info, notice, warning, error or critical")
+        }
+    }
+
+    static func isValidName(_ n: String) -> Bool {
+        (1...64).contains(n.utf8.count) && n.unicodeScalars.allSatisfy {
+            $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "." || $0 == "_" || $0 == "-")
+        }
+    }
+
+    func listenAddress() throws -> (String, Int) {
+        // Port 0 is allowed here (any free port), unlike a peer's address.
+        let text = listen.hasSuffix(":0") ? String(listen.dropLast(2)) + ":1" : listen
+        let hp: HostPort
+        do { hp = try HostPort(parsing: text) } catch { throw ValidationError("--listen: \(error.description.replacingOccurrences(of: "1 to 65535", with: "0 to 65535"))") }
+        guard Endpoint(hp.description) != nil else {
+            throw ValidationError("--listen: '\(listen)' must be an IP address and port, e.g. 0.0.0.0:51830 or [::]:51830")
+        }
+        return (hp.host, listen.hasSuffix(":0") ? 0 : Int(hp.port))
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel)!
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "meshwork")
+        let token: MeshToken
+        do { token = try KeyStore.loadToken(mesh) } catch { throw CLIError("--mesh: \(error.description)") }
+        if !noTun { logger.notice("the TUN overlay is not available yet: running without a TUN device, as with --no-tun") }
+        let (host, port) = try listenAddress()
+        let peers = try peer.map { try HostPort(parsing: $0) }
+        let config = Daemon.Config(
+            token: token, keyPath: key, state: StatePaths(directory: state), listenHost: host, listenPort: port, peers: peers,
+            name: name ?? Self.hostName())
+        let status: Int32
+        do {
+            status = try Daemon(config: config, logger: logger).run()
+        } catch let e as CustomStringConvertible {
+            throw CLIError(e.description)
+        }
+        throw ExitCode(status)
+    }
+
+    static func hostName() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        gethostname(&buf, buf.count)
+        let raw = String(cString: buf)
+        let cleaned = String(raw.unicodeScalars.filter { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "." || $0 == "-" || $0 == "_") }.prefix(64))
+        return cleaned.isEmpty ? "node" : cleaned
+    }
+}
+
+struct StateOption: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("State directory of the running node.", valueName: "dir"))
+    var state: String?
+
+    var directory: String { StatePaths(directory: state).directory }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show this node: ID, name, mesh, listen address, members by status, uptime.",
+        discussion: """
+            Asks the node running with the given state directory through its control socket.
+            JSON fields: nodeId, fingerprint, name, meshId, meshName, listen, endpoints, incarnation, \
+            members {alive, suspect, dead, left}, uptimeSeconds, awareness, counters {...}.
+            """
+    )
+
+    @OptionGroup var options: StateOption
+    @Flag(name: .long, help: "Print JSON.") var json = false
+
+    func run() throws {
+        let data: Data
+        do { data = try ControlClient.request("status", stateDirectory: options.directory) } catch { throw CLIError("\(error)") }
+        if json {
+            FileHandle.standardOutput.write(data)
+            return
+        }
+        let s = try JSONDecoder().decode(ControlProtocol.Status.self, from: data)
+        let m = s.members
+        printFields([
+            ("Node", "\(s.name) (\(s.fingerprint))"),
+            ("Node ID", s.nodeId),
+            ("Mesh", "\(s.meshName) (\(s.meshId))"),
+            ("Listen", s.listen),
+            ("Endpoints", s.endpoints.joined(separator: ", ")),
+            ("Members", "\(m.alive) alive, \(m.suspect) suspect, \(m.dead) dead, \(m.left) left"),
+            ("Incarnation", "\(s.incarnation)"),
+            ("Uptime", DurationText.format(seconds: UInt64(s.uptimeSeconds))),
+            ("Traffic", "\(s.counters.datagramsIn) in / \(s.counters.datagramsOut) out datagrams; dropped \(s.counters.dropsNotSealedForMesh) not sealed for this mesh, \(s.counters.dropsMalformed) malformed"),
+        ])
+    }
+}
+
+struct Peers: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List every known member: node, name, endpoints, status, incarnation, last heard.",
+        discussion: """
+            JSON: {"peers": [{nodeId, fingerprint, name, endpoints, status, incarnation, \
+            lastHeardSecondsAgo, isSelf}]}; status is alive, suspect, dead or left.
+            """
+    )
+
+    @OptionGroup var options: StateOption
+    @Flag(name: .long, help: "Print JSON.") var json = false
+
+    func run() throws {
+        let data: Data
+        do { data = try ControlClient.request("peers", stateDirectory: options.directory) } catch { throw CLIError("\(error)") }
+        if json {
+            FileHandle.standardOutput.write(data)
+            return
+        }
+        let peers = try JSONDecoder().decode(ControlProtocol.Peers.self, from: data).peers
+        let rows = [["NAME", "NODE", "STATUS", "INC", "LAST HEARD", "ENDPOINTS"]] + peers.map { p in
+            [p.name + (p.isSelf ? " (self)" : ""), p.fingerprint, p.status, "\(p.incarnation)",
+             p.isSelf ? "-" : p.lastHeardSecondsAgo.map { String(format: "%.1fs ago", $0) } ?? "never",
+             p.endpoints.joined(separator: ",")]
+        }
+        let widths = (0..<6).map { c in rows.map { $0[c].count }.max() ?? 0 }
+        for r in rows {
+            print(r.enumerated().map { c, v in c == 5 ? v : v.padding(toLength: widths[c], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+        }
+    }
+}
