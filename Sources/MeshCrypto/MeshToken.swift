@@ -95,8 +95,7 @@ public struct MeshToken: Sendable {
     }
 
     public static func isValidName(_ name: String) -> Bool {
-        (1...nameLimit).contains(name.utf8.count)
-            && name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "." || $0 == "_" || $0 == "-") }
+        Names.isValid(name, limit: nameLimit)
     }
 
     // MARK: binary payload

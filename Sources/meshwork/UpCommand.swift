@@ -65,11 +65,7 @@ struct Up: ParsableCommand {
         }
     }
 
-    static func isValidName(_ n: String) -> Bool {
-        (1...64).contains(n.utf8.count) && n.unicodeScalars.allSatisfy {
-            $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "." || $0 == "_" || $0 == "-")
-        }
-    }
+    static func isValidName(_ n: String) -> Bool { Names.isValid(n, limit: 64) }
 
     func listenAddress() throws -> (String, Int) {
         // Port 0 is allowed here (any free port), unlike a peer's address.
@@ -111,7 +107,7 @@ struct Up: ParsableCommand {
         var buf = [CChar](repeating: 0, count: 256)
         gethostname(&buf, buf.count)
         let raw = String(cString: buf)
-        let cleaned = String(raw.unicodeScalars.filter { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "." || $0 == "-" || $0 == "_") }.prefix(64))
+        let cleaned = String(String.UnicodeScalarView(raw.unicodeScalars.filter(Names.isNameCharacter).prefix(64)))
         return cleaned.isEmpty ? "node" : cleaned
     }
 }
@@ -121,6 +117,17 @@ struct StateOption: ParsableArguments {
     var state: String?
 
     var directory: String { StatePaths(directory: state).directory }
+
+    /// Asks the running node; with `json`, prints its answer as is and returns nil.
+    func query<T: Decodable>(_ command: String, json: Bool, as type: T.Type) throws -> T? {
+        let data: Data
+        do { data = try ControlClient.request(command, stateDirectory: directory) } catch { throw CLIError("\(error)") }
+        if json {
+            FileHandle.standardOutput.write(data)
+            return nil
+        }
+        return try JSONDecoder().decode(T.self, from: data)
+    }
 }
 
 struct Status: ParsableCommand {
@@ -137,13 +144,7 @@ struct Status: ParsableCommand {
     @Flag(name: .long, help: "Print JSON.") var json = false
 
     func run() throws {
-        let data: Data
-        do { data = try ControlClient.request("status", stateDirectory: options.directory) } catch { throw CLIError("\(error)") }
-        if json {
-            FileHandle.standardOutput.write(data)
-            return
-        }
-        let s = try JSONDecoder().decode(ControlProtocol.Status.self, from: data)
+        guard let s = try options.query("status", json: json, as: ControlProtocol.Status.self) else { return }
         let m = s.members
         printFields([
             ("Node", "\(s.name) (\(s.fingerprint))"),
@@ -172,13 +173,7 @@ struct Peers: ParsableCommand {
     @Flag(name: .long, help: "Print JSON.") var json = false
 
     func run() throws {
-        let data: Data
-        do { data = try ControlClient.request("peers", stateDirectory: options.directory) } catch { throw CLIError("\(error)") }
-        if json {
-            FileHandle.standardOutput.write(data)
-            return
-        }
-        let peers = try JSONDecoder().decode(ControlProtocol.Peers.self, from: data).peers
+        guard let peers = try options.query("peers", json: json, as: ControlProtocol.Peers.self)?.peers else { return }
         let rows = [["NAME", "NODE", "STATUS", "INC", "LAST HEARD", "ENDPOINTS"]] + peers.map { p in
             [p.name + (p.isSelf ? " (self)" : ""), p.fingerprint, p.status, "\(p.incarnation)",
              p.isSelf ? "-" : p.lastHeardSecondsAgo.map { String(format: "%.1fs ago", $0) } ?? "never",
