@@ -36,6 +36,7 @@ let package = Package(
 
         // Protocol cores: sans-I/O state machines.
         .target(name: "MeshGossip", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
+        .target(name: "MeshPool", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
         .target(name: "MeshNode", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip"], swiftSettings: strict),
         .target(name: "MeshSim", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshNode"], swiftSettings: strict),
 
@@ -77,6 +78,7 @@ let package = Package(
         .testTarget(name: "MeshWireTests", dependencies: ["MeshCore", "MeshWire"], swiftSettings: strict),
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon"], swiftSettings: strict),
         .testTarget(name: "MeshGossipTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshNode", "MeshSim"], swiftSettings: strict),
+        .testTarget(name: "MeshPoolTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshPool"], swiftSettings: strict),
         .testTarget(name: "MeshworkCLITests", dependencies: ["meshwork", "MeshCore", "MeshCrypto"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -74,9 +74,3 @@ extension MemberRecord: WireCodable {
     }
 }
 
-/// Signs this node's records and verifies others'. The real node uses Ed25519 with its
-/// identity key (`Ed25519RecordAuthenticator`); only the simulator has a cost-free stand-in.
-public protocol RecordAuthenticator: Sendable {
-    func sign(_ message: [UInt8]) -> [UInt8]
-    func verify(signature: [UInt8], message: [UInt8], signer: NodeID) -> Bool
-}

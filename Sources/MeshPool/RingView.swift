@@ -1,0 +1,185 @@
+import MeshCore
+
+/// Who owns each address of the pool, as a pure function of the set of grants known.
+///
+/// Grants form a tree rooted at the genesis grant: each names its parent. Folding the tree
+/// gives every grant an *effective* range: the genesis grant's is the whole pool; the
+/// children of a grant, taken in (seq, ref) order, each get their own range ∩ their
+/// parent's effective range minus what earlier siblings took. So when a grantor hands out
+/// the same address twice (a lost disk, or a lie), the lower sequence number wins, and
+/// every node folds the same answer. An address belongs to the grantee of the deepest
+/// grant whose effective range holds it.
+///
+/// Because the fold depends only on the set, merging two views is set union: commutative,
+/// associative and idempotent (a CRDT), and any order of delivery gives the same view.
+public struct RingView: Sendable {
+    public let pool: AddressRange
+    public let genesis: NodeID
+    let auth: any RecordAuthenticator
+
+    /// Valid grants attached to the tree, by ref.
+    public private(set) var grants: [Bytes32: Grant] = [:]
+    /// Grants whose parent is not known yet, by parent ref (signature already checked).
+    var orphans: [Bytes32: [Grant]] = [:]
+    var children: [Bytes32: [Bytes32]] = [:]
+    var genesisRef: Bytes32?
+    public private(set) var counters = Counters()
+    private var cache: [Ownership]?
+
+    public struct Counters: Sendable, Equatable, Codable {
+        public var badSignatures = 0
+        public var badChains = 0
+        public var duplicates = 0
+        public var orphans = 0
+    }
+
+    public enum InsertResult: Equatable, Sendable {
+        case added
+        case duplicate
+        /// Signed correctly, but its parent is not known yet: kept until it arrives.
+        case orphan
+        case rejected(String)
+    }
+
+    /// `pool` is the usable range (the CIDR without its first and last address).
+    public init(pool: AddressRange, genesis: NodeID, auth: any RecordAuthenticator) {
+        self.pool = pool
+        self.genesis = genesis
+        self.auth = auth
+    }
+
+    public var grantCount: Int { grants.count }
+    public var orphanCount: Int { orphans.values.reduce(0) { $0 + $1.count } }
+    public var hasGenesis: Bool { genesisRef != nil }
+
+    /// Every grant this view holds, attached or waiting (for anti-entropy and persistence).
+    public var allGrants: [Grant] { Array(grants.values) + orphans.values.flatMap { $0 } }
+
+    @discardableResult
+    public mutating func insert(_ g: Grant) -> InsertResult {
+        let ref = g.ref
+        if grants[ref] != nil || orphans[g.parent]?.contains(g) == true {
+            counters.duplicates += 1
+            return .duplicate
+        }
+        guard g.range.first <= g.range.last, pool.contains(g.range) else { return reject("range \(g.range) is outside the pool", chain: true) }
+        if g.isGenesis {
+            guard g.grantor == genesis, g.grantee == genesis, g.range == pool, g.kind == .space else {
+                return reject("a genesis grant must give the whole pool from the token's genesis node to itself", chain: true)
+            }
+        }
+        guard auth.verify(signature: g.signature, message: g.signedBytes, signer: g.grantor) else {
+            counters.badSignatures += 1
+            return .rejected("bad signature")
+        }
+        if g.isGenesis {
+            guard genesisRef == nil else { return reject("a second genesis grant", chain: true) }
+            attach(g, ref: ref)
+            return .added
+        }
+        guard let parent = grants[g.parent] else {
+            orphans[g.parent, default: []].append(g)
+            counters.orphans += 1
+            return .orphan
+        }
+        if let why = chainProblem(g, parent: parent) { return reject(why, chain: true) }
+        attach(g, ref: ref)
+        return .added
+    }
+
+    /// Adds every grant of `other` (set union).
+    public mutating func merge(_ other: RingView) {
+        for g in other.allGrants { insert(g) }
+    }
+
+    func chainProblem(_ g: Grant, parent: Grant) -> String? {
+        if parent.kind != .space { return "its parent is a lease, which cannot be granted onward" }
+        if parent.grantee != g.grantor { return "its grantor does not hold the parent grant" }
+        if !parent.range.contains(g.range) { return "its range \(g.range) is not inside its parent's \(parent.range)" }
+        return nil
+    }
+
+    mutating func reject(_ why: String, chain: Bool) -> InsertResult {
+        if chain { counters.badChains += 1 }
+        return .rejected(why)
+    }
+
+    mutating func attach(_ g: Grant, ref: Bytes32) {
+        grants[ref] = g
+        cache = nil
+        if g.isGenesis { genesisRef = ref } else { children[g.parent, default: []].append(ref) }
+        // Orphans that were waiting for this grant.
+        if let waiting = orphans.removeValue(forKey: ref) {
+            for o in waiting {
+                if chainProblem(o, parent: g) == nil {
+                    attach(o, ref: o.ref)
+                } else {
+                    counters.badChains += 1
+                }
+            }
+        }
+    }
+
+    // MARK: - The fold
+
+    /// One stretch of the pool and who holds it.
+    public struct Ownership: Hashable, Sendable {
+        public var range: AddressRange
+        public var owner: NodeID
+        public var kind: Grant.Kind
+        /// The grant by which `owner` holds it.
+        public var grant: Bytes32
+    }
+
+    /// The pool, cut into stretches by owner, sorted by address. Stretches not yet covered
+    /// (no genesis grant known) are absent.
+    public mutating func ownership() -> [Ownership] {
+        if let cache { return cache }
+        var out: [Ownership] = []
+        guard let root = genesisRef, let g = grants[root] else { cache = []; return [] }
+        var stack: [(Bytes32, RangeSet)] = [(root, RangeSet(g.range))]
+        while let (ref, eff) = stack.popLast() {
+            let grant = grants[ref]!
+            var claimed = RangeSet()
+            let kids = (children[ref] ?? []).map { ($0, grants[$0]!) }.sorted { ($0.1.seq, $0.0) < ($1.1.seq, $1.0) }
+            for (kref, kid) in kids {
+                let mine = eff.intersection(kid.range).subtracting(claimed)
+                if mine.isEmpty { continue }
+                claimed = claimed.union(mine)
+                stack.append((kref, mine))
+            }
+            for r in eff.subtracting(claimed).ranges {
+                out.append(Ownership(range: r, owner: grant.grantee, kind: grant.kind, grant: ref))
+            }
+        }
+        out.sort { $0.range < $1.range }
+        cache = out
+        return out
+    }
+
+    /// Who holds `address`, and whether it is a lease.
+    public mutating func owner(of address: UInt32) -> Ownership? {
+        let o = ownership()
+        var lo = 0, hi = o.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if o[mid].range.last < address { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < o.count && o[lo].range.contains(address) ? o[lo] : nil
+    }
+
+    /// Space `node` holds and has not granted onward: what it may offer from.
+    public mutating func freeSpace(of node: NodeID) -> [Ownership] {
+        ownership().filter { $0.owner == node && $0.kind == .space }
+    }
+
+    /// The addresses leased to `node` (normally one).
+    public mutating func leases(of node: NodeID) -> [Ownership] {
+        ownership().filter { $0.owner == node && $0.kind == .lease }
+    }
+
+    /// The highest grant sequence number `node` has used, as this view knows it.
+    public func highestSeq(of node: NodeID) -> UInt64? {
+        grants.values.filter { $0.grantor == node }.map(\.seq).max()
+    }
+}
