@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "MeshGossip", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
         .target(name: "MeshPool", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
         .target(name: "MeshNode", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip"], swiftSettings: strict),
-        .target(name: "MeshSim", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshNode"], swiftSettings: strict),
+        .target(name: "MeshSim", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode"], swiftSettings: strict),
 
         // The real world: sockets, files, the clock.
         .target(
@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "MeshWireTests", dependencies: ["MeshCore", "MeshWire"], swiftSettings: strict),
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon"], swiftSettings: strict),
         .testTarget(name: "MeshGossipTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshNode", "MeshSim"], swiftSettings: strict),
-        .testTarget(name: "MeshPoolTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshPool"], swiftSettings: strict),
+        .testTarget(name: "MeshPoolTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshPool", "MeshSim"], swiftSettings: strict),
         .testTarget(name: "MeshworkCLITests", dependencies: ["meshwork", "MeshCore", "MeshCrypto"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -42,8 +42,10 @@ public struct Bytes32: Hashable, Sendable, Comparable {
     public static func < (lhs: Bytes32, rhs: Bytes32) -> Bool {
         // Words hold bytes in memory order; byte-swapping (on little-endian hosts) makes
         // integer order equal byte order.
-        (lhs.w0.bigEndian, lhs.w1.bigEndian, lhs.w2.bigEndian, lhs.w3.bigEndian)
-            < (rhs.w0.bigEndian, rhs.w1.bigEndian, rhs.w2.bigEndian, rhs.w3.bigEndian)
+        if lhs.w0 != rhs.w0 { return lhs.w0.bigEndian < rhs.w0.bigEndian }
+        if lhs.w1 != rhs.w1 { return lhs.w1.bigEndian < rhs.w1.bigEndian }
+        if lhs.w2 != rhs.w2 { return lhs.w2.bigEndian < rhs.w2.bigEndian }
+        return lhs.w3.bigEndian < rhs.w3.bigEndian
     }
 
     public var hex: String { Hex.encode(bytes) }

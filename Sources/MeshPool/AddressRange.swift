@@ -19,7 +19,7 @@ public struct AddressRange: Hashable, Sendable, Comparable, CustomStringConverti
         return f <= l ? AddressRange(f, l) : nil
     }
 
-    public static func < (a: AddressRange, b: AddressRange) -> Bool { (a.first, a.last) < (b.first, b.last) }
+    public static func < (a: AddressRange, b: AddressRange) -> Bool { a.first != b.first ? a.first < b.first : a.last < b.last }
 
     public var description: String {
         first == last ? "\(IPv4Address(first))" : "\(IPv4Address(first))-\(IPv4Address(last))"

@@ -141,7 +141,9 @@ public struct RingView: Sendable {
         while let (ref, eff) = stack.popLast() {
             let grant = grants[ref]!
             var claimed = RangeSet()
-            let kids = (children[ref] ?? []).map { ($0, grants[$0]!) }.sorted { ($0.1.seq, $0.0) < ($1.1.seq, $1.0) }
+            let kids = (children[ref] ?? []).map { ($0, grants[$0]!) }.sorted { a, b in
+                a.1.seq != b.1.seq ? a.1.seq < b.1.seq : a.0 < b.0
+            }
             for (kref, kid) in kids {
                 let mine = eff.intersection(kid.range).subtracting(claimed)
                 if mine.isEmpty { continue }

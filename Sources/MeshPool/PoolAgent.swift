@@ -1,0 +1,534 @@
+import MeshCore
+
+/// One node's part in the serverless address pool, as a sans-I/O state machine.
+///
+/// As a *client*, a node without an address sends DISCOVER to up to three live members
+/// chosen at random weighted by the free space its ring view says they own (any three if
+/// it knows none), naming the address it would like (its previous one, one asked for, or
+/// one derived from its node ID). It takes the best OFFER (its requested address, else
+/// the largest share), sends REQUEST, and is bound once the ACK's signed lease grant for
+/// it is in its view. Timeouts and NAKs restart discovery with exponential backoff.
+///
+/// As a *server*, a node that owns free space answers DISCOVER with an address (the
+/// requested one if it owns it free) and a share (half its largest remaining free range),
+/// holds both for the client for `holdTime`, and on REQUEST signs a lease grant and a
+/// space grant, asks the shell to persist them (`.persist`, which must be durable before
+/// the next output is acted on), then sends ACK.
+///
+/// Every new grant is pushed to `fanout` random members once, and a periodic paged digest
+/// (per grantor: count and XOR of refs) with one random member repairs what pushes missed.
+/// docs/pool.md states the guarantees.
+public struct PoolAgent: Sendable {
+    public struct Settings: Sendable, Equatable {
+        public var holdTime = Span.seconds(2)
+        public var offerWait = Span.milliseconds(150)
+        public var requestTimeout = Span.seconds(1)
+        public var discoverTargets = 3
+        public var backoffBase = Span.milliseconds(500)
+        public var backoffMax = Span.seconds(30)
+        public var fanout = 3
+        public var syncInterval = Span.seconds(10)
+        public var maxPayload = 1300
+        public init() {}
+    }
+
+    public enum Output: Sendable {
+        case send(PoolPacket, to: NodeID)
+        /// Make these grants and this sequence high-water mark durable before acting on any
+        /// later output.
+        case persist(grants: [Grant], seq: UInt64)
+        case event(PoolEvent)
+    }
+
+    public enum Phase: Sendable, Equatable {
+        case idle
+        case discovering(xid: UInt32, attempt: Int)
+        case requesting(xid: UInt32, offerer: NodeID, address: UInt32)
+        case bound(address: UInt32)
+        case exhausted(retryAt: Instant)
+    }
+
+    struct Offer: Sendable {
+        var from: NodeID
+        var address: UInt32
+        var share: AddressRange?
+    }
+
+    struct Hold: Sendable {
+        var client: NodeID
+        var address: UInt32
+        var share: AddressRange?
+        var expires: Instant
+    }
+
+    public let me: NodeID
+    public let settings: Settings
+    let auth: any RecordAuthenticator
+    public private(set) var view: RingView
+    public private(set) var phase: Phase = .idle
+    /// The highest grant sequence number this node has used (persisted).
+    public private(set) var seq: UInt64
+    var rng: SeededRandom
+    var xid: UInt32
+    var members: [NodeID] = []
+    var preferred: UInt32?
+    var offers: [Offer] = []
+    var offersUntil: Instant = .distantFuture
+    var deadline: Instant = .distantFuture
+    var attempt = 0
+    var holds: [UInt32: Hold] = [:]
+    var nextSyncAt: Instant
+    var syncSession: UInt32 = 0
+    var naksNoSpace = 0
+    public private(set) var counters = Counters()
+
+    public struct Counters: Sendable, Equatable, Codable {
+        public var discovers = 0, offers = 0, requests = 0, acks = 0, naks = 0, conflicts = 0
+    }
+
+    /// - Parameters:
+    ///   - seq: the persisted high-water mark of this node's grant sequence numbers.
+    ///   - preferred: the address to ask for (e.g. `--address`); otherwise the previous lease
+    ///     or one derived from the node ID.
+    public init(me: NodeID, view: RingView, auth: any RecordAuthenticator, seq: UInt64, settings: Settings = Settings(),
+                preferred: UInt32? = nil, seed: UInt64, now: Instant) {
+        self.me = me
+        self.view = view
+        self.auth = auth
+        self.seq = seq
+        self.settings = settings
+        self.preferred = preferred
+        rng = SeededRandom(seed: seed)
+        xid = UInt32(truncatingIfNeeded: rng.next())
+        nextSyncAt = now + settings.syncInterval * (0.5 + Double(rng.next() % 1000) / 2000)
+    }
+
+    /// The address this node holds, if bound.
+    public var address: UInt32? {
+        if case .bound(let a) = phase { return a }
+        return nil
+    }
+
+    /// The live members to talk to (from membership).
+    public mutating func setMembers(_ ids: [NodeID]) { members = ids.filter { $0 != me }.sorted() }
+
+    /// The address derived from a node ID: the same every time, so a node tends to get the
+    /// same address even with a fresh state directory (as ZeroTier and n2n do).
+    public static func derivedAddress(for id: NodeID, pool: AddressRange) -> UInt32 {
+        pool.first + UInt32(id.key.w0Value % pool.count)
+    }
+
+    // MARK: - Commands
+
+    /// Creates the genesis grant (only the token's genesis node, once).
+    public mutating func createGenesis() -> [Output] {
+        guard view.genesis == me, !view.hasGenesis else { return [] }
+        var g = Grant(grantor: me, seq: 0, parent: .zero, range: view.pool, grantee: me, kind: .space)
+        g.sign(with: auth)
+        view.insert(g)
+        var out: [Output] = [.persist(grants: [g], seq: seq)]
+        push([g], &out)
+        return out
+    }
+
+    /// Acquires an address unless the node has one: sticky if the view holds a lease for
+    /// it; from its own space if it owns some; otherwise by DISCOVER.
+    public mutating func acquire(now: Instant) -> [Output] {
+        var out: [Output] = []
+        ensureAddress(now: now, &out)
+        return out
+    }
+
+    mutating func ensureAddress(now: Instant, _ out: inout [Output]) {
+        if let lease = view.leases(of: me).first {
+            bind(lease.range.first, &out)
+            return
+        }
+        if case .bound = phase { phase = .idle }
+        if let own = pickFromOwnSpace() {
+            commit(lease: own, share: nil, to: me, now: now, &out)
+            bind(own, &out)
+            return
+        }
+        startDiscover(now: now, &out)
+    }
+
+    mutating func bind(_ address: UInt32, _ out: inout [Output]) {
+        if phase != .bound(address: address) {
+            phase = .bound(address: address)
+            attempt = 0
+            out.append(.event(.leased(address)))
+        }
+    }
+
+    // MARK: - Client
+
+    mutating func startDiscover(now: Instant, _ out: inout [Output]) {
+        xid &+= 1
+        offers = []
+        offersUntil = .distantFuture
+        deadline = now + settings.requestTimeout
+        naksNoSpace = 0
+        phase = .discovering(xid: xid, attempt: attempt)
+        let requested = preferred ?? Self.derivedAddress(for: me, pool: view.pool)
+        for t in discoverTargets() {
+            counters.discovers += 1
+            out.append(.send(PoolPacket(sender: me, message: .discover(xid: xid, requested: requested)), to: t))
+        }
+    }
+
+    /// Up to `discoverTargets` live members, weighted by free space owned (any if none known).
+    mutating func discoverTargets() -> [NodeID] {
+        let live = Set(members)
+        var weights: [NodeID: UInt64] = [:]
+        for o in view.ownership() where o.kind == .space && live.contains(o.owner) { weights[o.owner, default: 0] += o.range.count }
+        var candidates = weights.sorted { $0.key < $1.key }
+        var picked: [NodeID] = []
+        while picked.count < settings.discoverTargets, !candidates.isEmpty {
+            let total = candidates.reduce(0) { $0 + $1.value }
+            var r = rng.next() % max(total, 1)
+            var i = 0
+            while i < candidates.count - 1, r >= candidates[i].value {
+                r -= candidates[i].value
+                i += 1
+            }
+            picked.append(candidates.remove(at: i).key)
+        }
+        if picked.isEmpty {
+            var pool = members
+            while picked.count < settings.discoverTargets, !pool.isEmpty {
+                picked.append(pool.remove(at: Int(rng.next() % UInt64(pool.count))))
+            }
+        }
+        return picked
+    }
+
+    mutating func chooseOffer(now: Instant, _ out: inout [Output]) {
+        guard case .discovering(let x, _) = phase, !offers.isEmpty else { return }
+        let requested = preferred ?? Self.derivedAddress(for: me, pool: view.pool)
+        let best = offers.first { $0.address == requested } ?? offers.max { ($0.share?.count ?? 0, $0.from) < ($1.share?.count ?? 0, $1.from) }!
+        phase = .requesting(xid: x, offerer: best.from, address: best.address)
+        deadline = now + settings.requestTimeout
+        counters.requests += 1
+        out.append(.send(PoolPacket(sender: me, message: .request(xid: x, address: best.address)), to: best.from))
+    }
+
+    mutating func retryLater(now: Instant, exhausted: Bool, _ out: inout [Output]) {
+        attempt += 1
+        let exp = min(Double(1 << min(attempt, 16)), settings.backoffMax.seconds / settings.backoffBase.seconds)
+        let jitter = 0.5 + Double(rng.next() % 1000) / 1000
+        let retryAt = now + settings.backoffBase * (exp * jitter)
+        phase = .exhausted(retryAt: retryAt)
+        if exhausted { out.append(.event(.exhausted)) }
+    }
+
+    // MARK: - Input
+
+    public mutating func receive(_ packet: PoolPacket, now: Instant) -> [Output] {
+        var out: [Output] = []
+        let from = packet.sender
+        guard from != me else { return out }
+        switch packet.message {
+        case .discover(let x, let requested):
+            serveDiscover(from: from, xid: x, requested: requested, now: now, &out)
+        case .offer(let x, let address, let share, _):
+            guard case .discovering(let mine, _) = phase, mine == x, view.pool.contains(address) else { return out }
+            counters.offers += 1
+            offers.append(Offer(from: from, address: address, share: share))
+            if address == (preferred ?? Self.derivedAddress(for: me, pool: view.pool)) || offers.count >= settings.discoverTargets {
+                chooseOffer(now: now, &out)
+            } else if offersUntil == .distantFuture {
+                offersUntil = now + settings.offerWait
+            }
+        case .request(let x, let address):
+            serveRequest(from: from, xid: x, address: address, now: now, &out)
+        case .ack(let x, let grants):
+            let fresh = absorb(grants)
+            push(fresh, &out)
+            guard case .requesting(let mine, let offerer, _) = phase, mine == x, offerer == from else { break }
+            counters.acks += 1
+            if let lease = view.leases(of: me).first { bind(lease.range.first, &out) }
+        case .nak(let x, let reason):
+            counters.naks += 1
+            switch phase {
+            case .requesting(let mine, _, _) where mine == x:
+                retryLater(now: now, exhausted: false, &out)
+            case .discovering(let mine, _) where mine == x:
+                if reason == .noSpace { naksNoSpace += 1 }
+            default: break
+            }
+        case .grants(let grants):
+            let fresh = absorb(grants)
+            push(fresh, &out)
+            afterViewChange(fresh, now: now, &out)
+        case .digest(let s, let reply, let last, let lo, let hi, let entries):
+            answerDigest(from: from, session: s, reply: reply, last: last, lo: lo, hi: hi, entries: entries, &out)
+        }
+        if case .requesting = phase, let lease = view.leases(of: me).first { bind(lease.range.first, &out) }
+        return out
+    }
+
+    /// Time passes: offer windows close, requests time out, holds lapse, syncs run.
+    public mutating func tick(now: Instant) -> [Output] {
+        var out: [Output] = []
+        switch phase {
+        case .discovering:
+            if now >= offersUntil, !offers.isEmpty {
+                chooseOffer(now: now, &out)
+            } else if now >= deadline {
+                retryLater(now: now, exhausted: naksNoSpace > 0 && naksNoSpace >= min(settings.discoverTargets, members.count), &out)
+            }
+        case .requesting:
+            if now >= deadline { retryLater(now: now, exhausted: false, &out) }
+        case .exhausted(let at):
+            if now >= at { ensureAddress(now: now, &out) }
+        case .idle, .bound:
+            break
+        }
+        for (x, h) in holds where now >= h.expires { holds[x] = nil }
+        if now >= nextSyncAt {
+            nextSyncAt = now + settings.syncInterval
+            if !members.isEmpty {
+                let peer = members[Int(rng.next() % UInt64(members.count))]
+                sendDigest(to: peer, reply: false, &out)
+            }
+        }
+        return out
+    }
+
+    public var nextDeadline: Instant {
+        var d = nextSyncAt
+        switch phase {
+        case .discovering: d = min(d, offersUntil, deadline)
+        case .requesting: d = min(d, deadline)
+        case .exhausted(let at): d = min(d, at)
+        default: break
+        }
+        for h in holds.values { d = min(d, h.expires) }
+        return d
+    }
+
+    // MARK: - Server
+
+    mutating func serveDiscover(from client: NodeID, xid x: UInt32, requested: UInt32?, now: Instant, _ out: inout [Output]) {
+        // A client that already holds a lease here gets it back (sticky).
+        if let lease = view.leases(of: client).first {
+            guard lease.range.first >= view.pool.first, view.owner(of: lease.range.first)?.owner == client else { return }
+            counters.offers += 1
+            out.append(.send(PoolPacket(sender: me, message: .offer(xid: x, address: lease.range.first, share: nil,
+                                                                   holdMillis: UInt32(settings.holdTime.nanoseconds / 1_000_000))), to: client))
+            return
+        }
+        var free = RangeSet(view.freeSpace(of: me).map(\.range))
+        for h in holds.values {
+            free = free.subtracting(RangeSet(AddressRange(h.address, h.address)))
+            if let s = h.share { free = free.subtracting(RangeSet(s)) }
+        }
+        guard !free.isEmpty else {
+            out.append(.send(PoolPacket(sender: me, message: .nak(xid: x, reason: .noSpace)), to: client))
+            return
+        }
+        let address: UInt32
+        if let r = requested, free.contains(r) {
+            address = r
+        } else {
+            address = free.ranges.max { ($0.count, $1.first) < ($1.count, $0.first) }!.first
+        }
+        free = free.subtracting(RangeSet(AddressRange(address, address)))
+        var share: AddressRange?
+        if let largest = free.ranges.max(by: { ($0.count, $1.first) < ($1.count, $0.first) }), largest.count >= 2 {
+            let half = UInt32(largest.count / 2)
+            share = AddressRange(largest.last - half + 1, largest.last)
+        }
+        holds[x] = Hold(client: client, address: address, share: share, expires: now + settings.holdTime)
+        counters.offers += 1
+        out.append(.send(PoolPacket(sender: me, message: .offer(xid: x, address: address, share: share,
+                                                               holdMillis: UInt32(settings.holdTime.nanoseconds / 1_000_000))), to: client))
+    }
+
+    mutating func serveRequest(from client: NodeID, xid x: UInt32, address: UInt32, now: Instant, _ out: inout [Output]) {
+        // The sticky case: the client's lease already exists; send it again.
+        if let lease = view.leases(of: client).first, lease.range.first == address, let g = view.grants[lease.grant] {
+            out.append(.send(PoolPacket(sender: me, message: .ack(xid: x, grants: chain(of: g))), to: client))
+            return
+        }
+        guard let hold = holds.removeValue(forKey: x), hold.client == client, hold.address == address else {
+            out.append(.send(PoolPacket(sender: me, message: .nak(xid: x, reason: .expired)), to: client))
+            return
+        }
+        guard view.owner(of: address)?.owner == me, view.owner(of: address)?.kind == .space else {
+            out.append(.send(PoolPacket(sender: me, message: .nak(xid: x, reason: .taken)), to: client))
+            return
+        }
+        let granted = commit(lease: address, share: hold.share, to: client, now: now, &out)
+        // The chain up to genesis first (it may take several packets), then the ACK.
+        let ancestors = granted.first.map { chain(of: $0).filter { g in !granted.contains(g) } } ?? []
+        for batch in batches(ancestors) { out.append(.send(PoolPacket(sender: me, message: .grants(batch)), to: client)) }
+        counters.acks += 1
+        out.append(.send(PoolPacket(sender: me, message: .ack(xid: x, grants: granted)), to: client))
+        push(granted, &out, excluding: client)
+    }
+
+    /// Signs the lease (and share) grants, records them and asks for them to be persisted.
+    @discardableResult
+    mutating func commit(lease address: UInt32, share: AddressRange?, to client: NodeID, now: Instant, _ out: inout [Output]) -> [Grant] {
+        var made: [Grant] = []
+        func parentRef(for r: AddressRange) -> Bytes32? {
+            view.freeSpace(of: me).first { $0.range.contains(r) }?.grant
+        }
+        if let p = parentRef(for: AddressRange(address, address)) {
+            seq += 1
+            var g = Grant(grantor: me, seq: seq, parent: p, range: AddressRange(address, address), grantee: client, kind: .lease)
+            g.sign(with: auth)
+            view.insert(g)
+            made.append(g)
+        }
+        if let s = share, let p = parentRef(for: s) {
+            seq += 1
+            var g = Grant(grantor: me, seq: seq, parent: p, range: s, grantee: client, kind: .space)
+            g.sign(with: auth)
+            view.insert(g)
+            made.append(g)
+        }
+        out.append(.persist(grants: made, seq: seq))
+        return made
+    }
+
+    /// A free address of this node's own space for itself: the preferred one if free, else
+    /// the lowest free one.
+    mutating func pickFromOwnSpace() -> UInt32? {
+        let free = view.freeSpace(of: me)
+        guard !free.isEmpty else { return nil }
+        let want = preferred ?? Self.derivedAddress(for: me, pool: view.pool)
+        if free.contains(where: { $0.range.contains(want) }) { return want }
+        return free.min { $0.range < $1.range }!.range.first
+    }
+
+    // MARK: - Spreading grants
+
+    /// Inserts grants; returns those that were new here.
+    mutating func absorb(_ grants: [Grant]) -> [Grant] {
+        var fresh: [Grant] = []
+        for g in grants {
+            switch view.insert(g) {
+            case .added, .orphan: fresh.append(g)
+            case .duplicate: break
+            case .rejected: counters.conflicts += 0
+            }
+        }
+        return fresh
+    }
+
+    mutating func afterViewChange(_ fresh: [Grant], now: Instant, _ out: inout [Output]) {
+        // A conflict resolved against us (lower seq won, or a reclaim): our address is gone.
+        // Only a new grant covering our address can do that, so only then is the fold consulted.
+        if case .bound(let a) = phase, fresh.contains(where: { $0.range.contains(a) }), view.owner(of: a)?.owner != me {
+            counters.conflicts += 1
+            out.append(.event(.lost(a)))
+            phase = .idle
+            ensureAddress(now: now, &out)
+        } else if case .requesting = phase, let lease = view.leases(of: me).first {
+            bind(lease.range.first, &out)
+        }
+    }
+
+    mutating func push(_ grants: [Grant], _ out: inout [Output], excluding: NodeID? = nil) {
+        guard !grants.isEmpty, !members.isEmpty else { return }
+        var picked: [NodeID] = []
+        var attempts = 0
+        while picked.count < settings.fanout, attempts < settings.fanout * 4 {
+            attempts += 1
+            let t = members[Int(rng.next() % UInt64(members.count))]
+            if t != excluding, !picked.contains(t) { picked.append(t) }
+        }
+        for t in picked {
+            for batch in batches(grants) { out.append(.send(PoolPacket(sender: me, message: .grants(batch)), to: t)) }
+        }
+    }
+
+    func batches(_ grants: [Grant]) -> [[Grant]] {
+        let per = max(1, (settings.maxPayload - 64) / 177)
+        return stride(from: 0, to: grants.count, by: per).map { Array(grants[$0..<min(grants.count, $0 + per)]) }
+    }
+
+    /// A grant and its ancestors, genesis first.
+    func chain(of g: Grant) -> [Grant] {
+        var out = [g]
+        var p = g.parent
+        while let parent = view.grants[p] {
+            out.append(parent)
+            if parent.isGenesis { break }
+            p = parent.parent
+        }
+        return out.reversed()
+    }
+
+    // MARK: - Anti-entropy
+
+    func grantorDigests() -> [(key: UInt64, grantor: NodeID, digest: GrantorDigest)] {
+        var by: [NodeID: (UInt32, UInt64)] = [:]
+        for g in view.allGrants {
+            let r = g.ref.w0Value
+            let cur = by[g.grantor] ?? (0, 0)
+            by[g.grantor] = (cur.0 + 1, cur.1 ^ r)
+        }
+        return by.map { (id, v) in (id.digestKey8, id, GrantorDigest(key: id.digestKey8, count: v.0, xor: v.1)) }.sorted { $0.key < $1.key }
+    }
+
+    mutating func sendDigest(to peer: NodeID, reply: Bool, _ out: inout [Output]) {
+        syncSession &+= 1
+        let all = grantorDigests().map(\.digest)
+        let per = max(1, (settings.maxPayload - 64) / GrantorDigest.size)
+        var start = 0
+        var lo: UInt64 = 0
+        repeat {
+            let end = min(all.count, start + per)
+            let last = end == all.count
+            let hi = last ? UInt64.max : all[end].key - 1
+            out.append(.send(PoolPacket(sender: me, message: .digest(session: syncSession, reply: reply, last: last, lo: lo, hi: hi,
+                                                                    entries: Array(all[start..<end]))), to: peer))
+            if last { break }
+            lo = hi + 1
+            start = end
+        } while true
+    }
+
+    mutating func answerDigest(from peer: NodeID, session: UInt32, reply: Bool, last: Bool, lo: UInt64, hi: UInt64,
+                               entries: [GrantorDigest], _ out: inout [Output]) {
+        let theirs = Dictionary(entries.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        var send: [Grant] = []
+        for (key, grantor, mine) in grantorDigests() where (lo...hi).contains(key) {
+            if let t = theirs[key], t.count == mine.count, t.xor == mine.xor { continue }
+            send += view.allGrants.filter { $0.grantor == grantor }
+        }
+        // Parents before children, so that the receiver attaches them as they arrive.
+        send.sort { ($0.isGenesis ? 0 : 1, $0.seq) < ($1.isGenesis ? 0 : 1, $1.seq) }
+        for batch in batches(send) { out.append(.send(PoolPacket(sender: me, message: .grants(batch)), to: peer)) }
+        if !reply && last { sendDigest(to: peer, reply: true, &out) }
+    }
+}
+
+public enum PoolEvent: Sendable, Equatable {
+    /// This node holds `address`.
+    case leased(UInt32)
+    /// This node lost `address` (a conflict resolved against it); it will ask again.
+    case lost(UInt32)
+    /// Every member asked had no free space.
+    case exhausted
+}
+
+extension Bytes32 {
+    /// The first 8 bytes as an integer (native order; for hashing-like uses only).
+    public var w0Value: UInt64 { withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } }
+}
+
+extension NodeID {
+    /// The first 8 bytes, big-endian: the key pool digests are sorted and paged by.
+    public var digestKey8: UInt64 {
+        key.withUnsafeBytes { raw in
+            var v: UInt64 = 0
+            for i in 0..<8 { v = v << 8 | UInt64(raw[i]) }
+            return v
+        }
+    }
+}

@@ -1,0 +1,126 @@
+import MeshCore
+import MeshWire
+
+/// The pool's messages (packet type 0x02, sealed with the mesh gossip key), DHCP-style.
+public enum PoolMessage: Hashable, Sendable {
+    /// A node without an address asks for one; `requested` is the address it would like.
+    case discover(xid: UInt32, requested: UInt32?)
+    /// An owner offers `address` and a `share` of its free space, held for `holdMillis`.
+    case offer(xid: UInt32, address: UInt32, share: AddressRange?, holdMillis: UInt32)
+    /// The node takes the offer (sent to the offerer only).
+    case request(xid: UInt32, address: UInt32)
+    /// The offerer committed: the signed lease and share grants, with their ancestors.
+    case ack(xid: UInt32, grants: [Grant])
+    /// The offerer cannot give it (any more).
+    case nak(xid: UInt32, reason: NakReason)
+    /// Grants being spread (new ones, or answers to a digest).
+    case grants([Grant])
+    /// Anti-entropy: per grantor, how many of its grants the sender holds and the XOR of
+    /// their refs, for grantors whose key lies in `lo...hi`.
+    case digest(session: UInt32, reply: Bool, last: Bool, lo: UInt64, hi: UInt64, entries: [GrantorDigest])
+
+    public enum NakReason: UInt8, Sendable, Codable {
+        case noSpace = 1, taken = 2, expired = 3, fenced = 4
+    }
+
+    public static let grantLimit = 64
+    public static let digestLimit = 1024
+}
+
+public struct GrantorDigest: Hashable, Sendable, WireCodable {
+    public var key: UInt64
+    public var count: UInt32
+    public var xor: UInt64
+
+    public init(key: UInt64, count: UInt32, xor: UInt64) {
+        self.key = key
+        self.count = count
+        self.xor = xor
+    }
+
+    public init(from r: inout WireReader) throws(WireError) {
+        key = try r.readUInt64("grantor key")
+        count = try r.readUInt32("grant count")
+        xor = try r.readUInt64("grant xor")
+    }
+
+    public func encode(to w: inout WireWriter) {
+        w.writeUInt64(key)
+        w.writeUInt32(count)
+        w.writeUInt64(xor)
+    }
+
+    public static let size = 20
+}
+
+/// A pool packet's plaintext: sender, then the message.
+public struct PoolPacket: Hashable, Sendable, WireCodable {
+    public var sender: NodeID
+    public var message: PoolMessage
+
+    public init(sender: NodeID, message: PoolMessage) {
+        self.sender = sender
+        self.message = message
+    }
+
+    public init(from r: inout WireReader) throws(WireError) {
+        sender = try r.read(NodeID.self)
+        let kind = try r.readUInt8("pool kind")
+        func grants(_ r: inout WireReader) throws(WireError) -> [Grant] {
+            try r.readArray(of: Grant.self, .u8, limit: PoolMessage.grantLimit, minimumElementSize: 177, "grants")
+        }
+        switch kind {
+        case 1:
+            let xid = try r.readUInt32("xid")
+            let has = try r.readBool("has requested")
+            let req = try r.readUInt32("requested")
+            message = .discover(xid: xid, requested: has ? req : nil)
+        case 2:
+            let xid = try r.readUInt32("xid"), address = try r.readUInt32("address")
+            let has = try r.readBool("has share")
+            let a = try r.readUInt32("share first"), b = try r.readUInt32("share last")
+            guard a <= b else { throw .invalidValue(field: "share", reason: "first > last") }
+            message = .offer(xid: xid, address: address, share: has ? AddressRange(a, b) : nil, holdMillis: try r.readUInt32("hold"))
+        case 3: message = .request(xid: try r.readUInt32("xid"), address: try r.readUInt32("address"))
+        case 4: message = .ack(xid: try r.readUInt32("xid"), grants: try grants(&r))
+        case 5:
+            let xid = try r.readUInt32("xid")
+            let raw = try r.readUInt8("nak reason")
+            guard let reason = PoolMessage.NakReason(rawValue: raw) else { throw .invalidValue(field: "nak reason", reason: "unknown \(raw)") }
+            message = .nak(xid: xid, reason: reason)
+        case 6: message = .grants(try grants(&r))
+        case 7:
+            let session = try r.readUInt32("session")
+            let flags = try r.readUInt8("flags")
+            guard flags & ~0x03 == 0 else { throw .invalidValue(field: "digest flags", reason: "unknown flags \(flags)") }
+            let lo = try r.readUInt64("lo"), hi = try r.readUInt64("hi")
+            guard lo <= hi else { throw .invalidValue(field: "digest range", reason: "lo > hi") }
+            let entries = try r.readArray(of: GrantorDigest.self, .u16, limit: PoolMessage.digestLimit, minimumElementSize: GrantorDigest.size, "digest")
+            message = .digest(session: session, reply: flags & 1 != 0, last: flags & 2 != 0, lo: lo, hi: hi, entries: entries)
+        default:
+            throw .invalidValue(field: "pool kind", reason: "unknown kind \(kind)")
+        }
+    }
+
+    public func encode(to w: inout WireWriter) {
+        w.write(sender)
+        switch message {
+        case .discover(let xid, let req):
+            w.writeUInt8(1); w.writeUInt32(xid); w.writeBool(req != nil); w.writeUInt32(req ?? 0)
+        case .offer(let xid, let a, let share, let hold):
+            w.writeUInt8(2); w.writeUInt32(xid); w.writeUInt32(a); w.writeBool(share != nil)
+            w.writeUInt32(share?.first ?? 0); w.writeUInt32(share?.last ?? 0); w.writeUInt32(hold)
+        case .request(let xid, let a):
+            w.writeUInt8(3); w.writeUInt32(xid); w.writeUInt32(a)
+        case .ack(let xid, let g):
+            w.writeUInt8(4); w.writeUInt32(xid); w.writeArray(.u8, g)
+        case .nak(let xid, let reason):
+            w.writeUInt8(5); w.writeUInt32(xid); w.writeUInt8(reason.rawValue)
+        case .grants(let g):
+            w.writeUInt8(6); w.writeArray(.u8, g)
+        case .digest(let session, let reply, let last, let lo, let hi, let entries):
+            w.writeUInt8(7); w.writeUInt32(session); w.writeUInt8((reply ? 1 : 0) | (last ? 2 : 0))
+            w.writeUInt64(lo); w.writeUInt64(hi); w.writeArray(.u16, entries)
+        }
+    }
+}
