@@ -37,14 +37,14 @@ let package = Package(
         // Protocol cores: sans-I/O state machines.
         .target(name: "MeshGossip", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
         .target(name: "MeshPool", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
-        .target(name: "MeshNode", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip"], swiftSettings: strict),
+        .target(name: "MeshNode", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool"], swiftSettings: strict),
         .target(name: "MeshSim", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode"], swiftSettings: strict),
 
         // The real world: sockets, files, the clock.
         .target(
             name: "MeshTransport",
             dependencies: [
-                "MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshNode",
+                "MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -54,7 +54,7 @@ let package = Package(
         .target(
             name: "MeshDaemon",
             dependencies: [
-                "MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshNode", "MeshTransport",
+                "MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode", "MeshTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -67,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "meshwork",
             dependencies: [
-                "MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon", "MeshSim", "MeshGossip",
+                "MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon", "MeshSim", "MeshGossip", "MeshPool",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "MeshCoreTests", dependencies: ["MeshCore"], swiftSettings: strict),
         .testTarget(name: "MeshWireTests", dependencies: ["MeshCore", "MeshWire"], swiftSettings: strict),
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon"], swiftSettings: strict),
-        .testTarget(name: "MeshGossipTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshNode", "MeshSim"], swiftSettings: strict),
+        .testTarget(name: "MeshGossipTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode", "MeshSim"], swiftSettings: strict),
         .testTarget(name: "MeshPoolTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshPool", "MeshSim"], swiftSettings: strict),
         .testTarget(name: "MeshworkCLITests", dependencies: ["meshwork", "MeshCore", "MeshCrypto"], swiftSettings: strict),
     ],

@@ -27,6 +27,38 @@ public enum ControlProtocol {
         public var uptimeSeconds: Double
         public var awareness: Int
         public var counters: Counters
+        /// This node's overlay address, once it holds a lease.
+        public var address: String?
+        /// The pool as a CIDR, and where acquiring an address stands: idle, discovering,
+        /// requesting, bound or exhausted.
+        public var pool: String
+        public var poolState: String
+        public var poolPrefixLength: Int
+    }
+
+    public struct Lease: Codable, Sendable {
+        public var address: String
+        public var holderId: String
+        public var holderFingerprint: String
+        public var holderName: String?
+        /// The node that granted it (the owner of the range it came from).
+        public var grantorFingerprint: String
+        /// The holder's membership status here: alive, suspect, dead, left, or unknown.
+        public var state: String
+        public var isSelf: Bool
+    }
+
+    public struct Leases: Codable, Sendable {
+        public var leases: [Lease]
+        public var owners: [Owner]
+    }
+
+    /// A stretch of free space and who owns it.
+    public struct Owner: Codable, Sendable {
+        public var range: String
+        public var size: UInt64
+        public var ownerFingerprint: String
+        public var ownerName: String?
     }
 
     public struct Counters: Codable, Sendable {

@@ -5,6 +5,7 @@ import MeshCore
 import MeshCrypto
 import MeshGossip
 import MeshNode
+import MeshPool
 import MeshTransport
 import NIOConcurrencyHelpers
 import NIOCore
@@ -26,6 +27,8 @@ public final class Daemon: @unchecked Sendable {
         public var peers: [HostPort]
         public var name: String
         public var settings: GossipSettings = .lan
+        /// The address to ask for (`up --address`).
+        public var address: UInt32?
 
         public init(token: MeshToken, keyPath: String?, state: StatePaths, listenHost: String, listenPort: Int, peers: [HostPort], name: String) {
             self.token = token
@@ -62,7 +65,11 @@ public final class Daemon: @unchecked Sendable {
     var lockFD: Int32 = -1
     let started = Date()
     let statePath: String
+    let poolPath: String
     var incarnation: UInt64 = 0
+    /// Grants and sequence number as last made durable (guarded: written from the event loop).
+    let poolState = NIOLockedValueBox<(grants: [Bytes32: Grant], seq: UInt64)>(([:], 0))
+    let poolDirty = NIOLockedValueBox(false)
     var signalSources: [any DispatchSourceSignal] = []
     let dirty = NIOLockedValueBox(false)
 
@@ -70,6 +77,12 @@ public final class Daemon: @unchecked Sendable {
         self.config = config
         self.logger = logger
         statePath = config.state.directory + "/node.json"
+        poolPath = config.state.directory + "/pool.json"
+    }
+
+    /// The usable addresses of the token's pool: the CIDR without its first and last.
+    public static func usableRange(_ token: MeshToken) -> AddressRange {
+        AddressRange(token.pool.network.value + 1, token.pool.last.value - 1)
     }
 
     /// Runs until a signal; returns the process exit status.
@@ -84,6 +97,9 @@ public final class Daemon: @unchecked Sendable {
 
         let meshId = config.token.meshID.description
         let saved = try NodeStateFile.load(from: statePath, meshId: meshId)
+        let savedPool = try PoolStateFile.load(from: poolPath, meshId: meshId)
+        let savedGrants = try savedPool?.decodedGrants() ?? []
+        poolState.withLockedValue { $0 = (Dictionary(savedGrants.map { ($0.ref, $0) }, uniquingKeysWith: { a, _ in a }), savedPool?.seq ?? 0) }
         incarnation = (saved?.incarnation ?? 0) + 1
         // Saved before any packet leaves: a crash now can never reuse this incarnation.
         try NodeStateFile(meshId: meshId, incarnation: incarnation, peers: saved?.peers ?? []).save(to: statePath)
@@ -104,16 +120,26 @@ public final class Daemon: @unchecked Sendable {
         let name = config.name
         let inc = incarnation
         let listenHost = config.listenHost
+        let usable = Self.usableRange(config.token)
+        let genesis = config.token.genesis
+        let poolSeq = savedPool?.seq ?? 0
+        let preferred = config.address
+        let poolSeed = random.next()
 
         runner = NodeRunner(loop: group.next(), logger: logger) { [weak self] event, gossip in
             self?.log(event, gossip)
         }
+        runner.onPersist = { [weak self] grants, seq in try self?.persistPool(grants, seq: seq) }
+        runner.onPoolEvent = { [weak self] event in self?.log(event) }
         let bound: SocketAddress
         do {
             bound = try runner.start(host: config.listenHost, port: config.listenPort, seeds: seeds) { address, now in
                 let endpoints = Self.advertised(listenHost: listenHost, bound: address)
                 let record = MemberRecord(node: identity.nodeID, incarnation: inc, name: name, endpoints: endpoints, x25519: x25519)
-                return MeshNode(gossip: Gossip(me: record, settings: settings, auth: auth, seed: seed, now: now), sealer: sealer)
+                var view = RingView(pool: usable, genesis: genesis, auth: auth)
+                for g in savedGrants { view.insert(g) }
+                let pool = PoolAgent(me: identity.nodeID, view: view, auth: auth, seq: poolSeq, preferred: preferred, seed: poolSeed, now: now)
+                return MeshNode(gossip: Gossip(me: record, settings: settings, auth: auth, seed: seed, now: now), pool: pool, sealer: sealer)
             }.wait()
         } catch {
             throw StartError.bind("\(config.listenHost):\(config.listenPort)", "\(error)")
@@ -134,8 +160,9 @@ public final class Daemon: @unchecked Sendable {
         // Persist known peers within a second of a membership change.
         let loop = runner.loop
         loop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .seconds(1)) { [weak self] _ in
-            guard let self, self.dirty.withLockedValue({ let d = $0; $0 = false; return d }) else { return }
-            self.savePeers()
+            guard let self else { return }
+            if self.dirty.withLockedValue({ let d = $0; $0 = false; return d }) { self.savePeers() }
+            if self.poolDirty.withLockedValue({ let d = $0; $0 = false; return d }) { self.saveView() }
         }
 
         let done = loop.makePromise(of: Int32.self)
@@ -146,6 +173,7 @@ public final class Daemon: @unchecked Sendable {
         }
         let status = try done.futureResult.wait()
         savePeers(blocking: true)  // here, on the main thread: never wait on the event loop
+        saveView(blocking: true)
         control?.close()
         try? group.syncShutdownGracefully()
         unlink(dir + "/control.sock")
@@ -181,8 +209,31 @@ public final class Daemon: @unchecked Sendable {
                     counters: .init(datagramsIn: c.datagramsIn, datagramsOut: c.datagramsOut, bytesIn: c.bytesIn, bytesOut: c.bytesOut,
                                     dropsNotSealedForMesh: c.drops.notSealedForMesh, dropsMalformed: c.drops.malformed,
                                     dropsOther: c.drops.badVersion + c.drops.unknownType + c.drops.unhandledType,
-                                    badSignatures: gc.badSignatures, probes: gc.probes, probesFailed: gc.probesFailed, refutations: gc.refutations))
+                                    badSignatures: gc.badSignatures, probes: gc.probes, probesFailed: gc.probesFailed, refutations: gc.refutations),
+                    address: node.pool?.address.map { IPv4Address($0).description },
+                    pool: token.pool.description, poolState: Self.describe(node.pool?.phase), poolPrefixLength: Int(token.pool.length))
                 return (try? encoder.encode(status)) ?? Data()
+            }
+        case "leases":
+            return runner.inspect { node, _ in
+                let g = node.gossip
+                var view = node.pool?.view
+                var leases: [ControlProtocol.Lease] = []
+                var owners: [ControlProtocol.Owner] = []
+                func name(_ id: NodeID) -> String? { id == g.me.node ? g.me.name : g.member(id)?.record.name }
+                func state(_ id: NodeID) -> String { id == g.me.node ? "alive" : g.member(id)?.status.description ?? "unknown" }
+                for o in view?.ownership() ?? [] {
+                    if o.kind == .lease {
+                        let grantor = view?.grants[o.grant]?.grantor ?? o.owner
+                        leases.append(ControlProtocol.Lease(
+                            address: IPv4Address(o.range.first).description, holderId: o.owner.hex, holderFingerprint: o.owner.fingerprint,
+                            holderName: name(o.owner), grantorFingerprint: grantor.fingerprint, state: state(o.owner), isSelf: o.owner == g.me.node))
+                    } else {
+                        owners.append(ControlProtocol.Owner(range: o.range.description, size: o.range.count,
+                                                            ownerFingerprint: o.owner.fingerprint, ownerName: name(o.owner)))
+                    }
+                }
+                return (try? encoder.encode(ControlProtocol.Leases(leases: leases, owners: owners))) ?? Data()
             }
         case "peers":
             return runner.inspect { node, now in
@@ -205,6 +256,58 @@ public final class Daemon: @unchecked Sendable {
     }
 
     // MARK: - Persistence
+
+    static func describe(_ phase: PoolAgent.Phase?) -> String {
+        switch phase {
+        case nil: return "off"
+        case .idle?: return "idle"
+        case .discovering?: return "discovering"
+        case .requesting?: return "requesting"
+        case .bound?: return "bound"
+        case .exhausted?: return "retrying"
+        }
+    }
+
+    /// Called on the event loop before an ACK goes out: grants and seq must be on disk first.
+    func persistPool(_ grants: [Grant], seq: UInt64) throws {
+        let state = poolState.withLockedValue { s -> PoolStateFile in
+            for g in grants { s.grants[g.ref] = g }
+            s.seq = max(s.seq, seq)
+            return PoolStateFile(meshId: config.token.meshID.description, seq: s.seq, grants: Array(s.grants.values))
+        }
+        try state.save(to: poolPath)
+    }
+
+    /// Saves every grant the node's view holds (so a restart keeps its lease and view).
+    func saveView(blocking: Bool = false) {
+        let meshId = config.token.meshID.description
+        let path = poolPath
+        let log = logger
+        let box = poolState
+        let future = runner.inspect { node, _ -> ([Grant], UInt64) in (node.pool?.view.allGrants ?? [], node.pool?.seq ?? 0) }
+        let write: @Sendable (([Grant], UInt64)) -> Void = { pair in
+            let state = box.withLockedValue { s -> PoolStateFile in
+                for g in pair.0 { s.grants[g.ref] = g }
+                s.seq = max(s.seq, pair.1)
+                return PoolStateFile(meshId: meshId, seq: s.seq, grants: Array(s.grants.values))
+            }
+            do { try state.save(to: path) } catch { log.error("could not save pool state: \(error)") }
+        }
+        if !blocking {
+            future.whenSuccess(write)
+        } else if let v = try? future.wait() {
+            write(v)
+        }
+    }
+
+    func log(_ event: PoolEvent) {
+        poolDirty.withLockedValue { $0 = true }
+        switch event {
+        case .leased(let a): logger.notice("overlay address leased", metadata: ["address": "\(IPv4Address(a))"])
+        case .lost(let a): logger.warning("overlay address lost to a conflicting grant; asking for another", metadata: ["address": "\(IPv4Address(a))"])
+        case .exhausted: logger.warning("no member has free address space; retrying with backoff")
+        }
+    }
 
     /// Saves the incarnation and the peers now alive. `blocking` only off the event loop.
     func savePeers(blocking: Bool = false) {

@@ -1,29 +1,44 @@
 import MeshCore
 import MeshGossip
+import MeshPool
 import MeshWire
 
 /// One node as a whole, as a sans-I/O state machine: datagrams and ticks in, datagrams
-/// and events out. Today it is membership (gossip) behind the packet envelope; the address
-/// pool and the tunnel join it here in later issues.
+/// and events out. It composes membership (gossip) and the address pool behind the packet
+/// envelope; the tunnel joins it here in a later issue. The pool talks to the members that
+/// gossip says are alive, at the endpoints their signed records give.
 ///
 /// Receive pipeline: outer header (version, type) → open with the mesh gossip key (a
 /// packet from outside the mesh stops here, counted, having changed nothing) → decode
 /// strictly → the gossip state machine. Send pipeline: the reverse.
 public struct MeshNode: Sendable {
     public private(set) var gossip: Gossip
+    public private(set) var pool: PoolAgent?
     var sealer: any PacketSealer
     public private(set) var counters = NodeCounters()
+    /// The latest time any input brought (for work triggered by a membership change).
+    var lastNow = Instant.zero
 
-    public init(gossip: Gossip, sealer: any PacketSealer) {
+    public init(gossip: Gossip, pool: PoolAgent? = nil, sealer: any PacketSealer) {
         self.gossip = gossip
+        self.pool = pool
         self.sealer = sealer
     }
 
     public var id: NodeID { gossip.me.node }
-    public var nextDeadline: Instant { gossip.nextDeadline }
+    public var nextDeadline: Instant { min(gossip.nextDeadline, pool?.nextDeadline ?? .distantFuture) }
 
+    /// Joins through `seeds`; with a pool, creates the genesis grant (on the genesis node)
+    /// and starts acquiring an address.
     public mutating func join(seeds: [Endpoint], now: Instant) -> [NodeOutput] {
-        emit(gossip.join(seeds: seeds, now: now))
+        lastNow = now
+        var out = emit(gossip.join(seeds: seeds, now: now))
+        if pool != nil {
+            refreshPoolMembers()
+            out += emitPool(pool!.createGenesis())
+            out += emitPool(pool!.acquire(now: now))
+        }
+        return out
     }
 
     public mutating func leave(now: Instant) -> [NodeOutput] {
@@ -31,7 +46,10 @@ public struct MeshNode: Sendable {
     }
 
     public mutating func tick(now: Instant) -> [NodeOutput] {
-        emit(gossip.tick(now: now))
+        lastNow = now
+        var out = emit(gossip.tick(now: now))
+        if pool != nil { out += emitPool(pool!.tick(now: now)) }
+        return out
     }
 
     public mutating func updateSelf(name: String? = nil, endpoints: [Endpoint]? = nil) {
@@ -41,6 +59,7 @@ public struct MeshNode: Sendable {
     /// One datagram from the network. Anything malformed or not sealed for this mesh is
     /// dropped and counted by reason; it changes no state.
     public mutating func receive(datagram: [UInt8], from source: Endpoint, now: Instant) -> [NodeOutput] {
+        lastNow = now
         counters.datagramsIn += 1
         counters.bytesIn += datagram.count
         var reader = WireReader(datagram)
@@ -55,7 +74,7 @@ public struct MeshNode: Sendable {
             }
             return []
         }
-        guard header.type == .gossip else {
+        guard header.type == .gossip || (header.type == .pool && pool != nil) else {
             counters.drops.unhandledType += 1
             return []
         }
@@ -63,6 +82,13 @@ public struct MeshNode: Sendable {
         guard let plain = sealer.open(datagram[PacketHeader.size...], header: headerBytes) else {
             counters.drops.notSealedForMesh += 1
             return []
+        }
+        if header.type == .pool {
+            guard let packet = try? PoolPacket(wireBytes: plain) else {
+                counters.drops.malformed += 1
+                return []
+            }
+            return emitPool(pool!.receive(packet, now: now))
         }
         let packet: GossipPacket
         do {
@@ -74,11 +100,57 @@ public struct MeshNode: Sendable {
         return emit(gossip.receive(packet, from: source, now: now))
     }
 
+    /// The pool's members are gossip's live ones (alive or suspect).
+    mutating func refreshPoolMembers() {
+        guard pool != nil else { return }
+        let live = gossip.members.values.filter { $0.status <= .suspect }.map(\.node)
+        pool!.setMembers(live)
+    }
+
+    mutating func emitPool(_ outputs: [PoolAgent.Output]) -> [NodeOutput] {
+        var result: [NodeOutput] = []
+        let header = PacketHeader(type: .pool).wireBytes
+        for o in outputs {
+            switch o {
+            case .send(let packet, let to):
+                guard let endpoint = gossip.member(to)?.bestEndpoint else {
+                    counters.poolUnroutable += 1
+                    continue
+                }
+                let datagram = header + sealer.seal(packet.wireBytes, header: header)
+                counters.datagramsOut += 1
+                counters.bytesOut += datagram.count
+                result.append(.datagram(datagram, to: endpoint))
+            case .persist(let grants, let seq):
+                result.append(.persist(grants: grants, seq: seq))
+            case .event(let e):
+                result.append(.pool(e))
+            }
+        }
+        return result
+    }
+
     mutating func emit(_ outputs: [GossipOutput]) -> [NodeOutput] {
         var result: [NodeOutput] = []
         result.reserveCapacity(outputs.count)
         let header = PacketHeader(type: .gossip).wireBytes
+        var membershipChanged = false
+        defer {
+            if membershipChanged, pool != nil {
+                refreshPoolMembers()
+                // A node still without an address retries as soon as someone appears.
+                if pool!.address == nil, case .exhausted = pool!.phase {
+                    result += emitPool(pool!.acquire(now: lastNow))
+                }
+            }
+        }
         for o in outputs {
+            if case .event(let e) = o {
+                switch e {
+                case .joined, .died, .left, .forgotten, .recovered: membershipChanged = true
+                default: break
+                }
+            }
             switch o {
             case .send(let packet, let to):
                 let body = sealer.seal(packet.wireBytes, header: header)
@@ -97,6 +169,9 @@ public struct MeshNode: Sendable {
 public enum NodeOutput: Sendable {
     case datagram([UInt8], to: Endpoint)
     case event(MembershipEvent)
+    /// Make these grants and this grant sequence number durable before acting on any later output.
+    case persist(grants: [Grant], seq: UInt64)
+    case pool(PoolEvent)
 }
 
 public struct NodeCounters: Sendable, Equatable, Codable {
@@ -117,5 +192,7 @@ public struct NodeCounters: Sendable, Equatable, Codable {
     public var bytesIn = 0
     public var bytesOut = 0
     public var drops = Drops()
+    /// Pool messages for members whose endpoint is not known (yet).
+    public var poolUnroutable = 0
     public init() {}
 }

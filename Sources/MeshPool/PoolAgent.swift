@@ -146,7 +146,8 @@ public struct PoolAgent: Sendable {
         }
         if case .bound = phase { phase = .idle }
         if let own = pickFromOwnSpace() {
-            commit(lease: own, share: nil, to: me, now: now, &out)
+            let made = commit(lease: own, share: nil, to: me, now: now, &out)
+            push(made, &out)
             bind(own, &out)
             return
         }

@@ -275,6 +275,8 @@ public final class Simulation {
                 queue.push(now + network.latency + Span(nanoseconds: jitter), .deliver(bytes, from: nodes[i].endpoint, to: j))
             case .event(let e):
                 observer?(now, i, e)
+            case .persist, .pool:
+                break
             }
         }
         guard let n = nodes[i].node else { return }

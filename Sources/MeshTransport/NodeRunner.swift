@@ -2,6 +2,7 @@ import Logging
 import MeshCore
 import MeshGossip
 import MeshNode
+import MeshPool
 import NIOCore
 import NIOPosix
 
@@ -20,6 +21,12 @@ public final class NodeRunner: @unchecked Sendable {
     private let origin = NIODeadline.now()
     private let logger: Logger
     private let onEvent: @Sendable (MembershipEvent, Gossip) -> Void
+    /// Called for every pool event, on the event loop.
+    public var onPoolEvent: (@Sendable (PoolEvent) -> Void)?
+    /// Makes grants and the grant sequence number durable (write, fsync, rename). Called on
+    /// the event loop, before any later output of the same step is sent; if it throws, the
+    /// rest of that step (an ACK) is not sent.
+    public var onPersist: (@Sendable ([Grant], UInt64) throws -> Void)?
     public private(set) var localAddress: SocketAddress?
 
     public init(loop: any EventLoop, logger: Logger, onEvent: @escaping @Sendable (MembershipEvent, Gossip) -> Void) {
@@ -87,24 +94,29 @@ public final class NodeRunner: @unchecked Sendable {
     }
 
     private func deliver(_ outputs: [NodeOutput]) {
-        if let channel {
-            var wrote = false
-            for o in outputs {
-                switch o {
-                case .datagram(let bytes, let to):
-                    guard let address = to.socketAddress else { continue }
-                    var buffer = channel.allocator.buffer(capacity: bytes.count)
-                    buffer.writeBytes(bytes)
-                    channel.write(AddressedEnvelope(remoteAddress: address, data: buffer), promise: nil)
-                    wrote = true
-                case .event(let e):
-                    onEvent(e, node.gossip)
+        var wrote = false
+        loop: for o in outputs {
+            switch o {
+            case .datagram(let bytes, let to):
+                guard let channel, let address = to.socketAddress else { continue }
+                var buffer = channel.allocator.buffer(capacity: bytes.count)
+                buffer.writeBytes(bytes)
+                channel.write(AddressedEnvelope(remoteAddress: address, data: buffer), promise: nil)
+                wrote = true
+            case .event(let e):
+                onEvent(e, node.gossip)
+            case .pool(let e):
+                onPoolEvent?(e)
+            case .persist(let grants, let seq):
+                do {
+                    try onPersist?(grants, seq)
+                } catch {
+                    logger.error("could not persist pool grants; not acknowledging them: \(error)")
+                    break loop
                 }
             }
-            if wrote { channel.flush() }
-        } else {
-            for case .event(let e) in outputs { onEvent(e, node.gossip) }
         }
+        if wrote { channel?.flush() }
         arm()
     }
 

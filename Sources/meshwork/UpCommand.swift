@@ -46,6 +46,9 @@ struct Up: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("This node's name in the mesh (default: the host name).", valueName: "name"))
     var name: String?
 
+    @Option(name: .long, help: ArgumentHelp("Ask for this overlay address (it is given if its owner has it free).", valueName: "address"))
+    var address: String?
+
     @Flag(name: .long, help: "Run without a TUN device (the only mode today).")
     var noTun = false
 
@@ -59,6 +62,9 @@ struct Up: ParsableCommand {
         }
         if let name, !Self.isValidName(name) {
             throw ValidationError("--name: '\(name)' is invalid: use 1-\(64) characters from A-Z a-z 0-9 . _ -")
+        }
+        if let address, IPv4Address(address) == nil {
+            throw ValidationError("--address: '\(address)' is not an IPv4 address: write four decimal octets, e.g. 100.80.0.10")
         }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level: '\(logLevel)' is not a level: use trace, debug, info, notice, warning, error or critical")
@@ -91,9 +97,16 @@ struct Up: ParsableCommand {
         if !noTun { logger.notice("the TUN overlay is not available yet: running without a TUN device, as with --no-tun") }
         let (host, port) = try listenAddress()
         let peers = try peer.map { try HostPort(parsing: $0) }
-        let config = Daemon.Config(
+        var config = Daemon.Config(
             token: token, keyPath: key, state: StatePaths(directory: state), listenHost: host, listenPort: port, peers: peers,
             name: name ?? Self.hostName())
+        if let address {
+            let a = IPv4Address(address)!
+            guard token.pool.contains(a), a != token.pool.first, a != token.pool.last else {
+                throw ValidationError("--address: \(address) is not a usable address of the mesh pool \(token.pool)")
+            }
+            config.address = a.value
+        }
         let status: Int32
         do {
             status = try Daemon(config: config, logger: logger).run()
@@ -136,7 +149,8 @@ struct Status: ParsableCommand {
         discussion: """
             Asks the node running with the given state directory through its control socket.
             JSON fields: nodeId, fingerprint, name, meshId, meshName, listen, endpoints, incarnation, \
-            members {alive, suspect, dead, left}, uptimeSeconds, awareness, counters {...}.
+            members {alive, suspect, dead, left}, uptimeSeconds, awareness, counters {...}, address, \
+            pool, poolPrefixLength, poolState.
             """
     )
 
@@ -152,6 +166,7 @@ struct Status: ParsableCommand {
             ("Mesh", "\(s.meshName) (\(s.meshId))"),
             ("Listen", s.listen),
             ("Endpoints", s.endpoints.joined(separator: ", ")),
+            ("Address", s.address.map { "\($0)/\(s.poolPrefixLength)" } ?? "none yet (\(s.poolState))"),
             ("Members", "\(m.alive) alive, \(m.suspect) suspect, \(m.dead) dead, \(m.left) left"),
             ("Incarnation", "\(s.incarnation)"),
             ("Uptime", DurationText.format(seconds: UInt64(s.uptimeSeconds))),
@@ -179,9 +194,42 @@ struct Peers: ParsableCommand {
              p.isSelf ? "-" : p.lastHeardSecondsAgo.map { String(format: "%.1fs ago", $0) } ?? "never",
              p.endpoints.joined(separator: ",")]
         }
-        let widths = (0..<6).map { c in rows.map { $0[c].count }.max() ?? 0 }
-        for r in rows {
-            print(r.enumerated().map { c, v in c == 5 ? v : v.padding(toLength: widths[c], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+        printTable(rows)
+    }
+}
+
+struct Leases: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List every lease in the mesh, and who owns the free space.",
+        discussion: """
+            As the running node's view of the pool has it: every leased address with its \
+            holder, the node that granted it, and the holder's membership state; then the \
+            stretches of free space and their owners.
+            JSON: {"leases": [{address, holderId, holderFingerprint, holderName, grantorFingerprint, \
+            state, isSelf}], "owners": [{range, size, ownerFingerprint, ownerName}]}.
+            """
+    )
+
+    @OptionGroup var options: StateOption
+    @Flag(name: .long, help: "Print JSON.") var json = false
+
+    func run() throws {
+        guard let l = try options.query("leases", json: json, as: ControlProtocol.Leases.self) else { return }
+        let rows = [["ADDRESS", "HOLDER", "NODE", "GRANTED BY", "STATE"]] + l.leases.map {
+            [$0.address, ($0.holderName ?? "?") + ($0.isSelf ? " (self)" : ""), $0.holderFingerprint, $0.grantorFingerprint, $0.state]
         }
+        printTable(rows)
+        print("")
+        let free = [["FREE RANGE", "SIZE", "OWNER", "NODE"]] + l.owners.map { [$0.range, "\($0.size)", $0.ownerName ?? "?", $0.ownerFingerprint] }
+        printTable(free)
+    }
+}
+
+/// Columns padded to their widest cell; the last column is not padded.
+func printTable(_ rows: [[String]]) {
+    guard let n = rows.first?.count else { return }
+    let widths = (0..<n).map { c in rows.map { $0[c].count }.max() ?? 0 }
+    for r in rows {
+        print(r.enumerated().map { c, v in c == n - 1 ? v : v.padding(toLength: widths[c], withPad: " ", startingAt: 0) }.joined(separator: "  "))
     }
 }
