@@ -70,6 +70,7 @@ public final class Daemon: @unchecked Sendable {
     /// Grants and sequence number as last made durable (guarded: written from the event loop).
     let poolState = NIOLockedValueBox<(grants: [Bytes32: Grant], seq: UInt64)>(([:], 0))
     let poolDirty = NIOLockedValueBox(false)
+    var stopHandler: (@Sendable (Bool) -> Void)?
     var signalSources: [any DispatchSourceSignal] = []
     let dirty = NIOLockedValueBox(false)
 
@@ -166,11 +167,16 @@ public final class Daemon: @unchecked Sendable {
         }
 
         let done = loop.makePromise(of: Int32.self)
-        installSignals { [weak self] in
-            guard let self else { return }
-            self.logger.notice("leaving the mesh")
-            self.runner.leave(linger: .seconds(1)).whenComplete { _ in done.succeed(0) }
+        let stopping = NIOLockedValueBox(false)
+        // SIGTERM/SIGINT: a temporary departure (the address stays this node's, sticky).
+        // `meshwork leave`: for good, releasing the address and all owned space first.
+        let stop: @Sendable (Bool) -> Void = { [weak self] release in
+            guard let self, !stopping.withLockedValue({ let was = $0; $0 = true; return was }) else { return }
+            self.logger.notice(release ? "leaving the mesh for good: releasing the address" : "leaving the mesh")
+            self.runner.leave(linger: .seconds(1), release: release).whenComplete { _ in done.succeed(0) }
         }
+        stopHandler = stop
+        installSignals { stop(false) }
         let status = try done.futureResult.wait()
         savePeers(blocking: true)  // here, on the main thread: never wait on the event loop
         saveView(blocking: true)
@@ -249,6 +255,14 @@ public final class Daemon: @unchecked Sendable {
                 }
                 return (try? encoder.encode(ControlProtocol.Peers(peers: peers))) ?? Data()
             }
+        case "leave":
+            let stop = stopHandler
+            return runner.inspect { node, _ in
+                struct Reply: Encodable { let left: Bool; let released: String? }
+                let address = node.pool?.address.map { IPv4Address($0).description }
+                stop?(true)
+                return (try? encoder.encode(Reply(left: true, released: address))) ?? Data()
+            }
         default:
             return runner.loop.makeSucceededFuture(
                 (try? encoder.encode(ControlProtocol.ErrorReply(error: "unknown command '\(request.command)'"))) ?? Data())
@@ -306,6 +320,7 @@ public final class Daemon: @unchecked Sendable {
         case .leased(let a): logger.notice("overlay address leased", metadata: ["address": "\(IPv4Address(a))"])
         case .lost(let a): logger.warning("overlay address lost to a conflicting grant; asking for another", metadata: ["address": "\(IPv4Address(a))"])
         case .exhausted: logger.warning("no member has free address space; retrying with backoff")
+        case .released(let a): logger.notice("overlay address released", metadata: ["address": "\(IPv4Address(a))"])
         }
     }
 

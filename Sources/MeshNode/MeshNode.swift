@@ -41,8 +41,14 @@ public struct MeshNode: Sendable {
         return out
     }
 
-    public mutating func leave(now: Instant) -> [NodeOutput] {
-        emit(gossip.leave(now: now))
+    /// Leaves the mesh: with `release`, first gives the address and all owned space back
+    /// (RELEASE); then announces the departure by gossip.
+    public mutating func leave(now: Instant, release: Bool = false) -> [NodeOutput] {
+        lastNow = now
+        var out: [NodeOutput] = []
+        if release, pool != nil { out += emitPool(pool!.release(now: now)) }
+        out += emit(gossip.leave(now: now))
+        return out
     }
 
     public mutating func tick(now: Instant) -> [NodeOutput] {

@@ -21,13 +21,21 @@ import MeshCore
 public struct PoolAgent: Sendable {
     public struct Settings: Sendable, Equatable {
         public var holdTime = Span.seconds(2)
-        public var offerWait = Span.milliseconds(150)
-        public var requestTimeout = Span.seconds(1)
+        public var offerWait = Span.milliseconds(50)
+        /// How long to wait for offers, and for an ACK (the REQUEST is sent twice before
+        /// discovery starts over, as DHCP clients retransmit).
+        public var requestTimeout = Span.milliseconds(300)
+        public var requestTries = 2
         public var discoverTargets = 3
-        public var backoffBase = Span.milliseconds(500)
+        public var backoffBase = Span.milliseconds(200)
         public var backoffMax = Span.seconds(30)
+        /// Members a node pushes its own new grants to; forwarders push to `forwardFanout`.
         public var fanout = 3
-        public var syncInterval = Span.seconds(10)
+        public var forwardFanout = 2
+        public var syncInterval = Span.seconds(15)
+        /// A joiner that knows no grants yet asks one member for its view and waits this
+        /// long before DISCOVER, so that it can pick offerers by the space they own.
+        public var warmUp = Span.milliseconds(150)
         public var maxPayload = 1300
         public init() {}
     }
@@ -76,10 +84,12 @@ public struct PoolAgent: Sendable {
     var offersUntil: Instant = .distantFuture
     var deadline: Instant = .distantFuture
     var attempt = 0
+    var requestTry = 0
     var holds: [UInt32: Hold] = [:]
     var nextSyncAt: Instant
     var syncSession: UInt32 = 0
     var naksNoSpace = 0
+    var warmUntil: Instant?
     public private(set) var counters = Counters()
 
     public struct Counters: Sendable, Equatable, Codable {
@@ -100,7 +110,8 @@ public struct PoolAgent: Sendable {
         self.preferred = preferred
         rng = SeededRandom(seed: seed)
         xid = UInt32(truncatingIfNeeded: rng.next())
-        nextSyncAt = now + settings.syncInterval * (0.5 + Double(rng.next() % 1000) / 2000)
+        // The first digest exchange comes 2-4 s after start, to catch up quickly.
+        nextSyncAt = now + Span.seconds(2) * (1 + Double(rng.next() % 1000) / 1000)
     }
 
     /// The address this node holds, if bound.
@@ -111,6 +122,28 @@ public struct PoolAgent: Sendable {
 
     /// The live members to talk to (from membership).
     public mutating func setMembers(_ ids: [NodeID]) { members = ids.filter { $0 != me }.sorted() }
+
+    /// Adds one live member (kept sorted; cheaper than `setMembers` for one change).
+    public mutating func addMember(_ id: NodeID) {
+        guard id != me else { return }
+        let i = insertionIndex(id)
+        if i < members.count, members[i] == id { return }
+        members.insert(id, at: i)
+    }
+
+    public mutating func removeMember(_ id: NodeID) {
+        let i = insertionIndex(id)
+        if i < members.count, members[i] == id { members.remove(at: i) }
+    }
+
+    func insertionIndex(_ id: NodeID) -> Int {
+        var lo = 0, hi = members.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if members[mid] < id { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
 
     /// The address derived from a node ID: the same every time, so a node tends to get the
     /// same address even with a fresh state directory (as ZeroTier and n2n do).
@@ -162,9 +195,42 @@ public struct PoolAgent: Sendable {
         }
     }
 
+    /// RELEASE, for a node leaving for good: every stretch it holds (its free space and its
+    /// own lease) is granted, as space, to the owner of the neighbouring stretch (below it,
+    /// else above it), persisted and pushed. Returns the outputs; the node holds nothing after.
+    public mutating func release(now: Instant) -> [Output] {
+        var out: [Output] = []
+        let all = view.ownership()
+        var made: [Grant] = []
+        for (i, o) in all.enumerated() where o.owner == me {
+            let below = all[..<i].last { $0.owner != me }?.owner
+            let above = all[(i + 1)...].first { $0.owner != me }?.owner
+            guard let heir = below ?? above else { continue }  // alone in the mesh: nobody to give it to
+            seq += 1
+            var g = Grant(grantor: me, seq: seq, parent: o.grant, range: o.range, grantee: heir, kind: .space)
+            g.sign(with: auth)
+            if view.insert(g) == .added { made.append(g) }
+        }
+        if !made.isEmpty {
+            out.append(.persist(grants: made, seq: seq))
+            push(made, &out)
+        }
+        if let a = address { out.append(.event(.released(a))) }
+        phase = .idle
+        return out
+    }
+
     // MARK: - Client
 
     mutating func startDiscover(now: Instant, _ out: inout [Output]) {
+        // Blind (no grants known yet): fetch a member's view first, then discover.
+        if !view.hasGenesis, warmUntil == nil, !members.isEmpty {
+            warmUntil = now + settings.warmUp
+            phase = .idle
+            sendDigest(to: members[Int(rng.next() % UInt64(members.count))], reply: false, &out)
+            return
+        }
+        warmUntil = nil
         xid &+= 1
         offers = []
         offersUntil = .distantFuture
@@ -210,6 +276,7 @@ public struct PoolAgent: Sendable {
         let best = offers.first { $0.address == requested } ?? offers.max { ($0.share?.count ?? 0, $0.from) < ($1.share?.count ?? 0, $1.from) }!
         phase = .requesting(xid: x, offerer: best.from, address: best.address)
         deadline = now + settings.requestTimeout
+        requestTry = 1
         counters.requests += 1
         out.append(.send(PoolPacket(sender: me, message: .request(xid: x, address: best.address)), to: best.from))
     }
@@ -245,7 +312,7 @@ public struct PoolAgent: Sendable {
             serveRequest(from: from, xid: x, address: address, now: now, &out)
         case .ack(let x, let grants):
             let fresh = absorb(grants)
-            push(fresh, &out)
+            push(fresh, &out, fanout: settings.forwardFanout)
             guard case .requesting(let mine, let offerer, _) = phase, mine == x, offerer == from else { break }
             counters.acks += 1
             if let lease = view.leases(of: me).first { bind(lease.range.first, &out) }
@@ -260,7 +327,7 @@ public struct PoolAgent: Sendable {
             }
         case .grants(let grants):
             let fresh = absorb(grants)
-            push(fresh, &out)
+            push(fresh, &out, fanout: settings.forwardFanout)
             afterViewChange(fresh, now: now, &out)
         case .digest(let s, let reply, let last, let lo, let hi, let entries):
             answerDigest(from: from, session: s, reply: reply, last: last, lo: lo, hi: hi, entries: entries, &out)
@@ -279,11 +346,22 @@ public struct PoolAgent: Sendable {
             } else if now >= deadline {
                 retryLater(now: now, exhausted: naksNoSpace > 0 && naksNoSpace >= min(settings.discoverTargets, members.count), &out)
             }
-        case .requesting:
-            if now >= deadline { retryLater(now: now, exhausted: false, &out) }
+        case .requesting(let x, let offerer, let address):
+            if now >= deadline {
+                if requestTry < settings.requestTries {
+                    requestTry += 1
+                    deadline = now + settings.requestTimeout
+                    counters.requests += 1
+                    out.append(.send(PoolPacket(sender: me, message: .request(xid: x, address: address)), to: offerer))
+                } else {
+                    retryLater(now: now, exhausted: false, &out)
+                }
+            }
         case .exhausted(let at):
             if now >= at { ensureAddress(now: now, &out) }
-        case .idle, .bound:
+        case .idle:
+            if let w = warmUntil, now >= w { startDiscover(now: now, &out) }
+        case .bound:
             break
         }
         for (x, h) in holds where now >= h.expires { holds[x] = nil }
@@ -303,6 +381,7 @@ public struct PoolAgent: Sendable {
         case .discovering: d = min(d, offersUntil, deadline)
         case .requesting: d = min(d, deadline)
         case .exhausted(let at): d = min(d, at)
+        case .idle: if let w = warmUntil { d = min(d, w) }
         default: break
         }
         for h in holds.values { d = min(d, h.expires) }
@@ -433,11 +512,12 @@ public struct PoolAgent: Sendable {
         }
     }
 
-    mutating func push(_ grants: [Grant], _ out: inout [Output], excluding: NodeID? = nil) {
+    mutating func push(_ grants: [Grant], _ out: inout [Output], excluding: NodeID? = nil, fanout: Int? = nil) {
         guard !grants.isEmpty, !members.isEmpty else { return }
+        let fanout = fanout ?? settings.fanout
         var picked: [NodeID] = []
         var attempts = 0
-        while picked.count < settings.fanout, attempts < settings.fanout * 4 {
+        while picked.count < fanout, attempts < fanout * 4 {
             attempts += 1
             let t = members[Int(rng.next() % UInt64(members.count))]
             if t != excluding, !picked.contains(t) { picked.append(t) }
@@ -467,13 +547,9 @@ public struct PoolAgent: Sendable {
     // MARK: - Anti-entropy
 
     func grantorDigests() -> [(key: UInt64, grantor: NodeID, digest: GrantorDigest)] {
-        var by: [NodeID: (UInt32, UInt64)] = [:]
-        for g in view.allGrants {
-            let r = g.ref.w0Value
-            let cur = by[g.grantor] ?? (0, 0)
-            by[g.grantor] = (cur.0 + 1, cur.1 ^ r)
-        }
-        return by.map { (id, v) in (id.digestKey8, id, GrantorDigest(key: id.digestKey8, count: v.0, xor: v.1)) }.sorted { $0.key < $1.key }
+        view.byGrantor.map { id, st in
+            (id.digestKey8, id, GrantorDigest(key: id.digestKey8, count: UInt32(st.grants.count), xor: st.xor, maxSeq: st.maxSeq))
+        }.sorted { $0.key < $1.key }
     }
 
     mutating func sendDigest(to peer: NodeID, reply: Bool, _ out: inout [Output]) {
@@ -499,8 +575,18 @@ public struct PoolAgent: Sendable {
         let theirs = Dictionary(entries.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         var send: [Grant] = []
         for (key, grantor, mine) in grantorDigests() where (lo...hi).contains(key) {
-            if let t = theirs[key], t.count == mine.count, t.xor == mine.xor { continue }
-            send += view.allGrants.filter { $0.grantor == grantor }
+            let held = view.byGrantor[grantor]?.grants ?? []
+            if let t = theirs[key] {
+                if t.count == mine.count, t.xor == mine.xor { continue }
+                // Usually they only miss the newest: send what is above their highest seq,
+                // unless that would not explain the difference.
+                let newer = held.filter { $0.seq > t.maxSeq }
+                if Int(t.count) + newer.count == held.count {
+                    send += newer
+                    continue
+                }
+            }
+            send += held
         }
         // Parents before children, so that the receiver attaches them as they arrive.
         send.sort { ($0.isGenesis ? 0 : 1, $0.seq) < ($1.isGenesis ? 0 : 1, $1.seq) }
@@ -516,6 +602,8 @@ public enum PoolEvent: Sendable, Equatable {
     case lost(UInt32)
     /// Every member asked had no free space.
     case exhausted
+    /// This node gave its address (and all its space) back, leaving for good.
+    case released(UInt32)
 }
 
 extension Bytes32 {

@@ -31,26 +31,31 @@ public struct GrantorDigest: Hashable, Sendable, WireCodable {
     public var key: UInt64
     public var count: UInt32
     public var xor: UInt64
+    /// The highest seq of this grantor's grants held.
+    public var maxSeq: UInt64
 
-    public init(key: UInt64, count: UInt32, xor: UInt64) {
+    public init(key: UInt64, count: UInt32, xor: UInt64, maxSeq: UInt64) {
         self.key = key
         self.count = count
         self.xor = xor
+        self.maxSeq = maxSeq
     }
 
     public init(from r: inout WireReader) throws(WireError) {
         key = try r.readUInt64("grantor key")
         count = try r.readUInt32("grant count")
         xor = try r.readUInt64("grant xor")
+        maxSeq = try r.readUInt64("grant max seq")
     }
 
     public func encode(to w: inout WireWriter) {
         w.writeUInt64(key)
         w.writeUInt32(count)
         w.writeUInt64(xor)
+        w.writeUInt64(maxSeq)
     }
 
-    public static let size = 20
+    public static let size = 28
 }
 
 /// A pool packet's plaintext: sender, then the message.

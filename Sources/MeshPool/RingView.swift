@@ -23,8 +23,16 @@ public struct RingView: Sendable {
     var orphans: [Bytes32: [Grant]] = [:]
     var children: [Bytes32: [Bytes32]] = [:]
     var genesisRef: Bytes32?
+    /// Per grantor: its grants held here (attached or waiting), their count and refs' XOR.
+    public private(set) var byGrantor: [NodeID: GrantorStats] = [:]
     public private(set) var counters = Counters()
     private var cache: [Ownership]?
+
+    public struct GrantorStats: Sendable, Equatable {
+        public var grants: [Grant] = []
+        public var xor: UInt64 = 0
+        public var maxSeq: UInt64 = 0
+    }
 
     public struct Counters: Sendable, Equatable, Codable {
         public var badSignatures = 0
@@ -75,16 +83,25 @@ public struct RingView: Sendable {
         if g.isGenesis {
             guard genesisRef == nil else { return reject("a second genesis grant", chain: true) }
             attach(g, ref: ref)
+            record(g, ref: ref)
             return .added
         }
         guard let parent = grants[g.parent] else {
             orphans[g.parent, default: []].append(g)
             counters.orphans += 1
+            record(g, ref: ref)
             return .orphan
         }
         if let why = chainProblem(g, parent: parent) { return reject(why, chain: true) }
         attach(g, ref: ref)
+        record(g, ref: ref)
         return .added
+    }
+
+    mutating func record(_ g: Grant, ref: Bytes32) {
+        byGrantor[g.grantor, default: GrantorStats()].grants.append(g)
+        byGrantor[g.grantor]!.xor ^= ref.w0Value
+        byGrantor[g.grantor]!.maxSeq = max(byGrantor[g.grantor]!.maxSeq, g.seq)
     }
 
     /// Adds every grant of `other` (set union).
@@ -93,7 +110,10 @@ public struct RingView: Sendable {
     }
 
     func chainProblem(_ g: Grant, parent: Grant) -> String? {
-        if parent.kind != .space { return "its parent is a lease, which cannot be granted onward" }
+        // A lease is granted onward only whole and as space: that is how its holder releases it.
+        if parent.kind == .lease, !(g.kind == .space && g.range == parent.range) {
+            return "its parent is a lease, which can only be released whole"
+        }
         if parent.grantee != g.grantor { return "its grantor does not hold the parent grant" }
         if !parent.range.contains(g.range) { return "its range \(g.range) is not inside its parent's \(parent.range)" }
         return nil

@@ -17,6 +17,8 @@ public final class PoolSimulation {
         var wakeAt: Instant = .distantFuture
         public internal(set) var startedAt: Instant = .zero
         public internal(set) var leasedAt: Instant?
+        /// How many times this node reported the pool exhausted.
+        public internal(set) var exhaustedReports = 0
         public var isUp: Bool { agent != nil }
     }
 
@@ -28,11 +30,14 @@ public final class PoolSimulation {
     public private(set) var now = Instant.zero
     public private(set) var nodes: [SimNode] = []
     public private(set) var messages = 0
+    /// Messages sent, by kind (discover, offer, request, ack, nak, grants, digest).
+    public private(set) var messagesByKind: [String: Int] = [:]
     public private(set) var duplicatesSeen = 0
     var rng: SeededRandom
     var queue = EventQueue<Event>()
     var group: [Int] = []
     var index: [NodeID: Int] = [:]
+    var up = Set<Int>()
     let auth = NullAuthenticator()
     let settings: PoolAgent.Settings
 
@@ -65,8 +70,20 @@ public final class PoolSimulation {
     }
 
     public func crash(_ i: Int) {
+        guard nodes[i].agent != nil else { return }
         nodes[i].agent = nil
         nodes[i].wakeAt = .distantFuture
+        up.remove(i)
+        let id = nodes[i].id
+        for j in up where group[j] == group[i] { nodes[j].agent!.removeMember(id) }
+    }
+
+    /// A node leaves for good: releases its address and space, then stops.
+    public func release(_ i: Int) {
+        guard nodes[i].agent != nil else { return }
+        let t = now
+        handle(i, mutate(i) { $0.release(now: t) })
+        crash(i)
     }
 
     /// Restarts a crashed node from what it persisted (grants and sequence number).
@@ -119,7 +136,7 @@ public final class PoolSimulation {
 
     // MARK: - Views and invariants
 
-    public var upNodes: [Int] { nodes.indices.filter { nodes[$0].isUp } }
+    public var upNodes: [Int] { up.sorted() }
 
     public func address(of i: Int) -> UInt32? { nodes[i].agent?.address }
 
@@ -149,18 +166,32 @@ public final class PoolSimulation {
         return true
     }
 
-    /// Share of the pool owned (space and leases) by the largest owner, in node 0's view
-    /// of everyone's grants merged.
-    public func largestOwnerShare() -> Double {
+    public func largestOwnerShare() -> Double { ownershipSpread().largest }
+
+    /// The largest owner's share of the pool (space and leases), and how many nodes own
+    /// any, in the union of every running node's view.
+    public func ownershipSpread() -> (largest: Double, owners: Int) {
         var merged: RingView?
         for i in upNodes {
             guard let v = nodes[i].agent?.view else { continue }
             if merged == nil { merged = v } else { merged!.merge(v) }
         }
-        guard var m = merged else { return 0 }
+        guard var m = merged else { return (0, 0) }
         var by: [NodeID: UInt64] = [:]
         for o in m.ownership() { by[o.owner, default: 0] += o.range.count }
-        return Double(by.values.max() ?? 0) / Double(pool.count)
+        return (Double(by.values.max() ?? 0) / Double(pool.count), by.count)
+    }
+
+    static func kind(_ m: PoolMessage) -> String {
+        switch m {
+        case .discover: return "discover"
+        case .offer: return "offer"
+        case .request: return "request"
+        case .ack: return "ack"
+        case .nak: return "nak"
+        case .grants: return "grants"
+        case .digest: return "digest"
+        }
     }
 
     // MARK: - Internals
@@ -173,8 +204,10 @@ public final class PoolSimulation {
         nodes[i].startedAt = now
         nodes[i].leasedAt = nil
         var out = agent.createGenesis()
+        agent.setMembers(up.filter { group[$0] == group[i] }.map { nodes[$0].id })
         nodes[i].agent = agent
-        refreshMembers()
+        for j in up where group[j] == group[i] { nodes[j].agent!.addMember(nodes[i].id) }
+        up.insert(i)
         let t = now
         out += mutate(i) { $0.acquire(now: t) }
         handle(i, out)
@@ -188,11 +221,11 @@ public final class PoolSimulation {
         return out
     }
 
+    /// Tells every running node which nodes it can reach (after a partition or heal).
     func refreshMembers() {
-        for i in upNodes {
-            let reachable = upNodes.filter { $0 != i && group[$0] == group[i] }.map { nodes[$0].id }
-            nodes[i].agent!.setMembers(reachable)
-        }
+        var byGroup: [Int: [NodeID]] = [:]
+        for i in up { byGroup[group[i], default: []].append(nodes[i].id) }
+        for i in up { nodes[i].agent!.setMembers(byGroup[group[i]] ?? []) }
     }
 
     func handle(_ i: Int, _ outputs: [PoolAgent.Output]) {
@@ -203,12 +236,14 @@ public final class PoolSimulation {
                 nodes[i].persistedSeq = max(nodes[i].persistedSeq, seq)
             case .send(let packet, let to):
                 messages += 1
+                messagesByKind[Self.kind(packet.message), default: 0] += 1
                 guard let j = index[to], group[i] == group[j] else { continue }
                 if loss > 0, Double(rng.next() % 1_000_000) / 1e6 < loss { continue }
                 let delay = latency + Span(nanoseconds: jitter.nanoseconds > 0 ? Int64(rng.next() % UInt64(jitter.nanoseconds)) : 0)
                 queue.push(now + delay, .deliver(packet.wireBytes, to: j, from: i))
             case .event(let e):
                 if case .leased = e, nodes[i].leasedAt == nil { nodes[i].leasedAt = now }
+                if case .exhausted = e { nodes[i].exhaustedReports += 1 }
             }
         }
         guard let a = nodes[i].agent else { return }

@@ -58,10 +58,11 @@ public final class NodeRunner: @unchecked Sendable {
         }
     }
 
-    /// Announces departure, lets gossip carry it for `linger`, then closes the socket.
-    public func leave(linger: TimeAmount) -> EventLoopFuture<Void> {
+    /// Announces departure (after releasing the address, with `release`), lets gossip carry
+    /// it for `linger`, then closes the socket.
+    public func leave(linger: TimeAmount, release: Bool = false) -> EventLoopFuture<Void> {
         loop.flatSubmit {
-            self.deliver(self.node.leave(now: self.now))
+            self.deliver(self.node.leave(now: self.now, release: release))
             return self.loop.scheduleTask(in: linger) {}.futureResult.flatMap { self.close() }
         }
     }

@@ -19,7 +19,7 @@ struct Meshwork: ParsableCommand {
               meshwork mesh inspect lab.mesh        # what a token says, never its secret
             """,
         version: "meshwork \(version)",
-        subcommands: [Keygen.self, Mesh.self, Up.self, Status.self, Peers.self, Leases.self, Sim.self, Version.self]
+        subcommands: [Keygen.self, Mesh.self, Up.self, Status.self, Peers.self, Leases.self, Leave.self, Sim.self, Version.self]
     )
 }
 

@@ -233,3 +233,25 @@ func printTable(_ rows: [[String]]) {
         print(r.enumerated().map { c, v in c == n - 1 ? v : v.padding(toLength: widths[c], withPad: " ", startingAt: 0) }.joined(separator: "  "))
     }
 }
+
+struct Leave: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Leave the mesh for good: release this node's address and space, then stop the node.",
+        discussion: """
+            The running node (--state) gives its address and every range of the pool it owns \
+            to the owners of the neighbouring ranges, tells the mesh it is leaving, and exits. \
+            To stop a node that will come back with the same address, send it SIGTERM (Ctrl-C) \
+            instead.
+            """
+    )
+
+    @OptionGroup var options: StateOption
+    @Flag(name: .long, help: "Print JSON: {\"left\": true, \"released\": address or null}.") var json = false
+
+    struct Reply: Decodable { let left: Bool; let released: String? }
+
+    func run() throws {
+        guard let r = try options.query("leave", json: json, as: Reply.self) else { return }
+        print(r.released.map { "Released \($0) and left the mesh." } ?? "Left the mesh (this node held no address).")
+    }
+}

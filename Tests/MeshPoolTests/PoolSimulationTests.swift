@@ -84,4 +84,42 @@ import Testing
         let share = sim.largestOwnerShare()
         #expect(share < 0.25, "largest owner holds \(share) of the pool after 100 joins (seed 6)")
     }
+
+    @Test func aReleasedAddressGoesToANeighbourAndIsReused() {
+        let sim = PoolSimulation(seed: 7, pool: Self.pool)
+        sim.addNode()
+        for _ in 1..<12 { sim.addNode() }
+        #expect(sim.run(until: { sim.allBoundDistinct() }, within: .seconds(20)))
+        let leaver = 5
+        let address = sim.address(of: leaver)!
+        let id = sim.nodes[leaver].id
+        sim.release(leaver)
+        sim.run(for: .seconds(40))  // pushes, then a digest round
+        for i in sim.upNodes {
+            var v = sim.nodes[i].agent!.view
+            #expect(v.leases(of: id).isEmpty, "node \(i) still sees the leaver's lease (seed 7)")
+            #expect(v.owner(of: address)?.owner != id)
+            #expect(v.owner(of: address)?.kind == .space)
+        }
+        #expect(sim.viewsArePartitions())
+        #expect(sim.duplicateAddresses().isEmpty)
+    }
+
+    @Test func aFullPoolSaysSoAndLeavesNoDuplicates() {
+        // A /28: 14 usable addresses for 20 nodes.
+        let small = AddressRange(IPv4Address(100, 80, 0, 1).value, IPv4Address(100, 80, 0, 14).value)
+        let sim = PoolSimulation(seed: 8, pool: small)
+        sim.addNode()
+        for _ in 1..<20 { sim.addNode() }
+        sim.run(for: .seconds(30))
+        let bound = sim.upNodes.filter { sim.address(of: $0) != nil }
+        #expect(bound.count == 14, "all 14 addresses used, no more (seed 8): \(bound.count)")
+        #expect(sim.duplicateAddresses().isEmpty)
+        let waiting = sim.upNodes.filter { sim.address(of: $0) == nil }
+        #expect(waiting.count == 6)
+        for i in waiting {
+            #expect(sim.nodes[i].exhaustedReports > 0, "node \(i) never reported the pool exhausted (seed 8)")
+            #expect(sim.nodes[i].agent!.phase != .idle || sim.nodes[i].agent!.nextDeadline < .distantFuture, "node \(i) stopped trying")
+        }
+    }
 }

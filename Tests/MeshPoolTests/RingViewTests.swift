@@ -164,11 +164,17 @@ struct History {
         #expect(v.insert(small) == .added)
         #expect(v.insert(grant(by: 1, parent: small, range: AddressRange(r.first, r.last + 1), to: 2)) == .rejected("its range \(AddressRange(r.first, r.last + 1)) is not inside its parent's \(r)"))
         #expect(v.insert(grant(by: 0, parent: gen, range: AddressRange(h.pool.last, h.pool.last + 1), to: 1)) == .rejected("range \(AddressRange(h.pool.last, h.pool.last + 1)) is outside the pool"))
-        // A lease is never a parent.
+        // A lease is granted onward only whole, as space (a release), never re-leased.
         let lease = grant(by: 0, parent: gen, range: AddressRange(r.last + 1, r.last + 1), to: 2, kind: .lease, seq: 2)
         #expect(v.insert(lease) == .added)
-        #expect(v.insert(grant(by: 2, parent: lease, range: lease.range, to: 1)) == .rejected("its parent is a lease, which cannot be granted onward"))
+        #expect(v.insert(grant(by: 2, parent: lease, range: lease.range, to: 1, kind: .lease)) == .rejected("its parent is a lease, which can only be released whole"))
         #expect(v.counters.badSignatures == 1 && v.counters.badChains == 4)
+        // Releasing the lease whole, as space, is allowed.
+        let release = grant(by: 2, parent: lease, range: lease.range, to: 0, kind: .space)
+        var released = v
+        #expect(released.insert(release) == .added)
+        #expect(released.owner(of: lease.range.first)?.owner == h.ids[0].nodeID)
+        #expect(released.owner(of: lease.range.first)?.kind == .space)
         // Nothing rejected changed the view: node 1 holds exactly r, node 2 exactly its lease.
         #expect(v.freeSpace(of: h.ids[1].nodeID).map(\.range) == [r])
         #expect(v.leases(of: h.ids[2].nodeID).map(\.range) == [lease.range])

@@ -62,7 +62,7 @@ import Testing
 
         // Every node's lease table agrees: ten leases, each held by the node that says it holds it.
         let expected = Dictionary(uniqueKeysWithValues: addresses.map { ($0.value, $0.key) })
-        let agree = eventually(30) { daemons.allSatisfy { leases(cli, $0) == expected } }
+        let agree = eventually(45) { daemons.allSatisfy { leases(cli, $0) == expected } }
         #expect(agree, "lease tables differ: \(daemons.map { leases(cli, $0) })")
 
         // kill -9 and restart: the same address.
@@ -76,6 +76,18 @@ import Testing
         daemons.append(again)
         #expect(eventually(20) { address(cli, again) != nil })
         #expect(address(cli, again) == before, "restarted node changed address: \(again.logText)")
+
+        // 'meshwork leave': the node releases its address and exits; the others stop listing it.
+        let leaver = daemons[7]
+        let leaverAddress = addresses[leaver.name]!
+        let leave = try cli.run(["leave", "--state", leaver.state])
+        #expect(leave.status == 0, "\(leave.stderr)")
+        #expect(leave.stdout == "Released \(leaverAddress) and left the mesh.\n")
+        leaver.process.waitUntilExit()
+        #expect(leaver.process.terminationStatus == 0, "\(leaver.logText)")
+        let remaining = daemons.filter { $0.process.isRunning }
+        #expect(eventually(45) { remaining.allSatisfy { leases(cli, $0)[leaverAddress] == nil } },
+                "the released address is still listed: \(remaining.map { leases(cli, $0) })")
 
         for d in daemons where d.process.isRunning {
             d.kill(SIGTERM)
