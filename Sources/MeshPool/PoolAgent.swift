@@ -29,9 +29,11 @@ public struct PoolAgent: Sendable {
         public var discoverTargets = 3
         public var backoffBase = Span.milliseconds(200)
         public var backoffMax = Span.seconds(30)
-        /// Members a node pushes its own new grants to; forwarders push to `forwardFanout`.
+        /// Members a node pushes its own new grants to; forwarders push to
+        /// `forwardFanout` (twice that in meshes under 64 members, where pushes to one
+        /// member leave too many out until the next digest).
         public var fanout = 3
-        public var forwardFanout = 2
+        public var forwardFanout = 1
         public var syncInterval = Span.seconds(15)
         /// A joiner that knows no grants yet asks one member for its view and waits this
         /// long before DISCOVER, so that it can pick offerers by the space they own.
@@ -119,6 +121,8 @@ public struct PoolAgent: Sendable {
         if case .bound(let a) = phase { return a }
         return nil
     }
+
+    var forwardFanout: Int { members.count < 64 ? settings.forwardFanout * 2 : settings.forwardFanout }
 
     /// The live members to talk to (from membership).
     public mutating func setMembers(_ ids: [NodeID]) { members = ids.filter { $0 != me }.sorted() }
@@ -312,7 +316,7 @@ public struct PoolAgent: Sendable {
             serveRequest(from: from, xid: x, address: address, now: now, &out)
         case .ack(let x, let grants):
             let fresh = absorb(grants)
-            push(fresh, &out, fanout: settings.forwardFanout)
+            push(fresh, &out, fanout: forwardFanout)
             guard case .requesting(let mine, let offerer, _) = phase, mine == x, offerer == from else { break }
             counters.acks += 1
             if let lease = view.leases(of: me).first { bind(lease.range.first, &out) }
@@ -327,7 +331,7 @@ public struct PoolAgent: Sendable {
             }
         case .grants(let grants):
             let fresh = absorb(grants)
-            push(fresh, &out, fanout: settings.forwardFanout)
+            push(fresh, &out, fanout: forwardFanout)
             afterViewChange(fresh, now: now, &out)
         case .digest(let s, let reply, let last, let lo, let hi, let entries):
             answerDigest(from: from, session: s, reply: reply, last: last, lo: lo, hi: hi, entries: entries, &out)
