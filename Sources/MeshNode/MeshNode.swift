@@ -145,9 +145,7 @@ public struct MeshNode: Sendable {
             if membershipChanged, pool != nil {
                 refreshPoolMembers()
                 // A node still without an address retries as soon as someone appears.
-                if pool!.address == nil, case .exhausted = pool!.phase {
-                    result += emitPool(pool!.acquire(now: lastNow))
-                }
+                result += emitPool(pool!.retryNow(now: lastNow))
             }
         }
         for o in outputs {

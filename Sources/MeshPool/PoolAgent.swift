@@ -168,6 +168,14 @@ public struct PoolAgent: Sendable {
         return out
     }
 
+    /// Membership changed: a node still without an address that is backing off tries
+    /// again now, from the start of its backoff (new members may have space).
+    public mutating func retryNow(now: Instant) -> [Output] {
+        guard address == nil, case .exhausted = phase else { return [] }
+        attempt = 0
+        return acquire(now: now)
+    }
+
     /// Acquires an address unless the node has one: sticky if the view holds a lease for
     /// it; from its own space if it owns some; otherwise by DISCOVER.
     public mutating func acquire(now: Instant) -> [Output] {

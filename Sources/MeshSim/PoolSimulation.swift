@@ -38,6 +38,7 @@ public final class PoolSimulation {
     var group: [Int] = []
     var index: [NodeID: Int] = [:]
     var up = Set<Int>()
+    var sides = 0
     let auth = NullAuthenticator()
     let settings: PoolAgent.Settings
 
@@ -64,7 +65,8 @@ public final class PoolSimulation {
         let id = NodeID(bytes: rng.bytes(32))!
         nodes.append(SimNode(id: id))
         index[id] = i
-        group.append(0)
+        // During a partition a newcomer lands on one side of it.
+        group.append(sides > 0 ? 1 + Int(rng.next() % UInt64(sides)) : 0)
         start(i)
         return i
     }
@@ -92,11 +94,13 @@ public final class PoolSimulation {
     public func partition(_ groups: [[Int]]) {
         for i in group.indices { group[i] = 0 }
         for (g, m) in groups.enumerated() { for i in m { group[i] = g + 1 } }
+        sides = groups.count
         refreshMembers()
     }
 
     public func heal() {
         for i in group.indices { group[i] = 0 }
+        sides = 0
         refreshMembers()
     }
 
@@ -226,6 +230,11 @@ public final class PoolSimulation {
         var byGroup: [Int: [NodeID]] = [:]
         for i in up { byGroup[group[i], default: []].append(nodes[i].id) }
         for i in up { nodes[i].agent!.setMembers(byGroup[group[i]] ?? []) }
+        // As the real node does on a membership change: whoever has no address retries now.
+        let t = now
+        for i in up.sorted() where nodes[i].agent!.address == nil {
+            handle(i, mutate(i) { $0.retryNow(now: t) })
+        }
     }
 
     func handle(_ i: Int, _ outputs: [PoolAgent.Output]) {
