@@ -510,19 +510,9 @@ public struct Gossip: Sendable {
             if let m = members[id] { entries.append(m.digest) }
         }
         if !placed { entries.append(mine) }
-        let perPage = Swift.max(1, (settings.maxPayloadSize - 64) / DigestEntry.size)
-        var start = 0
-        var lo: UInt64 = 0
-        repeat {
-            let end = Swift.min(entries.count, start + perPage)
-            let last = end == entries.count
-            let hi = last ? UInt64.max : entries[end].key - 1
-            let page = SyncPage(session: syncSession, reply: reply, last: last, lo: lo, hi: hi, entries: Array(entries[start..<end]))
-            send(.sync(page), to: endpoint, &out)
-            if last { break }
-            lo = hi + 1
-            start = end
-        } while true
+        for p in keyRangePages(entries, key: \.key, perPage: (settings.maxPayloadSize - 64) / DigestEntry.size) {
+            send(.sync(SyncPage(session: syncSession, reply: reply, last: p.last, lo: p.lo, hi: p.hi, entries: Array(p.items))), to: endpoint, &out)
+        }
     }
 
     mutating func handleSync(_ page: SyncPage, from source: Endpoint, now: Instant, _ out: inout [GossipOutput]) {

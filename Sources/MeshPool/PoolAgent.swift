@@ -566,20 +566,10 @@ public struct PoolAgent: Sendable {
 
     mutating func sendDigest(to peer: NodeID, reply: Bool, _ out: inout [Output]) {
         syncSession &+= 1
-        let all = grantorDigests().map(\.digest)
-        let per = max(1, (settings.maxPayload - 64) / GrantorDigest.size)
-        var start = 0
-        var lo: UInt64 = 0
-        repeat {
-            let end = min(all.count, start + per)
-            let last = end == all.count
-            let hi = last ? UInt64.max : all[end].key - 1
-            out.append(.send(PoolPacket(sender: me, message: .digest(session: syncSession, reply: reply, last: last, lo: lo, hi: hi,
-                                                                    entries: Array(all[start..<end]))), to: peer))
-            if last { break }
-            lo = hi + 1
-            start = end
-        } while true
+        for p in keyRangePages(grantorDigests().map(\.digest), key: \.key, perPage: (settings.maxPayload - 64) / GrantorDigest.size) {
+            out.append(.send(PoolPacket(sender: me, message: .digest(session: syncSession, reply: reply, last: p.last, lo: p.lo, hi: p.hi,
+                                                                    entries: Array(p.items))), to: peer))
+        }
     }
 
     mutating func answerDigest(from peer: NodeID, session: UInt32, reply: Bool, last: Bool, lo: UInt64, hi: UInt64,

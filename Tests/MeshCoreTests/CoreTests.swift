@@ -97,3 +97,24 @@ import Testing
         #expect(Bytes32([0] + raw.dropFirst())! < Bytes32([1] + raw.dropFirst())!)
     }
 }
+
+@Suite struct KeyRangePagesTests {
+    @Test func pagesCoverEveryKeyOnceAndKeepEqualKeysTogether() {
+        var rng = SeededRandom(seed: 3)
+        for n in [0, 1, 5, 70, 71, 500] {
+            var keys = (0..<n).map { _ in rng.next() }
+            if n > 10 { keys[5] = keys[6] }  // an equal pair
+            keys.sort()
+            let pages = keyRangePages(keys, key: { $0 }, perPage: 7)
+            #expect(pages.first?.lo == 0)
+            #expect(pages.last?.hi == .max)
+            #expect(pages.last?.last == true && pages.dropLast().allSatisfy { !$0.last })
+            #expect(pages.flatMap { Array($0.items) } == keys)
+            for (a, b) in zip(pages, pages.dropFirst()) { #expect(a.hi &+ 1 == b.lo) }
+            for p in pages {
+                #expect(p.lo <= p.hi)
+                #expect(p.items.allSatisfy { p.lo <= $0 && $0 <= p.hi })
+            }
+        }
+    }
+}
