@@ -34,6 +34,8 @@ public enum ControlProtocol {
         public var pool: String
         public var poolState: String
         public var poolPrefixLength: Int
+        /// Why the node has no address yet, when it is backing off.
+        public var poolWaiting: String?
     }
 
     public struct Lease: Codable, Sendable {
@@ -73,6 +75,10 @@ public enum ControlProtocol {
         public var probes: Int
         public var probesFailed: Int
         public var refutations: Int
+        /// Pool grants rejected here: bad signature, or a broken chain (not the grantor's to give).
+        public var poolRejectedSignatures: Int
+        public var poolRejectedChains: Int
+        public var poolConflicts: Int
     }
 
     public struct Peer: Codable, Sendable {

@@ -215,9 +215,13 @@ public final class Daemon: @unchecked Sendable {
                     counters: .init(datagramsIn: c.datagramsIn, datagramsOut: c.datagramsOut, bytesIn: c.bytesIn, bytesOut: c.bytesOut,
                                     dropsNotSealedForMesh: c.drops.notSealedForMesh, dropsMalformed: c.drops.malformed,
                                     dropsOther: c.drops.badVersion + c.drops.unknownType + c.drops.unhandledType,
-                                    badSignatures: gc.badSignatures, probes: gc.probes, probesFailed: gc.probesFailed, refutations: gc.refutations),
+                                    badSignatures: gc.badSignatures, probes: gc.probes, probesFailed: gc.probesFailed, refutations: gc.refutations,
+                                    poolRejectedSignatures: node.pool?.view.counters.badSignatures ?? 0,
+                                    poolRejectedChains: node.pool?.view.counters.badChains ?? 0,
+                                    poolConflicts: node.pool?.counters.conflicts ?? 0),
                     address: node.pool?.address.map { IPv4Address($0).description },
-                    pool: token.pool.description, poolState: Self.describe(node.pool?.phase), poolPrefixLength: Int(token.pool.length))
+                    pool: token.pool.description, poolState: Self.describe(node.pool?.phase), poolPrefixLength: Int(token.pool.length),
+                    poolWaiting: node.pool?.waitingReason)
                 return (try? encoder.encode(status)) ?? Data()
             }
         case "leases":

@@ -92,6 +92,8 @@ public struct PoolAgent: Sendable {
     var syncSession: UInt32 = 0
     var naksNoSpace = 0
     var warmUntil: Instant?
+    /// Why the node is backing off, if it is (the outcome of its last attempt).
+    public private(set) var waitingReason: String?
     public private(set) var counters = Counters()
 
     public struct Counters: Sendable, Equatable, Codable {
@@ -200,6 +202,7 @@ public struct PoolAgent: Sendable {
     }
 
     mutating func bind(_ address: UInt32, _ out: inout [Output]) {
+        waitingReason = nil
         if phase != .bound(address: address) {
             phase = .bound(address: address)
             attempt = 0
@@ -293,12 +296,14 @@ public struct PoolAgent: Sendable {
         out.append(.send(PoolPacket(sender: me, message: .request(xid: x, address: best.address)), to: best.from))
     }
 
-    mutating func retryLater(now: Instant, exhausted: Bool, _ out: inout [Output]) {
+    mutating func retryLater(now: Instant, exhausted: Bool, refused: Bool = false, _ out: inout [Output]) {
         attempt += 1
         let exp = min(Double(1 << min(attempt, 16)), settings.backoffMax.seconds / settings.backoffBase.seconds)
         let jitter = 0.5 + Double(rng.next() % 1000) / 1000
         let retryAt = now + settings.backoffBase * (exp * jitter)
         phase = .exhausted(retryAt: retryAt)
+        waitingReason = exhausted ? "pool exhausted: no member asked has free space"
+            : refused ? "the offer was withdrawn (taken or expired); asking again" : "no answer from the members asked"
         if exhausted { out.append(.event(.exhausted)) }
     }
 
@@ -332,7 +337,7 @@ public struct PoolAgent: Sendable {
             counters.naks += 1
             switch phase {
             case .requesting(let mine, _, _) where mine == x:
-                retryLater(now: now, exhausted: false, &out)
+                retryLater(now: now, exhausted: false, refused: true, &out)
             case .discovering(let mine, _) where mine == x:
                 if reason == .noSpace { naksNoSpace += 1 }
             default: break

@@ -166,7 +166,7 @@ struct Status: ParsableCommand {
             ("Mesh", "\(s.meshName) (\(s.meshId))"),
             ("Listen", s.listen),
             ("Endpoints", s.endpoints.joined(separator: ", ")),
-            ("Address", s.address.map { "\($0)/\(s.poolPrefixLength)" } ?? "none yet (\(s.poolState))"),
+            ("Address", s.address.map { "\($0)/\(s.poolPrefixLength)" } ?? "none yet (\(s.poolWaiting ?? s.poolState))"),
             ("Members", "\(m.alive) alive, \(m.suspect) suspect, \(m.dead) dead, \(m.left) left"),
             ("Incarnation", "\(s.incarnation)"),
             ("Uptime", DurationText.format(seconds: UInt64(s.uptimeSeconds))),

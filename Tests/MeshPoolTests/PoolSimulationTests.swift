@@ -114,6 +114,7 @@ import Testing
         #expect(waiting.count == 6)
         for i in waiting {
             #expect(sim.nodes[i].exhaustedReports > 0, "node \(i) never reported the pool exhausted (seed 8)")
+            #expect(sim.nodes[i].agent!.waitingReason != nil, "node \(i) waits without saying why")
             #expect(sim.nodes[i].agent!.phase != .idle || sim.nodes[i].agent!.nextDeadline < .distantFuture, "node \(i) stopped trying")
         }
     }
