@@ -14,9 +14,10 @@ struct Meshwork: ParsableCommand {
             address pool with no server, and talk over end-to-end encrypted sessions.
 
             Start here:
-              meshwork keygen                                  # this node's identity
               meshwork mesh create --name lab --pool 100.80.0.0/16 --out lab.mesh
-              meshwork mesh inspect lab.mesh        # what a token says, never its secret
+              meshwork up --mesh lab.mesh                        # first host
+              meshwork up --mesh lab.mesh --peer host1:51830     # every other host
+              meshwork status; meshwork peers; meshwork leases
             """,
         version: "meshwork \(version)",
         subcommands: [Keygen.self, Mesh.self, Up.self, Status.self, Peers.self, Leases.self, Leave.self, Sim.self, Version.self]

@@ -10,13 +10,18 @@ struct Up: ParsableCommand {
         abstract: "Run a node of a mesh in the foreground.",
         discussion: """
             Joins the mesh through --peer (and the token's bootstrap peers, and, after the \
-            first run, the peers it knew last time), or waits to be joined. Membership runs \
-            over one UDP port, every packet sealed with a key derived from the mesh secret.
-            Stop it with Ctrl-C or SIGTERM: it tells the mesh it is leaving, then exits.
+            first run, the peers it knew last time), or waits to be joined, then gets an \
+            overlay address from whichever members own free space in the pool (the same \
+            address again after a restart; --address asks for a particular one). Membership \
+            and allocation run over one UDP port, every packet sealed with a key derived from \
+            the mesh secret.
+            Stop it with Ctrl-C or SIGTERM: it tells the mesh it is leaving and keeps its \
+            address for next time. 'meshwork leave' gives the address back for good.
 
             The state directory (--state, default \(StatePaths.defaultDirectory())) holds the \
-            identity key (made on first start), node.json (incarnation and known peers) and \
-            control.sock, through which 'meshwork status' and 'meshwork peers' ask the node.
+            identity key (made on first start), node.json (incarnation and known peers), \
+            pool.json (the node's grants and lease) and control.sock, through which \
+            'meshwork status', 'peers', 'leases' and 'leave' talk to the node.
 
             Today a node runs without a TUN device (--no-tun is the only mode); the overlay \
             device arrives in a later release.
@@ -145,7 +150,7 @@ struct StateOption: ParsableArguments {
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show this node: ID, name, mesh, listen address, members by status, uptime.",
+        abstract: "Show this node: ID, name, mesh, overlay address, listen address, members by status, uptime.",
         discussion: """
             Asks the node running with the given state directory through its control socket.
             JSON fields: nodeId, fingerprint, name, meshId, meshName, listen, endpoints, incarnation, \
