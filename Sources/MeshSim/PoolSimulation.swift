@@ -255,8 +255,8 @@ public final class PoolSimulation {
                 if case .exhausted = e { nodes[i].exhaustedReports += 1 }
             }
         }
-        guard let a = nodes[i].agent else { return }
-        let d = max(a.nextDeadline, now)
+        guard let deadline = nodes[i].agent?.nextDeadline else { return }
+        let d = max(deadline, now)
         if d < nodes[i].wakeAt {
             nodes[i].wakeAt = d
             queue.push(d, .wake(i))

@@ -32,7 +32,8 @@ public final class Simulation {
         public internal(set) var incarnation: UInt64 = 0
         var wakeAt: Instant = .distantFuture
         let identity: NodeIdentity?
-        public var isUp: Bool { node != nil }
+        /// Kept beside `node` so that checking it never touches (or copies) the node.
+        public internal(set) var isUp = false
     }
 
     enum Event {
@@ -99,7 +100,8 @@ public final class Simulation {
 
     /// Stops a node at once, as `kill -9` would: no goodbye.
     public func crash(_ i: Int) {
-        if nodes[i].node != nil { upCount -= 1 }
+        if nodes[i].isUp { upCount -= 1 }
+        nodes[i].isUp = false
         nodes[i].node = nil
         nodes[i].wakeAt = .distantFuture
     }
@@ -107,13 +109,13 @@ public final class Simulation {
     /// Starts a crashed node again with the same identity and a higher incarnation (the
     /// daemon persists its incarnation), joining through `seeds`.
     public func restart(_ i: Int, joinVia seeds: [Int]) {
-        precondition(nodes[i].node == nil, "restart of a running node")
+        precondition(!nodes[i].isUp, "restart of a running node")
         start(i, joinVia: seeds)
     }
 
     /// A graceful leave: the node announces it and keeps running for `linger`, then stops.
     public func leave(_ i: Int, linger: Span = .seconds(1)) {
-        guard nodes[i].node != nil else { return }
+        guard nodes[i].isUp else { return }
         let out = withNode(i) { $0.leave(now: now) }
         handle(i, out)
         schedule(at: now + linger) { [weak self] in self?.crash(i) }
@@ -140,12 +142,12 @@ public final class Simulation {
             switch event {
             case .action(let f): f()
             case .wake(let i):
-                guard nodes[i].wakeAt == at, nodes[i].node != nil else { continue }
+                guard nodes[i].wakeAt == at, nodes[i].isUp else { continue }
                 nodes[i].wakeAt = .distantFuture
                 let out = withNode(i) { $0.tick(now: now) }
                 handle(i, out)
             case .deliver(let bytes, let from, let to):
-                guard nodes[to].node != nil else { continue }
+                guard nodes[to].isUp else { continue }
                 let out = withNode(to) { $0.receive(datagram: bytes, from: from, now: now) }
                 handle(to, out)
             }
@@ -256,6 +258,7 @@ public final class Simulation {
         var node = MeshNode(gossip: gossip, sealer: sealer)
         let out = node.join(seeds: seeds.map { nodes[$0].endpoint }, now: now)
         nodes[i].node = node
+        nodes[i].isUp = true
         upCount += 1
         handle(i, out)
     }
@@ -279,8 +282,9 @@ public final class Simulation {
                 break
             }
         }
-        guard let n = nodes[i].node else { return }
-        let d = Swift.max(n.nextDeadline, now)
+        // Read in place: copying the node out would retain its whole state on every event.
+        guard nodes[i].isUp, let deadline = nodes[i].node?.nextDeadline else { return }
+        let d = Swift.max(deadline, now)
         if d < nodes[i].wakeAt {
             nodes[i].wakeAt = d
             queue.push(d, .wake(i))
