@@ -509,8 +509,7 @@ public struct PoolAgent: Sendable {
         for g in grants {
             switch view.insert(g) {
             case .added, .orphan: fresh.append(g)
-            case .duplicate: break
-            case .rejected: counters.conflicts += 0
+            case .duplicate, .rejected: break  // rejected ones are counted by the view
             }
         }
         return fresh

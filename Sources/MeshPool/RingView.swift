@@ -39,7 +39,14 @@ public struct RingView: Sendable {
         public var badChains = 0
         public var duplicates = 0
         public var orphans = 0
+        /// Orphans refused because too many were already waiting (a flood of grants whose
+        /// parents never come).
+        public var orphansDropped = 0
     }
+
+    /// At most this many grants wait for a parent; past it, new orphans are refused (they
+    /// come again with anti-entropy once their parent is known).
+    public static let orphanLimit = 4096
 
     public enum InsertResult: Equatable, Sendable {
         case added
@@ -57,7 +64,8 @@ public struct RingView: Sendable {
     }
 
     public var grantCount: Int { grants.count }
-    public var orphanCount: Int { orphans.values.reduce(0) { $0 + $1.count } }
+    public var orphanCount: Int { orphanTotal }
+    var orphanTotal = 0
     public var hasGenesis: Bool { genesisRef != nil }
 
     /// Every grant this view holds, attached or waiting (for anti-entropy and persistence).
@@ -87,7 +95,12 @@ public struct RingView: Sendable {
             return .added
         }
         guard let parent = grants[g.parent] else {
+            guard orphanCount < Self.orphanLimit else {
+                counters.orphansDropped += 1
+                return .rejected("too many grants waiting for their parent")
+            }
             orphans[g.parent, default: []].append(g)
+            orphanTotal += 1
             counters.orphans += 1
             record(g, ref: ref)
             return .orphan
@@ -130,6 +143,7 @@ public struct RingView: Sendable {
         if g.isGenesis { genesisRef = ref } else { children[g.parent, default: []].append(ref) }
         // Orphans that were waiting for this grant.
         if let waiting = orphans.removeValue(forKey: ref) {
+            orphanTotal -= waiting.count
             for o in waiting {
                 if chainProblem(o, parent: g) == nil {
                     attach(o, ref: o.ref)

@@ -205,6 +205,21 @@ struct History {
         #expect(v.insert(child) == .duplicate)
     }
 
+    @Test func aFloodOfOrphansIsBounded() {
+        var v = h.makeView()
+        var rng = SeededRandom(seed: 9)
+        for k in 0..<(RingView.orphanLimit + 10) {
+            var g = Grant(grantor: h.ids[1].nodeID, seq: UInt64(k), parent: Bytes32(rng.bytes(32))!,
+                          range: AddressRange(h.pool.first, h.pool.first), grantee: h.ids[2].nodeID, kind: .space)
+            g.sign(with: Ed25519RecordAuthenticator(identity: h.ids[1]))
+            v.insert(g)
+        }
+        #expect(v.orphanCount == RingView.orphanLimit)
+        #expect(v.counters.orphansDropped == 10)
+        // Genuine grants still get in.
+        #expect(v.insert(genesis()) == .added)
+    }
+
     @Test func grantsRoundTripOnTheWire() throws {
         let g = grant(by: 0, parent: genesis(), range: AddressRange(h.pool.first, h.pool.first + 7), to: 1, kind: .lease)
         let bytes = g.wireBytes
