@@ -22,10 +22,10 @@ public struct PoolAgent: Sendable {
     public struct Settings: Sendable, Equatable {
         public var holdTime = Span.seconds(2)
         public var offerWait = Span.milliseconds(50)
-        /// How long to wait for offers, and for an ACK (the REQUEST is sent twice before
-        /// discovery starts over, as DHCP clients retransmit).
+        /// How long to wait for offers, and for an ACK; the REQUEST is sent up to
+        /// `requestTries` times before discovery starts over, as DHCP clients retransmit.
         public var requestTimeout = Span.milliseconds(300)
-        public var requestTries = 2
+        public var requestTries = 3
         public var discoverTargets = 3
         public var backoffBase = Span.milliseconds(200)
         public var backoffMax = Span.seconds(30)
@@ -34,6 +34,8 @@ public struct PoolAgent: Sendable {
         /// member leave too many out until the next digest).
         public var fanout = 3
         public var forwardFanout = 1
+        /// Pushes are coalesced for this long, then sent as one batch per target.
+        public var pushDelay = Span.milliseconds(20)
         public var syncInterval = Span.seconds(15)
         /// A joiner that knows no grants yet asks one member for its view and waits this
         /// long before DISCOVER, so that it can pick offerers by the space they own.
@@ -92,6 +94,12 @@ public struct PoolAgent: Sendable {
     var syncSession: UInt32 = 0
     var naksNoSpace = 0
     var warmUntil: Instant?
+    /// Grants waiting to be pushed until `flushAt`, and to how many members.
+    var pendingPush: [Grant] = []
+    var pendingFanout = 0
+    var pendingExcluding: Set<NodeID> = []
+    var flushAt: Instant?
+    var lastNow = Instant.zero
     /// Why the node is backing off, if it is (the outcome of its last attempt).
     public private(set) var waitingReason: String?
     public private(set) var counters = Counters()
@@ -181,6 +189,7 @@ public struct PoolAgent: Sendable {
     /// Acquires an address unless the node has one: sticky if the view holds a lease for
     /// it; from its own space if it owns some; otherwise by DISCOVER.
     public mutating func acquire(now: Instant) -> [Output] {
+        lastNow = now
         var out: [Output] = []
         ensureAddress(now: now, &out)
         return out
@@ -214,6 +223,7 @@ public struct PoolAgent: Sendable {
     /// own lease) is granted, as space, to the owner of the neighbouring stretch (below it,
     /// else above it), persisted and pushed. Returns the outputs; the node holds nothing after.
     public mutating func release(now: Instant) -> [Output] {
+        lastNow = now
         var out: [Output] = []
         let all = view.ownership()
         var made: [Grant] = []
@@ -229,6 +239,7 @@ public struct PoolAgent: Sendable {
         if !made.isEmpty {
             out.append(.persist(grants: made, seq: seq))
             push(made, &out)
+            flush(&out)  // the node stops right after: nothing may wait
         }
         if let a = address { out.append(.event(.released(a))) }
         phase = .idle
@@ -310,6 +321,7 @@ public struct PoolAgent: Sendable {
     // MARK: - Input
 
     public mutating func receive(_ packet: PoolPacket, now: Instant) -> [Output] {
+        lastNow = now
         var out: [Output] = []
         let from = packet.sender
         guard from != me else { return out }
@@ -355,7 +367,9 @@ public struct PoolAgent: Sendable {
 
     /// Time passes: offer windows close, requests time out, holds lapse, syncs run.
     public mutating func tick(now: Instant) -> [Output] {
+        lastNow = now
         var out: [Output] = []
+        if let f = flushAt, now >= f { flush(&out) }
         switch phase {
         case .discovering:
             if now >= offersUntil, !offers.isEmpty {
@@ -393,7 +407,7 @@ public struct PoolAgent: Sendable {
     }
 
     public var nextDeadline: Instant {
-        var d = nextSyncAt
+        var d = min(nextSyncAt, flushAt ?? .distantFuture)
         switch phase {
         case .discovering: d = min(d, offersUntil, deadline)
         case .requesting: d = min(d, deadline)
@@ -528,18 +542,36 @@ public struct PoolAgent: Sendable {
         }
     }
 
+    /// Queues grants to be pushed to `fanout` random members (the largest fanout asked for
+    /// in a window applies to the whole batch), sent together at the next flush.
     mutating func push(_ grants: [Grant], _ out: inout [Output], excluding: NodeID? = nil, fanout: Int? = nil) {
         guard !grants.isEmpty, !members.isEmpty else { return }
-        let fanout = fanout ?? settings.fanout
+        pendingPush += grants
+        pendingFanout = max(pendingFanout, fanout ?? settings.fanout)
+        if let excluding { pendingExcluding.insert(excluding) }
+        if flushAt == nil { flushAt = lastNow + settings.pushDelay }
+    }
+
+    /// Sends the coalesced grants, in batches, to the same few random members.
+    mutating func flush(_ out: inout [Output]) {
+        flushAt = nil
+        defer {
+            pendingPush.removeAll()
+            pendingFanout = 0
+            pendingExcluding.removeAll()
+        }
+        guard !pendingPush.isEmpty, !members.isEmpty else { return }
+        var seen = Set<Bytes32>()
+        let unique = pendingPush.filter { seen.insert($0.ref).inserted }
         var picked: [NodeID] = []
         var attempts = 0
-        while picked.count < fanout, attempts < fanout * 4 {
+        while picked.count < pendingFanout, attempts < pendingFanout * 4 {
             attempts += 1
             let t = members[Int(rng.next() % UInt64(members.count))]
-            if t != excluding, !picked.contains(t) { picked.append(t) }
+            if !pendingExcluding.contains(t), !picked.contains(t) { picked.append(t) }
         }
         for t in picked {
-            for batch in batches(grants) { out.append(.send(PoolPacket(sender: me, message: .grants(batch)), to: t)) }
+            for batch in batches(unique) { out.append(.send(PoolPacket(sender: me, message: .grants(batch)), to: t)) }
         }
     }
 
