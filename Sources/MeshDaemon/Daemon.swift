@@ -177,6 +177,9 @@ public final class Daemon: @unchecked Sendable {
         }
         stopHandler = stop
         installSignals { stop(false) }
+        runner.onFatal = { _ in
+            if !stopping.withLockedValue({ let was = $0; $0 = true; return was }) { done.succeed(1) }
+        }
         let status = try done.futureResult.wait()
         savePeers(blocking: true)  // here, on the main thread: never wait on the event loop
         saveView(blocking: true)

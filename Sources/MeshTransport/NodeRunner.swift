@@ -27,6 +27,9 @@ public final class NodeRunner: @unchecked Sendable {
     /// the event loop, before any later output of the same step is sent; if it throws, the
     /// rest of that step (an ACK) is not sent.
     public var onPersist: (@Sendable ([Grant], UInt64) throws -> Void)?
+    /// Called once if the node must stop: its state could not be made durable, so going on
+    /// could hand out an address twice. The runner has already closed its socket.
+    public var onFatal: (@Sendable (String) -> Void)?
     public private(set) var localAddress: SocketAddress?
 
     public init(loop: any EventLoop, logger: Logger, onEvent: @escaping @Sendable (MembershipEvent, Gossip) -> Void) {
@@ -96,7 +99,7 @@ public final class NodeRunner: @unchecked Sendable {
 
     private func deliver(_ outputs: [NodeOutput]) {
         var wrote = false
-        loop: for o in outputs {
+        for o in outputs {
             switch o {
             case .datagram(let bytes, let to):
                 guard let channel, let address = to.socketAddress else { continue }
@@ -112,8 +115,16 @@ public final class NodeRunner: @unchecked Sendable {
                 do {
                     try onPersist?(grants, seq)
                 } catch {
-                    logger.error("could not persist pool grants; not acknowledging them: \(error)")
-                    break loop
+                    // Nothing after this may leave: not the ACK, not a later push of these
+                    // grants. Stop the node.
+                    let why = "could not make pool grants durable (\(error)); stopping so that no address can be handed out twice"
+                    logger.critical("\(why)")
+                    timer?.cancel()
+                    timer = nil
+                    channel?.close(promise: nil)
+                    channel = nil
+                    onFatal?(why)
+                    return
                 }
             }
         }
