@@ -1,5 +1,4 @@
 import MeshCore
-import MeshCrypto
 
 /// Ed25519 signatures by the node's identity key (libsodium). A node ID is its public key,
 /// so any record can be checked with nothing but the record itself.

@@ -15,7 +15,9 @@ public final class ControlServer: Sendable {
         unlink(path)
         let channel = try ServerBootstrap(group: group)
             .childChannelInitializer { child in
-                child.pipeline.addHandler(LineHandler(handler: handler))
+                child.eventLoop.makeCompletedFuture {
+                    try child.pipeline.syncOperations.addHandler(LineHandler(handler: handler))
+                }
             }
             .bind(unixDomainSocketPath: path)
             .wait()
@@ -57,7 +59,7 @@ public final class ControlServer: Sendable {
                 case .failure(let e): out.writeBytes((try? JSONEncoder().encode(ControlProtocol.ErrorReply(error: "\(e)"))) ?? Data())
                 }
                 out.writeInteger(UInt8(0x0a))
-                context.writeAndFlush(NIOAny(out)).whenComplete { _ in context.close(promise: nil) }
+                context.writeAndFlush(NIOAny(out)).whenComplete { _ in ctx.value.close(promise: nil) }
             }
         }
     }

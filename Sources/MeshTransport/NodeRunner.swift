@@ -49,7 +49,9 @@ public final class NodeRunner: @unchecked Sendable {
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65536))
             .channelInitializer { channel in
-                channel.pipeline.addHandler(Inbound(runner: self))
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Inbound(runner: self))
+                }
             }
         return bootstrap.bind(host: host, port: port).flatMapThrowing { channel in
             self.loop.preconditionInEventLoop()

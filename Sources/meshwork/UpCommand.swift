@@ -115,7 +115,7 @@ struct Up: ParsableCommand {
         let status: Int32
         do {
             status = try Daemon(config: config, logger: logger).run()
-        } catch let e as CustomStringConvertible {
+        } catch let e as any CustomStringConvertible {
             throw CLIError(e.description)
         }
         throw ExitCode(status)
@@ -124,7 +124,7 @@ struct Up: ParsableCommand {
     static func hostName() -> String {
         var buf = [CChar](repeating: 0, count: 256)
         gethostname(&buf, buf.count)
-        let raw = String(cString: buf)
+        let raw = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let cleaned = String(String.UnicodeScalarView(raw.unicodeScalars.filter(Names.isNameCharacter).prefix(64)))
         return cleaned.isEmpty ? "node" : cleaned
     }
