@@ -10,7 +10,7 @@ public struct PoolScenario: Sendable {
     public var seed: UInt64 = 1
     public var partitionAt: Span?
     public var healAt: Span?
-    /// Nodes replaced (one crashes, a new one joins) per second, during the join phase and after.
+    /// Nodes replaced (one crashes, a new one joins) per second, for at least 20 s.
     public var churn = 0.0
     public var pool = AddressRange(IPv4Address(100, 64, 0, 1).value, IPv4Address(100, 64, 255, 254).value)
     public var joinRate = 200.0
@@ -60,10 +60,12 @@ public struct PoolScenario: Sendable {
                 progress?("healed at \(h)")
             }
         }
-        let end = Instant.zero + .milliseconds(100) + span + settle + (healAt ?? .zero)
+        // With churn, nodes are replaced for at least 20 s (or the join phase, if longer).
+        let churnEnd = Instant.zero + Span.milliseconds(100) + (churn > 0 ? Swift.max(span, .seconds(20)) : span)
+        let end = Swift.max(churnEnd, .zero + (healAt ?? .zero)) + settle
         if churn > 0 {
             var t = Instant.zero + .seconds(1)
-            while t < end - settle {
+            while t < churnEnd {
                 sim.schedule(at: t) {
                     let up = sim.upNodes.filter { $0 != 0 }
                     if !up.isEmpty { sim.crash(up[Int(rng.next() % UInt64(up.count))]) }

@@ -146,7 +146,7 @@ struct PoolSim: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Heal the partition at this simulated time.", valueName: "duration"))
     var healAt: String?
 
-    @Option(name: .long, help: ArgumentHelp("Nodes replaced per second (one crashes, a new one joins).", valueName: "rate"))
+    @Option(name: .long, help: ArgumentHelp("Nodes replaced per second (one crashes, a new one joins), for at least 20 s.", valueName: "rate"))
     var churn: Double = 0
 
     @Option(name: .long, help: "Seed of every random choice in the run.")
