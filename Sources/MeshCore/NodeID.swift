@@ -25,4 +25,14 @@ public struct NodeID: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var description: String { fingerprint }
 
     public static func < (lhs: NodeID, rhs: NodeID) -> Bool { lhs.key < rhs.key }
+
+    /// The first 8 bytes as a big-endian integer: the key that anti-entropy digests (gossip
+    /// and pool) are sorted and paged by.
+    public var digestKey: UInt64 {
+        key.withUnsafeBytes { raw in
+            var v: UInt64 = 0
+            for i in 0..<8 { v = v << 8 | UInt64(raw[i]) }
+            return v
+        }
+    }
 }

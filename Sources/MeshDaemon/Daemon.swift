@@ -301,23 +301,20 @@ public final class Daemon: @unchecked Sendable {
 
     /// Saves every grant the node's view holds (so a restart keeps its lease and view).
     func saveView(blocking: Bool = false) {
-        let meshId = config.token.meshID.description
-        let path = poolPath
         let log = logger
-        let box = poolState
-        let future = runner.inspect { node, _ -> ([Grant], UInt64) in (node.pool?.view.allGrants ?? [], node.pool?.seq ?? 0) }
-        let write: @Sendable (([Grant], UInt64)) -> Void = { pair in
-            let state = box.withLockedValue { s -> PoolStateFile in
-                for g in pair.0 { s.grants[g.ref] = g }
-                s.seq = max(s.seq, pair.1)
-                return PoolStateFile(meshId: meshId, seq: s.seq, grants: Array(s.grants.values))
-            }
-            do { try state.save(to: path) } catch { log.error("could not save pool state: \(error)") }
+        snapshot(blocking: blocking, { node in (node.pool?.view.allGrants ?? [], node.pool?.seq ?? 0) }) { [self] pair in
+            do { try persistPool(pair.0, seq: pair.1) } catch { log.error("could not save pool state: \(error)") }
         }
+    }
+
+    /// Reads from the node on its event loop, then writes what was read: later, or before
+    /// returning with `blocking` (only ever off the event loop).
+    func snapshot<T: Sendable>(blocking: Bool, _ read: @escaping @Sendable (MeshNode) -> T, write: @escaping @Sendable (T) -> Void) {
+        let future = runner.inspect { node, _ in read(node) }
         if !blocking {
             future.whenSuccess(write)
-        } else if let v = try? future.wait() {
-            write(v)
+        } else if let value = try? future.wait() {
+            write(value)
         }
     }
 
@@ -337,20 +334,14 @@ public final class Daemon: @unchecked Sendable {
         let inc = incarnation
         let path = statePath
         let log = logger
-        let future = runner.inspect { node, _ -> NodeStateFile in
+        snapshot(blocking: blocking, { node -> NodeStateFile in
             let peers = node.gossip.members.values
                 .filter { $0.status <= .suspect }
                 .sorted { $0.node < $1.node }
                 .map { NodeStateFile.Peer(nodeId: $0.node.hex, name: $0.record.name, endpoints: $0.record.endpoints.map(\.description)) }
             return NodeStateFile(meshId: meshId, incarnation: Swift.max(inc, node.gossip.me.incarnation), peers: peers)
-        }
-        let write: @Sendable (NodeStateFile) -> Void = { state in
+        }) { state in
             do { try state.save(to: path) } catch { log.error("could not save node state: \(error)") }
-        }
-        if !blocking {
-            future.whenSuccess(write)
-        } else if let state = try? future.wait() {
-            write(state)
         }
     }
 

@@ -186,13 +186,3 @@ public struct GossipPacket: Hashable, Sendable, WireCodable {
     public static let overhead = 32 + 1 + 4 + 32 + 19 + 1
 }
 
-extension NodeID {
-    /// The first 8 bytes as a big-endian integer: the key digests are sorted and paged by.
-    public var digestKey: UInt64 {
-        key.withUnsafeBytes { raw in
-            var v: UInt64 = 0
-            for i in 0..<8 { v = v << 8 | UInt64(raw[i]) }
-            return v
-        }
-    }
-}

@@ -106,6 +106,17 @@ public struct MeshNode: Sendable {
         return emit(gossip.receive(packet, from: source, now: now))
     }
 
+    static let gossipHeader = PacketHeader(type: .gossip).wireBytes
+    static let poolHeader = PacketHeader(type: .pool).wireBytes
+
+    /// One outgoing datagram: the header, then the sealed body (header authenticated too).
+    mutating func seal(_ plaintext: [UInt8], header: [UInt8]) -> [UInt8] {
+        let datagram = header + sealer.seal(plaintext, header: header)
+        counters.datagramsOut += 1
+        counters.bytesOut += datagram.count
+        return datagram
+    }
+
     /// The pool's members are gossip's live ones (alive or suspect).
     mutating func refreshPoolMembers() {
         guard pool != nil else { return }
@@ -115,7 +126,6 @@ public struct MeshNode: Sendable {
 
     mutating func emitPool(_ outputs: [PoolAgent.Output]) -> [NodeOutput] {
         var result: [NodeOutput] = []
-        let header = PacketHeader(type: .pool).wireBytes
         for o in outputs {
             switch o {
             case .send(let packet, let to):
@@ -123,10 +133,7 @@ public struct MeshNode: Sendable {
                     counters.poolUnroutable += 1
                     continue
                 }
-                let datagram = header + sealer.seal(packet.wireBytes, header: header)
-                counters.datagramsOut += 1
-                counters.bytesOut += datagram.count
-                result.append(.datagram(datagram, to: endpoint))
+                result.append(.datagram(seal(packet.wireBytes, header: Self.poolHeader), to: endpoint))
             case .persist(let grants, let seq):
                 result.append(.persist(grants: grants, seq: seq))
             case .event(let e):
@@ -139,7 +146,6 @@ public struct MeshNode: Sendable {
     mutating func emit(_ outputs: [GossipOutput]) -> [NodeOutput] {
         var result: [NodeOutput] = []
         result.reserveCapacity(outputs.count)
-        let header = PacketHeader(type: .gossip).wireBytes
         var membershipChanged = false
         defer {
             if membershipChanged, pool != nil {
@@ -157,11 +163,7 @@ public struct MeshNode: Sendable {
             }
             switch o {
             case .send(let packet, let to):
-                let body = sealer.seal(packet.wireBytes, header: header)
-                let datagram = header + body
-                counters.datagramsOut += 1
-                counters.bytesOut += datagram.count
-                result.append(.datagram(datagram, to: to))
+                result.append(.datagram(seal(packet.wireBytes, header: Self.gossipHeader), to: to))
             case .event(let e):
                 result.append(.event(e))
             }

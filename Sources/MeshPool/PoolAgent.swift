@@ -596,7 +596,7 @@ public struct PoolAgent: Sendable {
 
     func grantorDigests() -> [(key: UInt64, grantor: NodeID, digest: GrantorDigest)] {
         view.byGrantor.map { id, st in
-            (id.digestKey8, id, GrantorDigest(key: id.digestKey8, count: UInt32(st.grants.count), xor: st.xor, maxSeq: st.maxSeq))
+            (id.digestKey, id, GrantorDigest(key: id.digestKey, count: UInt32(st.grants.count), xor: st.xor, maxSeq: st.maxSeq))
         }.sorted { $0.key < $1.key }
     }
 
@@ -649,13 +649,3 @@ extension Bytes32 {
     public var w0Value: UInt64 { withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } }
 }
 
-extension NodeID {
-    /// The first 8 bytes, big-endian: the key pool digests are sorted and paged by.
-    public var digestKey8: UInt64 {
-        key.withUnsafeBytes { raw in
-            var v: UInt64 = 0
-            for i in 0..<8 { v = v << 8 | UInt64(raw[i]) }
-            return v
-        }
-    }
-}

@@ -8,7 +8,7 @@ import MeshWire
 /// Membership here is an oracle (each node is told which nodes run and are reachable);
 /// the combined gossip + pool node comes with the daemon integration. Everything random
 /// comes from the seed, so a run replays exactly.
-public final class PoolSimulation {
+public final class PoolSimulation: VirtualTimeSimulation {
     public struct SimNode {
         public let id: NodeID
         public internal(set) var agent: PoolAgent?
@@ -23,9 +23,7 @@ public final class PoolSimulation {
     }
 
     public let seed: UInt64
-    public var loss: Double
-    public var latency = Span.milliseconds(5)
-    public var jitter = Span.milliseconds(5)
+    public var network: SimNetwork
     public let pool: AddressRange
     public private(set) var now = Instant.zero
     public private(set) var nodes: [SimNode] = []
@@ -51,7 +49,7 @@ public final class PoolSimulation {
     public init(seed: UInt64, pool: AddressRange, loss: Double = 0, settings: PoolAgent.Settings = .init()) {
         self.seed = seed
         self.pool = pool
-        self.loss = loss
+        network = SimNetwork(loss: loss)
         self.settings = settings
         rng = SeededRandom(seed: seed)
     }
@@ -124,18 +122,6 @@ public final class PoolSimulation {
             }
         }
         now = max(now, t)
-    }
-
-    public func run(for s: Span) { run(until: now + s) }
-
-    @discardableResult
-    public func run(until condition: () -> Bool, within limit: Span, step: Span = .milliseconds(100)) -> Bool {
-        let end = now + limit
-        while now < end {
-            if condition() { return true }
-            run(until: min(end, now + step))
-        }
-        return condition()
     }
 
     // MARK: - Views and invariants
@@ -246,9 +232,7 @@ public final class PoolSimulation {
             case .send(let packet, let to):
                 messages += 1
                 messagesByKind[Self.kind(packet.message), default: 0] += 1
-                guard let j = index[to], group[i] == group[j] else { continue }
-                if loss > 0, Double(rng.next() % 1_000_000) / 1e6 < loss { continue }
-                let delay = latency + Span(nanoseconds: jitter.nanoseconds > 0 ? Int64(rng.next() % UInt64(jitter.nanoseconds)) : 0)
+                guard let j = index[to], group[i] == group[j], let delay = network.transit(using: &rng) else { continue }
                 queue.push(now + delay, .deliver(packet.wireBytes, to: j, from: i))
             case .event(let e):
                 if case .leased = e, nodes[i].leasedAt == nil { nodes[i].leasedAt = now }

@@ -12,17 +12,8 @@ import MeshNode
 /// The network: every node has an underlay endpoint in 198.18.0.0/15; a datagram arrives
 /// after `latency` plus uniform jitter, unless lost (probability `loss`) or the two ends
 /// are in different partition groups. Crashed nodes receive nothing and send nothing.
-public final class Simulation {
-    public struct Network: Sendable {
-        public var latency = Span.milliseconds(5)
-        public var jitter = Span.milliseconds(5)
-        public var loss = 0.0
-        public init(latency: Span = .milliseconds(5), jitter: Span = .milliseconds(5), loss: Double = 0) {
-            self.latency = latency
-            self.jitter = jitter
-            self.loss = loss
-        }
-    }
+public final class Simulation: VirtualTimeSimulation {
+    public typealias Network = SimNetwork
 
     public struct SimNode {
         public let name: String
@@ -155,18 +146,6 @@ public final class Simulation {
         now = Swift.max(now, time)
     }
 
-    public func run(for span: Span) { run(until: now + span) }
-
-    /// Runs until `condition` holds (checked every `step`) or `limit` passes; returns whether it held.
-    @discardableResult
-    public func run(until condition: () -> Bool, within limit: Span, step: Span = .milliseconds(100)) -> Bool {
-        let end = now + limit
-        while now < end {
-            if condition() { return true }
-            run(until: Swift.min(end, now + step))
-        }
-        return condition()
-    }
 
     // MARK: - Views
 
@@ -270,12 +249,11 @@ public final class Simulation {
                 datagramsSent += 1
                 bytesSent += bytes.count
                 guard let j = byEndpoint[to] else { continue }
-                if group[i] != group[j] || (network.loss > 0 && Double(rng.next() % 1_000_000) / 1e6 < network.loss) {
+                guard group[i] == group[j], let delay = network.transit(using: &rng) else {
                     datagramsLost += 1
                     continue
                 }
-                let jitter = network.jitter.nanoseconds > 0 ? Int64(rng.next() % UInt64(network.jitter.nanoseconds)) : 0
-                queue.push(now + network.latency + Span(nanoseconds: jitter), .deliver(bytes, from: nodes[i].endpoint, to: j))
+                queue.push(now + delay, .deliver(bytes, from: nodes[i].endpoint, to: j))
             case .event(let e):
                 observer?(now, i, e)
             case .persist, .pool:

@@ -60,6 +60,17 @@ struct CLI {
         ((try? FileManager.default.attributesOfItem(atPath: path(name)))?[.posixPermissions] as? NSNumber)?.intValue ?? -1
     }
 
+    /// Polls `condition` every `every` seconds until it holds or `seconds` pass: tests wait
+    /// on conditions with deadlines, never on fixed sleeps.
+    static func eventually(_ seconds: Double, every: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try condition() { return true }
+            Thread.sleep(forTimeInterval: every)
+        }
+        return try condition()
+    }
+
     func json(_ text: String) throws -> [String: Any] {
         try JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: Any]
     }

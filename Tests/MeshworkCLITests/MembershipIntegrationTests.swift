@@ -28,14 +28,8 @@ import Testing
         var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
     }
 
-    /// Polls `condition` every 100 ms until it holds or `seconds` pass.
     func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try condition() { return true }
-            Thread.sleep(forTimeInterval: 0.1)
-        }
-        return try condition()
+        try CLI.eventually(seconds, every: 0.1, condition)
     }
 
     func peers(_ cli: CLI, _ d: Daemon) -> [String: String] {

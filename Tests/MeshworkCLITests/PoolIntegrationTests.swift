@@ -6,12 +6,7 @@ import Testing
     typealias Daemon = MembershipIntegrationTests.Daemon
 
     func eventually(_ seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try condition() { return true }
-            Thread.sleep(forTimeInterval: 0.2)
-        }
-        return try condition()
+        try CLI.eventually(seconds, every: 0.2, condition)
     }
 
     func address(_ cli: CLI, _ d: Daemon) -> String? {
