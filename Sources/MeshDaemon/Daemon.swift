@@ -68,7 +68,7 @@ public final class Daemon: @unchecked Sendable {
     let poolPath: String
     var incarnation: UInt64 = 0
     /// Grants and sequence number as last made durable (guarded: written from the event loop).
-    let poolState = NIOLockedValueBox<(grants: [Bytes32: Grant], seq: UInt64)>(([:], 0))
+    let poolState = NIOLockedValueBox<(grants: [Bytes32: Grant], seq: UInt64, votes: [Bytes32: NodeID])>(([:], 0, [:]))
     let poolDirty = NIOLockedValueBox(false)
     var stopHandler: (@Sendable (Bool) -> Void)?
     var signalSources: [any DispatchSourceSignal] = []
@@ -100,7 +100,10 @@ public final class Daemon: @unchecked Sendable {
         let saved = try NodeStateFile.load(from: statePath, meshId: meshId)
         let savedPool = try PoolStateFile.load(from: poolPath, meshId: meshId)
         let savedGrants = try savedPool?.decodedGrants() ?? []
-        poolState.withLockedValue { $0 = (Dictionary(savedGrants.map { ($0.ref, $0) }, uniquingKeysWith: { a, _ in a }), savedPool?.seq ?? 0) }
+        let savedVotes = try savedPool?.decodedVotes() ?? [:]
+        poolState.withLockedValue {
+            $0 = (Dictionary(savedGrants.map { ($0.ref, $0) }, uniquingKeysWith: { a, _ in a }), savedPool?.seq ?? 0, savedVotes)
+        }
         incarnation = (saved?.incarnation ?? 0) + 1
         // Saved before any packet leaves: a crash now can never reuse this incarnation.
         try NodeStateFile(meshId: meshId, incarnation: incarnation, peers: saved?.peers ?? []).save(to: statePath)
@@ -126,11 +129,12 @@ public final class Daemon: @unchecked Sendable {
         let poolSeq = savedPool?.seq ?? 0
         let preferred = config.address
         let poolSeed = random.next()
+        let reclaimSeconds = config.token.reclaimSeconds
 
         runner = NodeRunner(loop: group.next(), logger: logger) { [weak self] event, gossip in
             self?.log(event, gossip)
         }
-        runner.onPersist = { [weak self] grants, seq in try self?.persistPool(grants, seq: seq) }
+        runner.onPersist = { [weak self] grants, seq, votes in try self?.persistPool(grants, seq: seq, votes: votes) }
         runner.onPoolEvent = { [weak self] event in self?.log(event) }
         let bound: SocketAddress
         do {
@@ -139,7 +143,10 @@ public final class Daemon: @unchecked Sendable {
                 let record = MemberRecord(node: identity.nodeID, incarnation: inc, name: name, endpoints: endpoints, x25519: x25519)
                 var view = RingView(pool: usable, genesis: genesis, auth: auth)
                 for g in savedGrants { view.insert(g) }
-                let pool = PoolAgent(me: identity.nodeID, view: view, auth: auth, seq: poolSeq, preferred: preferred, seed: poolSeed, now: now)
+                var poolSettings = PoolAgent.Settings()
+                poolSettings.reclaimTime = .seconds(Double(reclaimSeconds))
+                let pool = PoolAgent(me: identity.nodeID, view: view, auth: auth, seq: poolSeq, settings: poolSettings, preferred: preferred,
+                                     votes: savedVotes, seed: poolSeed, now: now)
                 return MeshNode(gossip: Gossip(me: record, settings: settings, auth: auth, seed: seed, now: now), pool: pool, sealer: sealer)
             }.wait()
         } catch {
@@ -290,11 +297,12 @@ public final class Daemon: @unchecked Sendable {
     }
 
     /// Called on the event loop before an ACK goes out: grants and seq must be on disk first.
-    func persistPool(_ grants: [Grant], seq: UInt64) throws {
+    func persistPool(_ grants: [Grant], seq: UInt64, votes: [Bytes32: NodeID] = [:]) throws {
         let state = poolState.withLockedValue { s -> PoolStateFile in
             for g in grants { s.grants[g.ref] = g }
             s.seq = max(s.seq, seq)
-            return PoolStateFile(meshId: config.token.meshID.description, seq: s.seq, grants: Array(s.grants.values))
+            s.votes.merge(votes) { _, new in new }
+            return PoolStateFile(meshId: config.token.meshID.description, seq: s.seq, grants: Array(s.grants.values), votes: s.votes)
         }
         try state.save(to: poolPath)
     }
@@ -325,6 +333,12 @@ public final class Daemon: @unchecked Sendable {
         case .lost(let a): logger.warning("overlay address lost to a conflicting grant; asking for another", metadata: ["address": "\(IPv4Address(a))"])
         case .exhausted: logger.warning("no member has free address space; retrying with backoff")
         case .released(let a): logger.notice("overlay address released", metadata: ["address": "\(IPv4Address(a))"])
+        case .reclaimed(let from, let range, let forced):
+            logger.warning(forced ? "took over a node's space by hand (--force)" : "reclaimed the space of a node gone longer than the reclaim time",
+                           metadata: ["from": "\(from.fingerprint)", "range": "\(range)"])
+        case .fenced(true):
+            logger.warning("fenced: no contact with members holding most of the pool for half the reclaim time; not granting addresses")
+        case .fenced(false): logger.notice("no longer fenced: in contact with members holding most of the pool")
         }
     }
 

@@ -14,11 +14,26 @@ public struct PoolStateFile: StateFile {
     public var seq: UInt64
     /// Each grant's wire encoding, hex.
     public var grants: [String]
+    /// Reclaim votes given: holding grant ref (hex) → the successor voted for (node ID hex).
+    /// A node never votes for two successors of one holding, across restarts too.
+    public var votes: [String: String]?
 
-    public init(meshId: String, seq: UInt64, grants: [Grant]) {
+    public init(meshId: String, seq: UInt64, grants: [Grant], votes: [Bytes32: NodeID] = [:]) {
         self.meshId = meshId
         self.seq = seq
         self.grants = grants.map { Hex.encode($0.wireBytes) }.sorted()
+        self.votes = votes.isEmpty ? nil : Dictionary(uniqueKeysWithValues: votes.map { ($0.key.hex, $0.value.hex) })
+    }
+
+    public func decodedVotes(path: String = "pool.json") throws -> [Bytes32: NodeID] {
+        var out: [Bytes32: NodeID] = [:]
+        for (h, s) in votes ?? [:] {
+            guard let hb = Hex.decode(h), let holding = Bytes32(hb), let sb = Hex.decode(s), let k = Bytes32(sb) else {
+                throw StateFileError.corrupt(path: path, reason: "a reclaim vote is not two 32-byte hex values")
+            }
+            out[holding] = NodeID(k)
+        }
+        return out
     }
 
     public func decodedGrants(path: String = "pool.json") throws -> [Grant] {
@@ -28,5 +43,8 @@ public struct PoolStateFile: StateFile {
         }
     }
 
-    public func validate(path: String) throws { _ = try decodedGrants(path: path) }
+    public func validate(path: String) throws {
+        _ = try decodedGrants(path: path)
+        _ = try decodedVotes(path: path)
+    }
 }

@@ -135,7 +135,9 @@ public struct MeshNode: Sendable {
                 }
                 result.append(.datagram(seal(packet.wireBytes, header: Self.poolHeader), to: endpoint))
             case .persist(let grants, let seq):
-                result.append(.persist(grants: grants, seq: seq))
+                result.append(.persist(grants: grants, seq: seq, votes: [:]))
+            case .persistVote(let holding, let successor):
+                result.append(.persist(grants: [], seq: 0, votes: [holding: successor]))
             case .event(let e):
                 result.append(.pool(e))
             }
@@ -175,8 +177,9 @@ public struct MeshNode: Sendable {
 public enum NodeOutput: Sendable {
     case datagram([UInt8], to: Endpoint)
     case event(MembershipEvent)
-    /// Make these grants and this grant sequence number durable before acting on any later output.
-    case persist(grants: [Grant], seq: UInt64)
+    /// Make these grants, this grant sequence number and these reclaim votes (holding →
+    /// successor) durable before acting on any later output.
+    case persist(grants: [Grant], seq: UInt64, votes: [Bytes32: NodeID])
     case pool(PoolEvent)
 }
 

@@ -8,13 +8,18 @@ import MeshWire
 /// `grantor` a range containing `range`). `seq` is the grantor's grant counter: it only
 /// grows, and is persisted before an ACK is sent. The genesis grant has no parent and
 /// hands the whole pool from the genesis node to itself. A `lease` grant is a single
-/// address for its grantee's own use, and is never a parent. docs/pool.md has the rules.
+/// address for its grantee's own use, and is never a parent. A `reclaim` takes what a
+/// node gone for longer than the reclaim time still held by `parent`, for its signer (the
+/// successor), on the strength of `votes` from members holding most of the pool (or
+/// `forced` by hand). docs/pool.md has the rules.
 public struct Grant: Hashable, Sendable, CustomStringConvertible {
     public enum Kind: UInt8, Sendable, Codable {
         /// Space the grantee may allocate from.
         case space = 1
         /// One address that the grantee uses.
         case lease = 2
+        /// What a departed node still held by `parent`, taken over by the signer.
+        case reclaim = 3
     }
 
     public var grantor: NodeID
@@ -23,9 +28,17 @@ public struct Grant: Hashable, Sendable, CustomStringConvertible {
     public var range: AddressRange
     public var grantee: NodeID
     public var kind: Kind
+    /// Reclaims only: the departed node's grants from `parent` up to this seq stand; the
+    /// reclaim takes the rest, ahead of any later ones.
+    public var cutoff: UInt64 = 0
+    /// Reclaims only: made by hand (`meshwork pool reclaim --force`), without votes.
+    public var forced = false
+    /// Reclaims only: the members' signed consent.
+    public var votes: [ReclaimVote] = []
     public var signature: [UInt8]
 
     public init(grantor: NodeID, seq: UInt64, parent: Bytes32, range: AddressRange, grantee: NodeID, kind: Kind,
+                cutoff: UInt64 = 0, forced: Bool = false, votes: [ReclaimVote] = [],
                 signature: [UInt8] = [UInt8](repeating: 0, count: 64)) {
         self.grantor = grantor
         self.seq = seq
@@ -33,6 +46,9 @@ public struct Grant: Hashable, Sendable, CustomStringConvertible {
         self.range = range
         self.grantee = grantee
         self.kind = kind
+        self.cutoff = cutoff
+        self.forced = forced
+        self.votes = votes
         self.signature = signature
     }
 
@@ -54,7 +70,19 @@ public struct Grant: Hashable, Sendable, CustomStringConvertible {
         w.writeUInt32(range.last)
         w.write(grantee)
         w.writeUInt8(kind.rawValue)
+        if kind == .reclaim {
+            w.writeUInt64(cutoff)
+            w.writeBool(forced)
+            w.writeArray(.u16, votes)
+        }
     }
+
+    /// Where this grant sits among its parent's children: by seq, except that a reclaim
+    /// sits right after its cutoff (after the departed node's grant with that seq).
+    var order: (UInt64, UInt8) { kind == .reclaim ? (cutoff, 1) : (seq, 0) }
+
+    /// The grant's size on the wire.
+    public var encodedSize: Int { 177 + (kind == .reclaim ? 11 + votes.reduce(0) { $0 + $1.encodedSize } : 0) }
 
     /// The grant's name: BLAKE2b-256 of its signed bytes and signature. Children name their
     /// parent by it.
@@ -63,7 +91,7 @@ public struct Grant: Hashable, Sendable, CustomStringConvertible {
     public mutating func sign(with auth: some RecordAuthenticator) { signature = auth.sign(signedBytes) }
 
     public var description: String {
-        "\(grantor.fingerprint)#\(seq) \(kind == .lease ? "lease" : "space") \(range) → \(grantee.fingerprint)"
+        "\(grantor.fingerprint)#\(seq) \(kind) \(range) → \(grantee.fingerprint)"
     }
 }
 
@@ -76,14 +104,98 @@ extension Grant: WireCodable {
         let first = try r.readUInt32("range first"), last = try r.readUInt32("range last")
         let grantee = try r.read(NodeID.self)
         let k = try r.readUInt8("grant kind")
-        let sig = try r.readBytes(64, "grant signature")
         guard first <= last else { r = start; throw .invalidValue(field: "grant range", reason: "first > last") }
         guard let kind = Kind(rawValue: k) else { r = start; throw .invalidValue(field: "grant kind", reason: "unknown kind \(k)") }
-        self.init(grantor: grantor, seq: seq, parent: parent, range: AddressRange(first, last), grantee: grantee, kind: kind, signature: sig)
+        var cutoff: UInt64 = 0, forced = false, votes: [ReclaimVote] = []
+        if kind == .reclaim {
+            do {
+                cutoff = try r.readUInt64("reclaim cutoff")
+                forced = try r.readBool("reclaim forced")
+                votes = try r.readArray(of: ReclaimVote.self, .u16, limit: ReclaimVote.limit, minimumElementSize: ReclaimVote.minimumSize, "reclaim votes")
+            } catch {
+                r = start
+                throw error
+            }
+        }
+        let sig: [UInt8]
+        do { sig = try r.readBytes(64, "grant signature") } catch { r = start; throw error }
+        self.init(grantor: grantor, seq: seq, parent: parent, range: AddressRange(first, last), grantee: grantee, kind: kind,
+                  cutoff: cutoff, forced: forced, votes: votes, signature: sig)
     }
 
     public func encode(to w: inout WireWriter) {
         encodeBody(to: &w)
         w.writeBytes(signature)
+    }
+}
+
+/// One member's consent to a reclaim: "`signer`, holding `claimed`, agrees that `successor`
+/// takes what the departed node still holds by grant `holding`, after its grants up to
+/// `cutoff`". A reclaim stands once its votes' claimed addresses (outside the reclaimed
+/// range) are more than half the pool.
+public struct ReclaimVote: Hashable, Sendable, WireCodable {
+    public var signer: NodeID
+    /// The addresses the signer held when it voted (its space and its lease), sorted.
+    public var claimed: [AddressRange]
+    public var signature: [UInt8]
+
+    public init(signer: NodeID, claimed: [AddressRange], signature: [UInt8] = [UInt8](repeating: 0, count: 64)) {
+        self.signer = signer
+        self.claimed = claimed
+        self.signature = signature
+    }
+
+    public static let limit = 1024
+    public static let claimedLimit = 64
+    public static let minimumSize = 32 + 1 + 64
+
+    public static func signedBytes(holding: Bytes32, cutoff: UInt64, successor: NodeID, claimed: [AddressRange]) -> [UInt8] {
+        var w = WireWriter(capacity: 96 + 8 * claimed.count)
+        w.writeBytes(Array("meshwork pool reclaim v1".utf8))
+        w.writeBytes32(holding)
+        w.writeUInt64(cutoff)
+        w.write(successor)
+        writeRanges(claimed, to: &w)
+        return w.bytes
+    }
+
+    public var encodedSize: Int { Self.minimumSize + 8 * claimed.count }
+
+    public init(from r: inout WireReader) throws(WireError) {
+        signer = try r.read(NodeID.self)
+        let n = Int(try r.readUInt8("claimed count"))
+        guard n <= Self.claimedLimit else { throw .lengthExceedsLimit(field: "claimed", length: n, limit: Self.claimedLimit) }
+        var ranges: [AddressRange] = []
+        for _ in 0..<n {
+            let a = try r.readUInt32("claimed first"), b = try r.readUInt32("claimed last")
+            guard a <= b else { throw .invalidValue(field: "claimed", reason: "first > last") }
+            ranges.append(AddressRange(a, b))
+        }
+        claimed = ranges
+        signature = try r.readBytes(64, "vote signature")
+    }
+
+    public func encode(to w: inout WireWriter) {
+        w.write(signer)
+        Self.writeRanges(claimed, to: &w)
+        w.writeBytes(signature)
+    }
+
+    static func writeRanges(_ rs: [AddressRange], to w: inout WireWriter) {
+        w.writeUInt8(UInt8(clamping: rs.count))
+        for r in rs {
+            w.writeUInt32(r.first)
+            w.writeUInt32(r.last)
+        }
+    }
+}
+
+extension Grant.Kind: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .space: return "space"
+        case .lease: return "lease"
+        case .reclaim: return "reclaim"
+        }
     }
 }

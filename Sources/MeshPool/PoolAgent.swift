@@ -41,6 +41,14 @@ public struct PoolAgent: Sendable {
         /// long before DISCOVER, so that it can pick offerers by the space they own.
         public var warmUp = Span.milliseconds(150)
         public var maxPayload = 1300
+        /// How long a node must be gone (dead or left, as membership says) before its
+        /// holdings may be reclaimed: the mesh token's reclaim time. A node cut off from
+        /// members holding most of the pool for half of it stops granting (the fence).
+        public var reclaimTime = Span.seconds(86400)
+        /// How often departures and the fence are checked: a twentieth of the reclaim time,
+        /// at least 1 s. A successor asks again for missing votes this often (at least 2 s).
+        public var reclaimCheck: Span { Swift.max(.seconds(1), reclaimTime * 0.05) }
+        public var reclaimAskInterval: Span { Swift.max(.seconds(2), reclaimCheck) }
         public init() {}
     }
 
@@ -49,6 +57,9 @@ public struct PoolAgent: Sendable {
         /// Make these grants and this sequence high-water mark durable before acting on any
         /// later output.
         case persist(grants: [Grant], seq: UInt64)
+        /// Make durable, before acting on any later output, that this node voted for
+        /// `successor` to reclaim `holding` (it never votes for two).
+        case persistVote(holding: Bytes32, successor: NodeID)
         case event(PoolEvent)
     }
 
@@ -76,10 +87,10 @@ public struct PoolAgent: Sendable {
     public let me: NodeID
     public let settings: Settings
     let auth: any RecordAuthenticator
-    public private(set) var view: RingView
+    public internal(set) var view: RingView
     public private(set) var phase: Phase = .idle
     /// The highest grant sequence number this node has used (persisted).
-    public private(set) var seq: UInt64
+    public internal(set) var seq: UInt64
     var rng: SeededRandom
     var xid: UInt32
     var members: [NodeID] = []
@@ -102,19 +113,36 @@ public struct PoolAgent: Sendable {
     var lastNow = Instant.zero
     /// Why the node is backing off, if it is (the outcome of its last attempt).
     public private(set) var waitingReason: String?
-    public private(set) var counters = Counters()
+    public internal(set) var counters = Counters()
+    // Reclaim and the fence (PoolAgent+Reclaim.swift).
+    /// Owners of space that membership says are gone, and since when (as this node saw it).
+    var absentSince: [NodeID: Instant] = [:]
+    /// When this node last saw live members (itself included) holding most of the pool.
+    var lastQuorumAt: Instant?
+    var fencedReported = false
+    var nextReclaimCheck: Instant
+    /// Holding → the successor this node voted for (persisted; it never votes for two).
+    public internal(set) var votedFor: [Bytes32: NodeID]
+    var proposals: [Bytes32: Proposal] = [:]
+    var naksFenced = 0
 
     public struct Counters: Sendable, Equatable, Codable {
         public var discovers = 0, offers = 0, requests = 0, acks = 0, naks = 0, conflicts = 0
+        /// Reclaims this node made (as successor), votes it gave, and offers it refused
+        /// because it was fenced.
+        public var reclaims = 0, votes = 0, fencedRefusals = 0
     }
 
     /// - Parameters:
     ///   - seq: the persisted high-water mark of this node's grant sequence numbers.
     ///   - preferred: the address to ask for (e.g. `--address`); otherwise the previous lease
     ///     or one derived from the node ID.
+    ///   - votes: the persisted reclaim votes (holding → successor).
     public init(me: NodeID, view: RingView, auth: any RecordAuthenticator, seq: UInt64, settings: Settings = Settings(),
-                preferred: UInt32? = nil, seed: UInt64, now: Instant) {
+                preferred: UInt32? = nil, votes: [Bytes32: NodeID] = [:], seed: UInt64, now: Instant) {
         self.me = me
+        votedFor = votes
+        nextReclaimCheck = now
         self.view = view
         self.auth = auth
         self.seq = seq
@@ -201,7 +229,7 @@ public struct PoolAgent: Sendable {
             return
         }
         if case .bound = phase { phase = .idle }
-        if let own = pickFromOwnSpace() {
+        if !isFenced(now: now), let own = pickFromOwnSpace() {
             let made = commit(lease: own, share: nil, to: me, now: now, &out)
             push(made, &out)
             bind(own, &out)
@@ -262,6 +290,7 @@ public struct PoolAgent: Sendable {
         offersUntil = .distantFuture
         deadline = now + settings.requestTimeout
         naksNoSpace = 0
+        naksFenced = 0
         phase = .discovering(xid: xid, attempt: attempt)
         let requested = preferred ?? Self.derivedAddress(for: me, pool: view.pool)
         for t in discoverTargets() {
@@ -307,13 +336,14 @@ public struct PoolAgent: Sendable {
         out.append(.send(PoolPacket(sender: me, message: .request(xid: x, address: best.address)), to: best.from))
     }
 
-    mutating func retryLater(now: Instant, exhausted: Bool, refused: Bool = false, _ out: inout [Output]) {
+    mutating func retryLater(now: Instant, exhausted: Bool, refused: Bool = false, fenced: Bool = false, _ out: inout [Output]) {
         attempt += 1
         let exp = min(Double(1 << min(attempt, 16)), settings.backoffMax.seconds / settings.backoffBase.seconds)
         let jitter = 0.5 + Double(rng.next() % 1000) / 1000
         let retryAt = now + settings.backoffBase * (exp * jitter)
         phase = .exhausted(retryAt: retryAt)
-        waitingReason = exhausted ? "pool exhausted: no member asked has free space"
+        waitingReason = fenced ? "the members asked are fenced (cut off from members holding most of the pool); asking again"
+            : exhausted ? "pool exhausted: no member asked has free space"
             : refused ? "the offer was withdrawn (taken or expired); asking again" : "no answer from the members asked"
         if exhausted { out.append(.event(.exhausted)) }
     }
@@ -352,6 +382,7 @@ public struct PoolAgent: Sendable {
                 retryLater(now: now, exhausted: false, refused: true, &out)
             case .discovering(let mine, _) where mine == x:
                 if reason == .noSpace { naksNoSpace += 1 }
+                if reason == .fenced { naksFenced += 1 }
             default: break
             }
         case .grants(let grants):
@@ -360,6 +391,10 @@ public struct PoolAgent: Sendable {
             afterViewChange(fresh, now: now, &out)
         case .digest(let s, let reply, let last, let lo, let hi, let entries):
             answerDigest(from: from, session: s, reply: reply, last: last, lo: lo, hi: hi, entries: entries, &out)
+        case .reclaimAsk(let holding, let cutoff):
+            answerReclaimAsk(from: from, holding: holding, cutoff: cutoff, now: now, &out)
+        case .reclaimVote(let holding, let cutoff, let vote):
+            takeReclaimVote(from: from, holding: holding, cutoff: cutoff, vote: vote, now: now, &out)
         }
         if case .requesting = phase, let lease = view.leases(of: me).first { bind(lease.range.first, &out) }
         return out
@@ -375,7 +410,9 @@ public struct PoolAgent: Sendable {
             if now >= offersUntil, !offers.isEmpty {
                 chooseOffer(now: now, &out)
             } else if now >= deadline {
-                retryLater(now: now, exhausted: naksNoSpace > 0 && naksNoSpace >= min(settings.discoverTargets, members.count), &out)
+                let refusals = naksNoSpace + naksFenced
+                let all = refusals > 0 && refusals >= min(settings.discoverTargets, members.count)
+                retryLater(now: now, exhausted: all && naksFenced == 0, fenced: all && naksFenced > 0, &out)
             }
         case .requesting(let x, let offerer, let address):
             if now >= deadline {
@@ -396,6 +433,11 @@ public struct PoolAgent: Sendable {
             break
         }
         for (x, h) in holds where now >= h.expires { holds[x] = nil }
+        if now >= nextReclaimCheck {
+            nextReclaimCheck = now + settings.reclaimCheck
+            checkDepartures(now: now, &out)
+        }
+        askForVotes(now: now, &out)
         if now >= nextSyncAt {
             nextSyncAt = now + settings.syncInterval
             if !members.isEmpty {
@@ -407,7 +449,8 @@ public struct PoolAgent: Sendable {
     }
 
     public var nextDeadline: Instant {
-        var d = min(nextSyncAt, flushAt ?? .distantFuture)
+        var d = min(nextSyncAt, flushAt ?? .distantFuture, nextReclaimCheck)
+        for p in proposals.values { d = min(d, p.nextAskAt) }
         switch phase {
         case .discovering: d = min(d, offersUntil, deadline)
         case .requesting: d = min(d, deadline)
@@ -428,6 +471,11 @@ public struct PoolAgent: Sendable {
             counters.offers += 1
             out.append(.send(PoolPacket(sender: me, message: .offer(xid: x, address: lease.range.first, share: nil,
                                                                    holdMillis: UInt32(settings.holdTime.nanoseconds / 1_000_000))), to: client))
+            return
+        }
+        if isFenced(now: now) {
+            counters.fencedRefusals += 1
+            out.append(.send(PoolPacket(sender: me, message: .nak(xid: x, reason: .fenced)), to: client))
             return
         }
         var free = RangeSet(view.freeSpace(of: me).map(\.range))
@@ -469,6 +517,11 @@ public struct PoolAgent: Sendable {
         }
         guard view.owner(of: address)?.owner == me, view.owner(of: address)?.kind == .space else {
             out.append(.send(PoolPacket(sender: me, message: .nak(xid: x, reason: .taken)), to: client))
+            return
+        }
+        guard !isFenced(now: now) else {
+            counters.fencedRefusals += 1
+            out.append(.send(PoolPacket(sender: me, message: .nak(xid: x, reason: .fenced)), to: client))
             return
         }
         let granted = commit(lease: address, share: hold.share, to: client, now: now, &out)
@@ -575,9 +628,22 @@ public struct PoolAgent: Sendable {
         }
     }
 
+    /// Grants cut into packets of at most `maxPayload` (a reclaim with many votes goes alone).
     func batches(_ grants: [Grant]) -> [[Grant]] {
-        let per = max(1, (settings.maxPayload - 64) / 177)
-        return stride(from: 0, to: grants.count, by: per).map { Array(grants[$0..<min(grants.count, $0 + per)]) }
+        var out: [[Grant]] = []
+        var current: [Grant] = [], size = 0
+        for g in grants {
+            let n = g.encodedSize
+            if !current.isEmpty, size + n > settings.maxPayload - 64 || current.count == PoolMessage.grantLimit {
+                out.append(current)
+                current = []
+                size = 0
+            }
+            current.append(g)
+            size += n
+        }
+        if !current.isEmpty { out.append(current) }
+        return out
     }
 
     /// A grant and its ancestors, genesis first.
@@ -642,6 +708,11 @@ public enum PoolEvent: Sendable, Equatable {
     case exhausted
     /// This node gave its address (and all its space) back, leaving for good.
     case released(UInt32)
+    /// This node, as successor, took over `range` from `from`, gone longer than the reclaim time.
+    case reclaimed(from: NodeID, range: AddressRange, forced: Bool)
+    /// This node stopped granting (cut off from members holding most of the pool for half
+    /// the reclaim time), or started again.
+    case fenced(Bool)
 }
 
 extension Bytes32 {

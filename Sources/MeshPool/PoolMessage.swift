@@ -18,6 +18,11 @@ public enum PoolMessage: Hashable, Sendable {
     /// Anti-entropy: per grantor, how many of its grants the sender holds and the XOR of
     /// their refs, for grantors whose key lies in `lo...hi`.
     case digest(session: UInt32, reply: Bool, last: Bool, lo: UInt64, hi: UInt64, entries: [GrantorDigest])
+    /// The sender, successor of a node gone for longer than the reclaim time, asks for a vote
+    /// to take what that node holds by grant `holding`, after its grants up to `cutoff`.
+    case reclaimAsk(holding: Bytes32, cutoff: UInt64)
+    /// A member's signed consent to that reclaim (sent to the successor only).
+    case reclaimVote(holding: Bytes32, cutoff: UInt64, vote: ReclaimVote)
 
     public enum NakReason: UInt8, Sendable, Codable {
         case noSpace = 1, taken = 2, expired = 3, fenced = 4
@@ -102,6 +107,10 @@ public struct PoolPacket: Hashable, Sendable, WireCodable {
             guard lo <= hi else { throw .invalidValue(field: "digest range", reason: "lo > hi") }
             let entries = try r.readArray(of: GrantorDigest.self, .u16, limit: PoolMessage.digestLimit, minimumElementSize: GrantorDigest.size, "digest")
             message = .digest(session: session, reply: flags & 1 != 0, last: flags & 2 != 0, lo: lo, hi: hi, entries: entries)
+        case 8: message = .reclaimAsk(holding: try r.readBytes32("holding"), cutoff: try r.readUInt64("cutoff"))
+        case 9:
+            let holding = try r.readBytes32("holding"), cutoff = try r.readUInt64("cutoff")
+            message = .reclaimVote(holding: holding, cutoff: cutoff, vote: try r.read(ReclaimVote.self))
         default:
             throw .invalidValue(field: "pool kind", reason: "unknown kind \(kind)")
         }
@@ -126,6 +135,10 @@ public struct PoolPacket: Hashable, Sendable, WireCodable {
         case .digest(let session, let reply, let last, let lo, let hi, let entries):
             w.writeUInt8(7); w.writeUInt32(session); w.writeUInt8((reply ? 1 : 0) | (last ? 2 : 0))
             w.writeUInt64(lo); w.writeUInt64(hi); w.writeArray(.u16, entries)
+        case .reclaimAsk(let holding, let cutoff):
+            w.writeUInt8(8); w.writeBytes32(holding); w.writeUInt64(cutoff)
+        case .reclaimVote(let holding, let cutoff, let vote):
+            w.writeUInt8(9); w.writeBytes32(holding); w.writeUInt64(cutoff); w.write(vote)
         }
     }
 }

@@ -8,7 +8,9 @@ import MeshCore
 /// parent's effective range minus what earlier siblings took. So when a grantor hands out
 /// the same address twice (a lost disk, or a lie), the lower sequence number wins, and
 /// every node folds the same answer. An address belongs to the grantee of the deepest
-/// grant whose effective range holds it.
+/// grant whose effective range holds it. A reclaim is a child of the departed node's
+/// grant, ordered just after its cutoff: it takes whatever that node had not granted
+/// onward by then, and its grants with a higher seq get nothing.
 ///
 /// Because the fold depends only on the set, merging two views is set union: commutative,
 /// associative and idempotent (a CRDT), and any order of delivery gives the same view.
@@ -42,6 +44,10 @@ public struct RingView: Sendable {
         /// Orphans refused because too many were already waiting (a flood of grants whose
         /// parents never come).
         public var orphansDropped = 0
+        /// Reclaims refused: too few votes, bad vote signatures, or a malformed reclaim.
+        public var badReclaims = 0
+        /// Reclaims made by hand (`--force`) that this view accepted.
+        public var forcedReclaims = 0
     }
 
     /// At most this many grants wait for a parent; past it, new orphans are refused (they
@@ -105,7 +111,10 @@ public struct RingView: Sendable {
             record(g, ref: ref)
             return .orphan
         }
-        if let why = chainProblem(g, parent: parent) { return reject(why, chain: true) }
+        if let why = chainProblem(g, parent: parent) {
+            if g.kind == .reclaim { counters.badReclaims += 1 }
+            return reject(why, chain: true)
+        }
         attach(g, ref: ref)
         record(g, ref: ref)
         return .added
@@ -123,6 +132,7 @@ public struct RingView: Sendable {
     }
 
     func chainProblem(_ g: Grant, parent: Grant) -> String? {
+        if g.kind == .reclaim { return reclaimProblem(g, parent: parent) }
         // A lease is granted onward only whole and as space: that is how its holder releases it.
         if parent.kind == .lease, !(g.kind == .space && g.range == parent.range) {
             return "its parent is a lease, which can only be released whole"
@@ -132,6 +142,32 @@ public struct RingView: Sendable {
         return nil
     }
 
+    /// A reclaim takes a whole grant held by another node, for its own signer, with votes
+    /// from members that held more than half the pool (outside the reclaimed range).
+    func reclaimProblem(_ g: Grant, parent: Grant) -> String? {
+        let target = parent.grantee
+        if g.grantee != g.grantor { return "a reclaim must go to its signer" }
+        if target == g.grantor { return "a node cannot reclaim its own grant" }
+        if g.range != parent.range { return "a reclaim must take its parent's whole range" }
+        if g.forced { return nil }
+        var signers = Set<NodeID>()
+        var claimed = RangeSet()
+        for v in g.votes {
+            guard v.signer != target, signers.insert(v.signer).inserted else { return "a vote by the departed node, or two by one signer" }
+            let message = ReclaimVote.signedBytes(holding: g.parent, cutoff: g.cutoff, successor: g.grantor, claimed: v.claimed)
+            guard auth.verify(signature: v.signature, message: message, signer: v.signer) else { return "a vote's signature does not verify" }
+            for r in v.claimed { claimed.insert(r) }
+        }
+        let weight = claimed.subtracting(RangeSet(parent.range)).count
+        guard Self.isMajority(weight, of: pool) else {
+            return "its votes hold \(weight) of \(pool.count) addresses, not more than half"
+        }
+        return nil
+    }
+
+    /// Whether `weight` addresses are more than half of `pool`.
+    public static func isMajority(_ weight: UInt64, of pool: AddressRange) -> Bool { weight * 2 > pool.count }
+
     mutating func reject(_ why: String, chain: Bool) -> InsertResult {
         if chain { counters.badChains += 1 }
         return .rejected(why)
@@ -140,6 +176,7 @@ public struct RingView: Sendable {
     mutating func attach(_ g: Grant, ref: Bytes32) {
         grants[ref] = g
         cache = nil
+        if g.forced { counters.forcedReclaims += 1 }
         if g.isGenesis { genesisRef = ref } else { children[g.parent, default: []].append(ref) }
         // Orphans that were waiting for this grant.
         if let waiting = orphans.removeValue(forKey: ref) {
@@ -149,6 +186,7 @@ public struct RingView: Sendable {
                     attach(o, ref: o.ref)
                 } else {
                     counters.badChains += 1
+                    if o.kind == .reclaim { counters.badReclaims += 1 }
                 }
             }
         }
@@ -160,6 +198,7 @@ public struct RingView: Sendable {
     public struct Ownership: Hashable, Sendable {
         public var range: AddressRange
         public var owner: NodeID
+        /// `.space` or `.lease` (space taken by a reclaim is space).
         public var kind: Grant.Kind
         /// The grant by which `owner` holds it.
         public var grant: Bytes32
@@ -176,7 +215,7 @@ public struct RingView: Sendable {
             let grant = grants[ref]!
             var claimed = RangeSet()
             let kids = (children[ref] ?? []).map { ($0, grants[$0]!) }.sorted { a, b in
-                a.1.seq != b.1.seq ? a.1.seq < b.1.seq : a.0 < b.0
+                a.1.order != b.1.order ? a.1.order < b.1.order : a.0 < b.0
             }
             for (kref, kid) in kids {
                 let mine = eff.intersection(kid.range).subtracting(claimed)
@@ -185,7 +224,7 @@ public struct RingView: Sendable {
                 stack.append((kref, mine))
             }
             for r in eff.subtracting(claimed).ranges {
-                out.append(Ownership(range: r, owner: grant.grantee, kind: grant.kind, grant: ref))
+                out.append(Ownership(range: r, owner: grant.grantee, kind: grant.kind == .lease ? .lease : .space, grant: ref))
             }
         }
         out.sort { $0.range < $1.range }
@@ -216,6 +255,6 @@ public struct RingView: Sendable {
 
     /// The highest grant sequence number `node` has used, as this view knows it.
     public func highestSeq(of node: NodeID) -> UInt64? {
-        grants.values.filter { $0.grantor == node }.map(\.seq).max()
+        byGrantor[node]?.maxSeq
     }
 }

@@ -14,6 +14,7 @@ public final class PoolSimulation: VirtualTimeSimulation {
         public internal(set) var agent: PoolAgent?
         public internal(set) var persistedSeq: UInt64 = 0
         public internal(set) var persisted: [Grant] = []
+        public internal(set) var persistedVotes: [Bytes32: NodeID] = [:]
         var wakeAt: Instant = .distantFuture
         public internal(set) var startedAt: Instant = .zero
         public internal(set) var leasedAt: Instant?
@@ -89,6 +90,19 @@ public final class PoolSimulation: VirtualTimeSimulation {
     /// Restarts a crashed node from what it persisted (grants and sequence number).
     public func restart(_ i: Int) { start(i) }
 
+    /// Reads from node `i`'s agent (which may update caches, not state others see).
+    public func inspect<T>(_ i: Int, _ body: (inout PoolAgent, Instant) -> T) -> T {
+        var a = nodes[i].agent.take()!
+        defer { nodes[i].agent = a }
+        return body(&a, now)
+    }
+
+    /// Runs `body` on node `i`'s agent as a command (e.g. a forced reclaim) and delivers its outputs.
+    public func command(_ i: Int, _ body: (inout PoolAgent, Instant) -> [PoolAgent.Output]) {
+        let t = now
+        handle(i, mutate(i) { body(&$0, t) })
+    }
+
     public func partition(_ groups: [[Int]]) {
         for i in group.indices { group[i] = 0 }
         for (g, m) in groups.enumerated() { for i in m { group[i] = g + 1 } }
@@ -130,11 +144,28 @@ public final class PoolSimulation: VirtualTimeSimulation {
 
     public func address(of i: Int) -> UInt32? { nodes[i].agent?.address }
 
-    /// Addresses that more than one running node believes it holds.
+    /// Addresses that more than one running node of one connected component believes it
+    /// holds. (Across a partition longer than the reclaim time, the majority side may hand
+    /// out the addresses of the minority side's nodes; they renumber on heal.)
     public func duplicateAddresses() -> [UInt32: [Int]] {
-        var by: [UInt32: [Int]] = [:]
-        for i in upNodes { if let a = address(of: i) { by[a, default: []].append(i) } }
-        return by.filter { $0.value.count > 1 }
+        var by: [Int: [UInt32: [Int]]] = [:]
+        for i in upNodes { if let a = address(of: i) { by[group[i], default: [:]][a, default: []].append(i) } }
+        var out: [UInt32: [Int]] = [:]
+        for (_, addrs) in by { for (a, holders) in addrs where holders.count > 1 { out[a, default: []] += holders } }
+        return out
+    }
+
+    /// The component (partition side) node `i` is in; 0 when there is no partition.
+    public func component(of i: Int) -> Int { group[i] }
+
+    /// The merged view of every running node, folded.
+    public func mergedView() -> RingView? {
+        var merged: RingView?
+        for i in upNodes {
+            guard let v = nodes[i].agent?.view else { continue }
+            if merged == nil { merged = v } else { merged!.merge(v) }
+        }
+        return merged
     }
 
     /// Every running node bound, to distinct addresses inside the pool.
@@ -161,12 +192,7 @@ public final class PoolSimulation: VirtualTimeSimulation {
     /// The largest owner's share of the pool (space and leases), and how many nodes own
     /// any, in the union of every running node's view.
     public func ownershipSpread() -> (largest: Double, owners: Int) {
-        var merged: RingView?
-        for i in upNodes {
-            guard let v = nodes[i].agent?.view else { continue }
-            if merged == nil { merged = v } else { merged!.merge(v) }
-        }
-        guard var m = merged else { return (0, 0) }
+        guard var m = mergedView() else { return (0, 0) }
         var by: [NodeID: UInt64] = [:]
         for o in m.ownership() { by[o.owner, default: 0] += o.range.count }
         return (Double(by.values.max() ?? 0) / Double(pool.count), by.count)
@@ -181,6 +207,8 @@ public final class PoolSimulation: VirtualTimeSimulation {
         case .nak: return "nak"
         case .grants: return "grants"
         case .digest: return "digest"
+        case .reclaimAsk: return "reclaimAsk"
+        case .reclaimVote: return "reclaimVote"
         }
     }
 
@@ -190,7 +218,7 @@ public final class PoolSimulation: VirtualTimeSimulation {
         var view = RingView(pool: pool, genesis: nodes.isEmpty ? nodes[i].id : nodes[0].id, auth: auth)
         for g in nodes[i].persisted { view.insert(g) }
         var agent = PoolAgent(me: nodes[i].id, view: view, auth: auth, seq: nodes[i].persistedSeq, settings: settings,
-                              seed: rng.next(), now: now)
+                              votes: nodes[i].persistedVotes, seed: rng.next(), now: now)
         nodes[i].startedAt = now
         nodes[i].leasedAt = nil
         var out = agent.createGenesis()
@@ -229,6 +257,8 @@ public final class PoolSimulation: VirtualTimeSimulation {
             case .persist(let grants, let seq):
                 nodes[i].persisted += grants
                 nodes[i].persistedSeq = max(nodes[i].persistedSeq, seq)
+            case .persistVote(let holding, let successor):
+                nodes[i].persistedVotes[holding] = successor
             case .send(let packet, let to):
                 messages += 1
                 messagesByKind[Self.kind(packet.message), default: 0] += 1

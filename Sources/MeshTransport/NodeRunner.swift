@@ -26,7 +26,7 @@ public final class NodeRunner: @unchecked Sendable {
     /// Makes grants and the grant sequence number durable (write, fsync, rename). Called on
     /// the event loop, before any later output of the same step is sent; if it throws, the
     /// rest of that step (an ACK) is not sent.
-    public var onPersist: (@Sendable ([Grant], UInt64) throws -> Void)?
+    public var onPersist: (@Sendable ([Grant], UInt64, [Bytes32: NodeID]) throws -> Void)?
     /// Called once if the node must stop: its state could not be made durable, so going on
     /// could hand out an address twice. The runner has already closed its socket.
     public var onFatal: (@Sendable (String) -> Void)?
@@ -113,9 +113,9 @@ public final class NodeRunner: @unchecked Sendable {
                 onEvent(e, node.gossip)
             case .pool(let e):
                 onPoolEvent?(e)
-            case .persist(let grants, let seq):
+            case .persist(let grants, let seq, let votes):
                 do {
-                    try onPersist?(grants, seq)
+                    try onPersist?(grants, seq, votes)
                 } catch {
                     // Nothing after this may leave: not the ACK, not a later push of these
                     // grants. Stop the node.

@@ -119,3 +119,103 @@ import Testing
         }
     }
 }
+
+/// Reclaim and the fence on the simulator, with a reclaim time of 20 s.
+@Suite struct ReclaimSimulationTests {
+    static var reclaim: PoolAgent.Settings {
+        var s = PoolAgent.Settings()
+        s.reclaimTime = .seconds(20)
+        return s
+    }
+
+    /// Every running node's view: nothing is held by `id` any more.
+    func nobodySeesHoldings(of id: NodeID, in sim: PoolSimulation) -> Bool {
+        sim.upNodes.allSatisfy { i in
+            var v = sim.nodes[i].agent!.view
+            return !v.ownership().contains { $0.owner == id }
+        }
+    }
+
+    @Test func aDeadNodesSpaceIsReclaimedAndReused() {
+        // A /27: 30 usable addresses. 10 nodes join, one dies; after the reclaim time its
+        // space and address pass to a successor, and 21 more nodes fill the whole pool.
+        let small = AddressRange(IPv4Address(100, 80, 0, 1).value, IPv4Address(100, 80, 0, 30).value)
+        let sim = PoolSimulation(seed: 11, pool: small, settings: Self.reclaim)
+        sim.addNode()
+        for _ in 1..<10 {
+            sim.addNode()
+            sim.run(for: .milliseconds(200))
+        }
+        #expect(sim.run(until: { sim.allBoundDistinct() }, within: .seconds(20)))
+        var view0 = sim.nodes[0].agent!.view
+        let victim = (1..<10).max { a, b in
+            view0.ownership().filter { $0.owner == sim.nodes[a].id }.reduce(0) { $0 + $1.range.count }
+                < view0.ownership().filter { $0.owner == sim.nodes[b].id }.reduce(0) { $0 + $1.range.count }
+        }!
+        let id = sim.nodes[victim].id
+        let address = sim.address(of: victim)!
+        let held = view0.ownership().filter { $0.owner == id }.reduce(0) { $0 + $1.range.count }
+        #expect(held > 1, "the victim should hold space besides its lease (seed 11)")
+        sim.crash(victim)
+        // Not before the reclaim time...
+        sim.run(for: .seconds(15))
+        #expect(!nobodySeesHoldings(of: id, in: sim), "reclaimed before the reclaim time (seed 11)")
+        // ...but soon after it, everywhere.
+        #expect(sim.run(until: { nobodySeesHoldings(of: id, in: sim) }, within: .seconds(40), step: .seconds(1)),
+                "the dead node's space was not reclaimed (seed 11)")
+        let reclaims = sim.upNodes.reduce(0) { $0 + sim.nodes[$1].agent!.counters.reclaims }
+        #expect(reclaims >= 1)
+        #expect(sim.viewsArePartitions())
+        // Reused: the pool fills up completely, the dead node's address included.
+        for _ in 0..<21 { sim.addNode() }
+        #expect(sim.run(until: { sim.allBoundDistinct() }, within: .seconds(90), step: .seconds(1)),
+                "\(sim.upNodes.filter { sim.address(of: $0) == nil }.count) nodes unbound in a pool with room (seed 11)")
+        #expect(sim.upNodes.contains { sim.address(of: $0) == address }, "the dead node's address was never reused (seed 11)")
+        #expect(sim.duplicateAddresses().isEmpty)
+    }
+
+    @Test func aPartitionLongerThanTheReclaimTimeHealsWithoutDuplicates() {
+        let sim = PoolSimulation(seed: 12, pool: PoolSimulationTests.pool, settings: Self.reclaim)
+        sim.addNode()
+        for _ in 1..<20 {
+            sim.addNode()
+            sim.run(for: .milliseconds(200))
+        }
+        #expect(sim.run(until: { sim.allBoundDistinct() }, within: .seconds(20)))
+        // Side A holds more than half the pool, side B the rest.
+        var view = sim.nodes[0].agent!.view
+        let weight = { (i: Int) in view.ownership().filter { $0.owner == sim.nodes[i].id }.reduce(UInt64(0)) { $0 + $1.range.count } }
+        var a: [Int] = [], b: [Int] = [], wa: UInt64 = 0
+        for i in (0..<20).sorted(by: { weight($0) > weight($1) }) {
+            if wa * 10 < PoolSimulationTests.pool.count * 6 { a.append(i); wa += weight(i) } else { b.append(i) }
+        }
+        #expect(!b.isEmpty)
+        sim.partition([a, b])
+        for _ in 0..<10 { sim.addNode() }  // joins on both sides
+        var everOk = true
+        var fencedSeen = false
+        for _ in 0..<60 {  // three reclaim times
+            sim.run(for: .seconds(1))
+            everOk = everOk && sim.duplicateAddresses().isEmpty && sim.viewsArePartitions()
+            if sim.now > .zero + .seconds(30) {
+                fencedSeen = fencedSeen || b.allSatisfy { i in
+                    guard sim.nodes[i].agent != nil else { return true }
+                    return sim.inspect(i) { agent, now in agent.isFenced(now: now) }
+                }
+            }
+        }
+        #expect(everOk, "a duplicate inside one side, or a view that is not a partition (seed 12)")
+        #expect(fencedSeen, "the minority side never stopped granting (seed 12)")
+        let reclaims = a.reduce(0) { $0 + (sim.nodes[$1].agent?.counters.reclaims ?? 0) }
+        #expect(reclaims > 0, "the majority side reclaimed nothing of the minority's (seed 12)")
+        sim.heal()
+        #expect(sim.run(until: { sim.allBoundDistinct() }, within: .seconds(90), step: .seconds(1)),
+                "not all bound after heal (seed 12): \(sim.upNodes.filter { sim.address(of: $0) == nil }.count) unbound")
+        sim.run(for: .seconds(30))
+        #expect(sim.duplicateAddresses().isEmpty, "duplicates after heal (seed 12)")
+        #expect(sim.allBoundDistinct())
+        #expect(sim.viewsArePartitions())
+        let b0 = b.first!
+        #expect(!sim.inspect(b0) { agent, now in agent.isFenced(now: now) }, "still fenced after heal")
+    }
+}
