@@ -6,7 +6,12 @@ import Foundation
 public enum ControlProtocol {
     public struct Request: Codable, Sendable {
         public var command: String
-        public init(command: String) { self.command = command }
+        /// The node a command acts on (`reclaim`): a name, a node ID or a prefix of it.
+        public var target: String?
+        public init(command: String, target: String? = nil) {
+            self.command = command
+            self.target = target
+        }
     }
 
     public struct MemberCounts: Codable, Sendable, Equatable {
@@ -36,6 +41,26 @@ public enum ControlProtocol {
         public var poolPrefixLength: Int
         /// Why the node has no address yet, when it is backing off.
         public var poolWaiting: String?
+        /// Not granting: cut off from members holding most of the pool for half the reclaim time.
+        public var poolFenced: Bool
+        public var reclaimSeconds: UInt32
+        /// Owners of space that membership says are gone, and for how long (reclaimed after reclaimSeconds).
+        public var poolDepartures: [Departure]
+    }
+
+    public struct Departure: Codable, Sendable {
+        public var nodeId: String
+        public var fingerprint: String
+        public var name: String?
+        public var goneSeconds: Double
+    }
+
+    /// The answer to `reclaim`: the ranges this node took over from `nodeId`.
+    public struct Reclaimed: Codable, Sendable {
+        public var nodeId: String
+        public var fingerprint: String
+        public var ranges: [String]
+        public var forced: Bool
     }
 
     public struct Lease: Codable, Sendable {
@@ -79,6 +104,12 @@ public enum ControlProtocol {
         public var poolRejectedSignatures: Int
         public var poolRejectedChains: Int
         public var poolConflicts: Int
+        /// Reclaims made here (as successor), reclaim votes given, reclaims refused here
+        /// (too few votes, forged), and reclaims done by hand (--force) seen.
+        public var poolReclaims: Int
+        public var poolVotes: Int
+        public var poolRejectedReclaims: Int
+        public var poolForcedReclaims: Int
     }
 
     public struct Peer: Codable, Sendable {

@@ -77,12 +77,12 @@ public enum ControlClient {
             case .notRunning(let dir):
                 return "no meshwork node is running with state directory \(dir) (no control socket answered); start one with 'meshwork up', or pass --state DIR"
             case .io(let m): return "control socket: \(m)"
-            case .daemon(let m): return "the node answered with an error: \(m)"
+            case .daemon(let m): return m
             }
         }
     }
 
-    public static func request(_ command: String, stateDirectory: String, timeoutSeconds: Int = 5) throws -> Data {
+    public static func request(_ command: String, target: String? = nil, stateDirectory: String, timeoutSeconds: Int = 5) throws -> Data {
         let path = stateDirectory + "/control.sock"
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClientError.io("socket: \(String(cString: strerror(errno)))") }
@@ -100,7 +100,7 @@ public enum ControlClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard rc == 0 else { throw ClientError.notRunning(stateDirectory) }
-        let request = (try JSONEncoder().encode(ControlProtocol.Request(command: command))) + Data([0x0a])
+        let request = (try JSONEncoder().encode(ControlProtocol.Request(command: command, target: target))) + Data([0x0a])
         _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var out = Data()
         var chunk = [UInt8](repeating: 0, count: 65536)

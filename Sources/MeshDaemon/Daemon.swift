@@ -205,8 +205,14 @@ public final class Daemon: @unchecked Sendable {
         encoder.outputFormatting = [.sortedKeys]
         switch request.command {
         case "status":
-            return runner.inspect { node, _ in
+            return runner.inspect { node, now in
                 let g = node.gossip
+                var pool = node.pool
+                let fenced = pool?.isFenced(now: now) ?? false
+                let departures = (pool?.departures(now: now) ?? []).map { d in
+                    ControlProtocol.Departure(nodeId: d.node.hex, fingerprint: d.node.fingerprint, name: g.member(d.node)?.record.name,
+                                              goneSeconds: d.gone.seconds)
+                }
                 var counts = ControlProtocol.MemberCounts()
                 counts.alive = 1
                 for m in g.members.values {
@@ -228,10 +234,14 @@ public final class Daemon: @unchecked Sendable {
                                     badSignatures: gc.badSignatures, probes: gc.probes, probesFailed: gc.probesFailed, refutations: gc.refutations,
                                     poolRejectedSignatures: node.pool?.view.counters.badSignatures ?? 0,
                                     poolRejectedChains: node.pool?.view.counters.badChains ?? 0,
-                                    poolConflicts: node.pool?.counters.conflicts ?? 0),
+                                    poolConflicts: node.pool?.counters.conflicts ?? 0,
+                                    poolReclaims: node.pool?.counters.reclaims ?? 0, poolVotes: node.pool?.counters.votes ?? 0,
+                                    poolRejectedReclaims: node.pool?.view.counters.badReclaims ?? 0,
+                                    poolForcedReclaims: node.pool?.view.counters.forcedReclaims ?? 0),
                     address: node.pool?.address.map { IPv4Address($0).description },
                     pool: token.pool.description, poolState: Self.describe(node.pool?.phase), poolPrefixLength: Int(token.pool.length),
-                    poolWaiting: node.pool?.waitingReason)
+                    poolWaiting: node.pool?.waitingReason, poolFenced: fenced, reclaimSeconds: token.reclaimSeconds,
+                    poolDepartures: departures)
                 return (try? encoder.encode(status)) ?? Data()
             }
         case "leases":
@@ -269,6 +279,26 @@ public final class Daemon: @unchecked Sendable {
                 }
                 return (try? encoder.encode(ControlProtocol.Peers(peers: peers))) ?? Data()
             }
+        case "reclaim":
+            let target = request.target ?? ""
+            return runner.perform { node, now -> (Data, [NodeOutput]) in
+                func fail(_ why: String) -> (Data, [NodeOutput]) { ((try? encoder.encode(ControlProtocol.ErrorReply(error: why))) ?? Data(), []) }
+                let id: NodeID
+                switch Self.resolve(node: target, in: node) {
+                case .success(let found): id = found
+                case .failure(let why): return fail(why.message)
+                }
+                let (result, outputs) = node.forceReclaim(id, now: now)
+                switch result {
+                case .success(let ranges):
+                    let reply = ControlProtocol.Reclaimed(nodeId: id.hex, fingerprint: id.fingerprint, ranges: ranges.map(\.description), forced: true)
+                    return ((try? encoder.encode(reply)) ?? Data(), outputs)
+                case .failure(.ownNode): return fail("\(id.fingerprint) is this node; a node cannot reclaim from itself")
+                case .failure(.alive):
+                    return fail("\(id.fingerprint) is alive (membership says so); reclaim refuses a live node. Stop it, or wait until it is declared dead")
+                case .failure(.holdsNothing): return fail("\(id.fingerprint) holds no part of the pool in this node's view; nothing to reclaim")
+                }
+            }
         case "leave":
             let stop = stopHandler
             return runner.inspect { node, _ in
@@ -284,6 +314,27 @@ public final class Daemon: @unchecked Sendable {
     }
 
     // MARK: - Persistence
+
+    struct ResolveError: Error { let message: String }
+
+    /// A node named by its name, its node ID or a prefix of it (at least 4 hex digits),
+    /// among the members gossip knows and the owners in the pool's view.
+    static func resolve(node text: String, in node: MeshNode) -> Result<NodeID, ResolveError> {
+        var known = Set(node.gossip.members.keys)
+        known.insert(node.id)
+        if var view = node.pool?.view { for o in view.ownership() { known.insert(o.owner) } }
+        func name(_ id: NodeID) -> String? { id == node.id ? node.gossip.me.name : node.gossip.member(id)?.record.name }
+        let lower = text.lowercased()
+        var matches = known.filter { name($0) == text }
+        if matches.isEmpty, lower.count >= 4, lower.allSatisfy(\.isHexDigit) { matches = known.filter { $0.hex.hasPrefix(lower) } }
+        switch matches.count {
+        case 1: return .success(matches.first!)
+        case 0: return .failure(ResolveError(message: "no node named '\(text)' or with an ID starting '\(text)' is known here (see `meshwork peers` and `meshwork leases`)"))
+        default:
+            let list = matches.sorted().map { "\($0.fingerprint) (\(name($0) ?? "?"))" }.joined(separator: ", ")
+            return .failure(ResolveError(message: "'\(text)' matches \(matches.count) nodes: \(list); give more of the node ID"))
+        }
+    }
 
     static func describe(_ phase: PoolAgent.Phase?) -> String {
         switch phase {

@@ -51,6 +51,16 @@ public struct MeshNode: Sendable {
         return out
     }
 
+    /// `meshwork pool reclaim --force`: takes over everything `target` holds, without votes.
+    public mutating func forceReclaim(_ target: NodeID, now: Instant) -> (Result<[AddressRange], PoolAgent.ForceReclaimError>, [NodeOutput]) {
+        lastNow = now
+        guard pool != nil else { return (.failure(.holdsNothing), []) }
+        switch pool!.forceReclaim(target, now: now) {
+        case .success(let (ranges, outputs)): return (.success(ranges), emitPool(outputs))
+        case .failure(let e): return (.failure(e), [])
+        }
+    }
+
     public mutating func tick(now: Instant) -> [NodeOutput] {
         lastNow = now
         var out = emit(gossip.tick(now: now))

@@ -82,6 +82,15 @@ public final class NodeRunner: @unchecked Sendable {
         }
     }
 
+    /// Runs a command on the node on its event loop and acts on what it outputs.
+    public func perform<T: Sendable>(_ body: @escaping @Sendable (inout MeshNode, Instant) -> (T, [NodeOutput])) -> EventLoopFuture<T> {
+        loop.submit {
+            let (value, outputs) = body(&self.node, self.now)
+            self.deliver(outputs)
+            return value
+        }
+    }
+
     /// Runs `body` with the node on its event loop (for status queries).
     public func inspect<T: Sendable>(_ body: @escaping @Sendable (MeshNode, Instant) -> T) -> EventLoopFuture<T> {
         loop.submit { body(self.node, self.now) }

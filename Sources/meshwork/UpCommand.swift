@@ -137,9 +137,9 @@ struct StateOption: ParsableArguments {
     var directory: String { StatePaths(directory: state).directory }
 
     /// Asks the running node; with `json`, prints its answer as is and returns nil.
-    func query<T: Decodable>(_ command: String, json: Bool, as type: T.Type) throws -> T? {
+    func query<T: Decodable>(_ command: String, target: String? = nil, json: Bool, as type: T.Type) throws -> T? {
         let data: Data
-        do { data = try ControlClient.request(command, stateDirectory: directory) } catch { throw CLIError("\(error)") }
+        do { data = try ControlClient.request(command, target: target, stateDirectory: directory) } catch { throw CLIError("\(error)") }
         if json {
             FileHandle.standardOutput.write(data)
             return nil
@@ -155,7 +155,8 @@ struct Status: ParsableCommand {
             Asks the node running with the given state directory through its control socket.
             JSON fields: nodeId, fingerprint, name, meshId, meshName, listen, endpoints, incarnation, \
             members {alive, suspect, dead, left}, uptimeSeconds, awareness, counters {...}, address, \
-            pool, poolPrefixLength, poolState.
+            pool, poolPrefixLength, poolState, poolWaiting, poolFenced, reclaimSeconds, \
+            poolDepartures [{nodeId, fingerprint, name, goneSeconds}].
             """
     )
 
@@ -173,6 +174,11 @@ struct Status: ParsableCommand {
             ("Endpoints", s.endpoints.joined(separator: ", ")),
             ("Address", s.address.map { "\($0)/\(s.poolPrefixLength)" } ?? "none yet (\(s.poolWaiting ?? s.poolState))"),
             ("Members", "\(m.alive) alive, \(m.suspect) suspect, \(m.dead) dead, \(m.left) left"),
+            ("Granting", s.poolFenced
+                ? "no: fenced (no contact with members holding most of the pool for half the reclaim time)" : "yes"),
+            ("Gone owners", s.poolDepartures.isEmpty ? "none" : s.poolDepartures.map {
+                "\($0.name ?? $0.fingerprint) \(DurationText.format(seconds: UInt64($0.goneSeconds))) (reclaim after \(DurationText.format(seconds: UInt64(s.reclaimSeconds))))"
+            }.joined(separator: ", ")),
             ("Incarnation", "\(s.incarnation)"),
             ("Uptime", DurationText.format(seconds: UInt64(s.uptimeSeconds))),
             ("Traffic", "\(s.counters.datagramsIn) in / \(s.counters.datagramsOut) out datagrams; dropped \(s.counters.dropsNotSealedForMesh) not sealed for this mesh, \(s.counters.dropsMalformed) malformed"),
