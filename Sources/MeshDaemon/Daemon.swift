@@ -382,6 +382,9 @@ public final class Daemon: @unchecked Sendable {
         switch event {
         case .leased(let a): logger.notice("overlay address leased", metadata: ["address": "\(IPv4Address(a))"])
         case .lost(let a): logger.warning("overlay address lost to a conflicting grant; asking for another", metadata: ["address": "\(IPv4Address(a))"])
+        case .declined(let a, let by):
+            logger.warning("a node declined an address this node granted: it is held by another (conflict resolved against it)",
+                           metadata: ["address": "\(IPv4Address(a))", "by": "\(by.fingerprint)"])
         case .exhausted: logger.warning("no member has free address space; retrying with backoff")
         case .released(let a): logger.notice("overlay address released", metadata: ["address": "\(IPv4Address(a))"])
         case .reclaimed(let from, let range, let forced):

@@ -125,12 +125,17 @@ public struct PoolAgent: Sendable {
     public internal(set) var votedFor: [Bytes32: NodeID]
     var proposals: [Bytes32: Proposal] = [:]
     var naksFenced = 0
+    /// The grantor of the lease this node is bound by (told by DECLINE if it is lost).
+    var boundBy: NodeID?
 
     public struct Counters: Sendable, Equatable, Codable {
         public var discovers = 0, offers = 0, requests = 0, acks = 0, naks = 0, conflicts = 0
         /// Reclaims this node made (as successor), votes it gave, and offers it refused
         /// because it was fenced.
         public var reclaims = 0, votes = 0, fencedRefusals = 0
+        /// DECLINEs this node sent (its address was held by another) and received (an
+        /// address it granted turned out held by another).
+        public var declinesSent = 0, declinesReceived = 0
     }
 
     /// - Parameters:
@@ -240,6 +245,7 @@ public struct PoolAgent: Sendable {
 
     mutating func bind(_ address: UInt32, _ out: inout [Output]) {
         waitingReason = nil
+        boundBy = view.leases(of: me).first { $0.range.first == address }.flatMap { view.grants[$0.grant]?.grantor }
         if phase != .bound(address: address) {
             phase = .bound(address: address)
             attempt = 0
@@ -372,9 +378,22 @@ public struct PoolAgent: Sendable {
         case .ack(let x, let grants):
             let fresh = absorb(grants)
             push(fresh, &out, fanout: forwardFanout)
-            guard case .requesting(let mine, let offerer, _) = phase, mine == x, offerer == from else { break }
+            guard case .requesting(let mine, let offerer, let address) = phase, mine == x, offerer == from else { break }
             counters.acks += 1
-            if let lease = view.leases(of: me).first { bind(lease.range.first, &out) }
+            if let lease = view.leases(of: me).first {
+                bind(lease.range.first, &out)
+            } else if let lease = grants.first(where: { $0.kind == .lease && $0.grantee == me && $0.range.first == address }),
+                      view.grants[lease.ref] != nil, let holder = view.owner(of: address), holder.owner != me {
+                // Granted, and the grant is in this view (not waiting for its parent), but the
+                // view already shows the address held by another: DECLINE.
+                counters.declinesSent += 1
+                out.append(.send(PoolPacket(sender: me, message: .decline(xid: x, address: address)), to: from))
+                retryLater(now: now, exhausted: false, refused: true, &out)
+            }
+        case .decline(_, let address):
+            counters.declinesReceived += 1
+            counters.conflicts += 1
+            out.append(.event(.declined(address, by: from)))
         case .nak(let x, let reason):
             counters.naks += 1
             switch phase {
@@ -588,6 +607,10 @@ public struct PoolAgent: Sendable {
         if case .bound(let a) = phase, fresh.contains(where: { $0.range.contains(a) }), view.owner(of: a)?.owner != me {
             counters.conflicts += 1
             out.append(.event(.lost(a)))
+            if let grantor = boundBy, grantor != me {
+                counters.declinesSent += 1
+                out.append(.send(PoolPacket(sender: me, message: .decline(xid: xid, address: a)), to: grantor))
+            }
             phase = .idle
             ensureAddress(now: now, &out)
         } else if case .requesting = phase, let lease = view.leases(of: me).first {
@@ -704,6 +727,8 @@ public enum PoolEvent: Sendable, Equatable {
     case leased(UInt32)
     /// This node lost `address` (a conflict resolved against it); it will ask again.
     case lost(UInt32)
+    /// `by` found `address`, which this node granted it, held by another, and asks again.
+    case declined(UInt32, by: NodeID)
     /// Every member asked had no free space.
     case exhausted
     /// This node gave its address (and all its space) back, leaving for good.

@@ -13,6 +13,9 @@ public enum PoolMessage: Hashable, Sendable {
     case ack(xid: UInt32, grants: [Grant])
     /// The offerer cannot give it (any more).
     case nak(xid: UInt32, reason: NakReason)
+    /// The client found the address it was granted held by another (a conflict resolved
+    /// against it); sent to the grantor, which logs and counts it. The client asks again.
+    case decline(xid: UInt32, address: UInt32)
     /// Grants being spread (new ones, or answers to a digest).
     case grants([Grant])
     /// Anti-entropy: per grantor, how many of its grants the sender holds and the XOR of
@@ -107,6 +110,7 @@ public struct PoolPacket: Hashable, Sendable, WireCodable {
             guard lo <= hi else { throw .invalidValue(field: "digest range", reason: "lo > hi") }
             let entries = try r.readArray(of: GrantorDigest.self, .u16, limit: PoolMessage.digestLimit, minimumElementSize: GrantorDigest.size, "digest")
             message = .digest(session: session, reply: flags & 1 != 0, last: flags & 2 != 0, lo: lo, hi: hi, entries: entries)
+        case 10: message = .decline(xid: try r.readUInt32("xid"), address: try r.readUInt32("address"))
         case 8: message = .reclaimAsk(holding: try r.readBytes32("holding"), cutoff: try r.readUInt64("cutoff"))
         case 9:
             let holding = try r.readBytes32("holding"), cutoff = try r.readUInt64("cutoff")
@@ -135,6 +139,8 @@ public struct PoolPacket: Hashable, Sendable, WireCodable {
         case .digest(let session, let reply, let last, let lo, let hi, let entries):
             w.writeUInt8(7); w.writeUInt32(session); w.writeUInt8((reply ? 1 : 0) | (last ? 2 : 0))
             w.writeUInt64(lo); w.writeUInt64(hi); w.writeArray(.u16, entries)
+        case .decline(let xid, let a):
+            w.writeUInt8(10); w.writeUInt32(xid); w.writeUInt32(a)
         case .reclaimAsk(let holding, let cutoff):
             w.writeUInt8(8); w.writeBytes32(holding); w.writeUInt64(cutoff)
         case .reclaimVote(let holding, let cutoff, let vote):

@@ -15,6 +15,11 @@ public struct PoolScenario: Sendable {
     public var pool = AddressRange(IPv4Address(100, 64, 0, 1).value, IPv4Address(100, 64, 255, 254).value)
     public var joinRate = 200.0
     public var settle = Span.seconds(30)
+    /// The mesh's reclaim time (the token's; 24 h by default).
+    public var reclaim = Span.seconds(86400)
+    /// After a heal, duplicates are counted apart for this long: a node renumbered by a
+    /// reclaim still uses its old address until the reclaim reaches it.
+    public static let convergence = Span.seconds(30)
 
     public init() {}
 
@@ -27,8 +32,11 @@ public struct PoolScenario: Sendable {
         public var timeToAddress: GossipScenario.Distribution
         /// Running nodes without an address at the end.
         public var withoutAddress: Int
-        /// Addresses held by two running nodes at once, at any check (every second) and at the end.
+        /// Addresses held by two running nodes of one connected component, at any check (every
+        /// second; not counting the convergence window after a heal) and at the end.
         public var duplicatesSeen: Int
+        /// The most seen at once in the 30 s after a heal, while reclaims reach the other side.
+        public var duplicatesWhileConverging: Int
         public var duplicatesAtEnd: Int
         public var messagesPerAllocation: Double
         public var messagesByKind: [String: Int]
@@ -36,10 +44,15 @@ public struct PoolScenario: Sendable {
         public var largestOwnerShare: Double
         public var owners: Int
         public var simulatedSeconds: Double
+        /// Reclaims made, and addresses lost to a conflict (then asked for again).
+        public var reclaims: Int
+        public var conflicts: Int
     }
 
     public func run(progress: ((String) -> Void)? = nil) -> Report {
-        let sim = PoolSimulation(seed: seed, pool: pool, loss: loss)
+        var settings = PoolAgent.Settings()
+        settings.reclaimTime = reclaim
+        let sim = PoolSimulation(seed: seed, pool: pool, loss: loss, settings: settings)
         var rng = SeededRandom(seed: seed ^ 0x9001)
         sim.addNode()
         let span = Span.seconds(Double(nodes - 1) / joinRate)
@@ -74,10 +87,15 @@ public struct PoolScenario: Sendable {
                 t = t + .seconds(1 / churn)
             }
         }
-        var duplicatesSeen = 0
+        var duplicatesSeen = 0, duplicatesWhileConverging = 0
         while sim.now < end {
             sim.run(for: .seconds(1))
-            duplicatesSeen = max(duplicatesSeen, sim.duplicateAddresses().values.reduce(0) { $0 + $1.count - 1 })
+            let now = sim.duplicateAddresses().values.reduce(0) { $0 + $1.count - 1 }
+            if let h = healAt, sim.now > .zero + h, sim.now <= .zero + h + Self.convergence {
+                duplicatesWhileConverging = max(duplicatesWhileConverging, now)
+            } else {
+                duplicatesSeen = max(duplicatesSeen, now)
+            }
             if Int(sim.now.nanoseconds / 1_000_000_000) % 10 == 0 {
                 progress?("simulated \(Int(sim.now.nanoseconds / 1_000_000_000))s: \(sim.upNodes.filter { sim.address(of: $0) != nil }.count) of \(sim.upNodes.count) running nodes bound")
             }
@@ -90,8 +108,10 @@ public struct PoolScenario: Sendable {
         return Report(
             nodes: sim.nodes.count, loss: loss, seed: seed, pool: "\(IPv4Address(pool.first))-\(IPv4Address(pool.last))",
             timeToAddress: GossipScenario.Distribution(times, unfinished: unfinished), withoutAddress: unfinished,
-            duplicatesSeen: duplicatesSeen, duplicatesAtEnd: sim.duplicateAddresses().values.reduce(0) { $0 + $1.count - 1 },
+            duplicatesSeen: duplicatesSeen, duplicatesWhileConverging: duplicatesWhileConverging, duplicatesAtEnd: sim.duplicateAddresses().values.reduce(0) { $0 + $1.count - 1 },
             messagesPerAllocation: bound == 0 ? 0 : Double(sim.messages) / Double(bound), messagesByKind: sim.messagesByKind,
-            largestOwnerShare: share, owners: owners, simulatedSeconds: (sim.now - .zero).seconds)
+            largestOwnerShare: share, owners: owners, simulatedSeconds: (sim.now - .zero).seconds,
+            reclaims: up.reduce(0) { $0 + sim.nodes[$1].agent!.counters.reclaims },
+            conflicts: up.reduce(0) { $0 + sim.nodes[$1].agent!.counters.conflicts })
     }
 }

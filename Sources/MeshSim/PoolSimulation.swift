@@ -207,6 +207,7 @@ public final class PoolSimulation: VirtualTimeSimulation {
         case .nak: return "nak"
         case .grants: return "grants"
         case .digest: return "digest"
+        case .decline: return "decline"
         case .reclaimAsk: return "reclaimAsk"
         case .reclaimVote: return "reclaimVote"
         }

@@ -125,11 +125,15 @@ struct PoolSim: ParsableCommand {
 
             Reports: time from start to address (p50/p99/max), nodes left without an address, \
             duplicate addresses (checked every simulated second and at the end), messages per \
-            allocation, and how ownership of the pool is spread.
+            allocation, how ownership of the pool is spread, reclaims made and addresses lost \
+            to conflicts. Duplicates are counted within each side of a partition; a partition \
+            longer than --reclaim lets the larger side reclaim the other side's space, whose \
+            nodes renumber on heal.
 
             Examples:
               meshwork sim pool --nodes 1000 --loss 0.05
               meshwork sim pool --nodes 300 --partition-at 1s --heal-at 20s
+              meshwork sim pool --nodes 300 --partition-at 2s --heal-at 90s --reclaim 20s
               meshwork sim pool --nodes 200 --churn 2 --json
             """
     )
@@ -149,6 +153,9 @@ struct PoolSim: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Nodes replaced per second (one crashes, a new one joins), for at least 20 s.", valueName: "rate"))
     var churn: Double = 0
 
+    @Option(name: .long, help: ArgumentHelp("The mesh's reclaim time: how long a node must be gone before its space is reclaimed.", valueName: "duration"))
+    var reclaim: String = "24h"
+
     @Option(name: .long, help: "Seed of every random choice in the run.")
     var seed: UInt64 = 1
 
@@ -156,6 +163,7 @@ struct PoolSim: ParsableCommand {
     var json = false
 
     func validate() throws {
+        do { _ = try DurationText.parseSeconds(reclaim) } catch { throw ValidationError("--reclaim: \(error.description)") }
         guard (2...5000).contains(nodes) else { throw ValidationError("--nodes: \(nodes) is out of range: use 2 to 5000") }
         guard loss >= 0, loss <= 0.5 else { throw ValidationError("--loss: \(loss) is out of range: use a probability from 0 to 0.5, e.g. 0.05") }
         guard churn >= 0, churn <= 100 else { throw ValidationError("--churn: \(churn) is out of range: use 0 to 100 nodes per second") }
@@ -174,6 +182,7 @@ struct PoolSim: ParsableCommand {
         s.loss = loss
         s.seed = seed
         s.churn = churn
+        s.reclaim = .seconds(Double(try DurationText.parseSeconds(reclaim)))
         if let p = partitionAt { s.partitionAt = .seconds(Double(try DurationText.parseSeconds(p))) }
         if let h = healAt { s.healAt = .seconds(Double(try DurationText.parseSeconds(h))) }
         if nodes > 30000 { s.pool = AddressRange(IPv4Address(100, 64, 0, 1).value, IPv4Address(100, 127, 255, 254).value) }
@@ -191,9 +200,11 @@ struct PoolSim: ParsableCommand {
         printFields([
             ("Time to address", String(format: "p50 %.2fs  p99 %.2fs  max %.2fs  (%d bound)", t.p50, t.p99, t.max, t.count)),
             ("Without address", "\(r.withoutAddress)"),
-            ("Duplicates", "\(r.duplicatesSeen) seen, \(r.duplicatesAtEnd) at the end"),
+            ("Duplicates", "\(r.duplicatesSeen) seen, \(r.duplicatesAtEnd) at the end"
+                + (healAt == nil ? "" : "; \(r.duplicatesWhileConverging) in the \(Int(PoolScenario.convergence.seconds))s after the heal (nodes renumbered by a reclaim, until it reaches them)")),
             ("Messages/alloc", String(format: "%.1f", r.messagesPerAllocation) + "  (" + r.messagesByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"),
             ("Ownership", String(format: "largest owner %.2f%% of the pool; %d nodes own space", r.largestOwnerShare * 100, r.owners)),
+            ("Reclaims", "\(r.reclaims) made; \(r.conflicts) addresses lost to a conflict and asked for again"),
             ("Simulated", String(format: "%.0fs", r.simulatedSeconds)),
             ("Wall time", "\(wall)"),
         ])

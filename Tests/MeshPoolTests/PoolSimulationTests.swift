@@ -215,6 +215,11 @@ import Testing
         #expect(sim.duplicateAddresses().isEmpty, "duplicates after heal (seed 12)")
         #expect(sim.allBoundDistinct())
         #expect(sim.viewsArePartitions())
+        // The renumbered ones lost their address (counted) and told their grantor (DECLINE,
+        // counted there): both ends of each conflict know it.
+        let count = { (f: (PoolAgent.Counters) -> Int) in sim.upNodes.reduce(0) { $0 + f(sim.nodes[$1].agent!.counters) } }
+        #expect(count(\.conflicts) > 0, "nobody on the minority side was renumbered (seed 12)")
+        #expect(count(\.declinesSent) > 0 && count(\.declinesReceived) > 0, "conflicts were not declined to their grantors (seed 12)")
         let b0 = b.first!
         #expect(!sim.inspect(b0) { agent, now in agent.isFenced(now: now) }, "still fenced after heal")
     }
