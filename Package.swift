@@ -37,6 +37,7 @@ let package = Package(
         // Protocol cores: sans-I/O state machines.
         .target(name: "MeshGossip", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
         .target(name: "MeshPool", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
+        .target(name: "MeshTunnel", dependencies: ["MeshCore", "MeshCrypto"], swiftSettings: strict),
         .target(name: "MeshNode", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool"], swiftSettings: strict),
         .target(name: "MeshSim", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode"], swiftSettings: strict),
 
@@ -79,6 +80,7 @@ let package = Package(
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon"], swiftSettings: strict),
         .testTarget(name: "MeshGossipTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode", "MeshSim"], swiftSettings: strict),
         .testTarget(name: "MeshPoolTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshPool", "MeshSim"], swiftSettings: strict),
+        .testTarget(name: "MeshTunnelTests", dependencies: ["MeshCore", "MeshCrypto", "MeshTunnel"], swiftSettings: strict),
         .testTarget(name: "MeshworkCLITests", dependencies: ["meshwork", "MeshCore", "MeshCrypto"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
