@@ -28,10 +28,10 @@ public struct PoolStateFile: StateFile {
     public func decodedVotes(path: String = "pool.json") throws -> [Bytes32: NodeID] {
         var out: [Bytes32: NodeID] = [:]
         for (h, s) in votes ?? [:] {
-            guard let hb = Hex.decode(h), let holding = Bytes32(hb), let sb = Hex.decode(s), let k = Bytes32(sb) else {
+            guard let hb = Hex.decode(h), let holding = Bytes32(hb), let successor = NodeID(hex: s) else {
                 throw StateFileError.corrupt(path: path, reason: "a reclaim vote is not two 32-byte hex values")
             }
-            out[holding] = NodeID(k)
+            out[holding] = successor
         }
         return out
     }

@@ -97,12 +97,6 @@ public final class PoolSimulation: VirtualTimeSimulation {
         return body(&a, now)
     }
 
-    /// Runs `body` on node `i`'s agent as a command (e.g. a forced reclaim) and delivers its outputs.
-    public func command(_ i: Int, _ body: (inout PoolAgent, Instant) -> [PoolAgent.Output]) {
-        let t = now
-        handle(i, mutate(i) { body(&$0, t) })
-    }
-
     public func partition(_ groups: [[Int]]) {
         for i in group.indices { group[i] = 0 }
         for (g, m) in groups.enumerated() { for i in m { group[i] = g + 1 } }

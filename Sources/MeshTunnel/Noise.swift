@@ -45,8 +45,12 @@ public enum Noise {
         var key: SymmetricKey?
         public private(set) var nonce: UInt64 = 0
 
-        init(key: [UInt8]? = nil) {
-            self.key = key.map { try! SymmetricKey(bytes: Array($0.prefix(32))) }
+        init() {}
+
+        /// Keyed with the first 32 bytes of an HKDF output.
+        init(keyFrom output: [UInt8]) throws(Failure) {
+            guard let k = try? SymmetricKey(bytes: Array(output.prefix(SymmetricKey.byteCount))) else { throw .wrongState }
+            key = k
         }
 
         public var hasKey: Bool { key != nil }
@@ -54,17 +58,22 @@ public enum Noise {
         public mutating func encrypt(_ plaintext: [UInt8], ad: [UInt8] = []) -> [UInt8] {
             guard let key else { return plaintext }
             defer { nonce += 1 }
-            // Fails only for a wrong nonce length, which is fixed here.
-            return try! ChaChaPoly.seal(plaintext, key: key, nonce: ChaChaPoly.nonce(counter: nonce), authenticating: ad)
+            var out = plaintext + [UInt8](repeating: 0, count: ChaChaPoly.tagBytes)
+            let n = out.withUnsafeMutableBytes { buf in
+                ad.withUnsafeBytes { ChaChaPoly.sealInPlace(buf, plaintextCount: plaintext.count, key: key, counter: nonce, authenticating: $0) }
+            }
+            return Array(out.prefix(n))
         }
 
         public mutating func decrypt(_ ciphertext: [UInt8], ad: [UInt8] = []) throws(Failure) -> [UInt8] {
             guard let key else { return ciphertext }
-            guard let plain = try? ChaChaPoly.open(ciphertext, key: key, nonce: ChaChaPoly.nonce(counter: nonce), authenticating: ad) else {
-                throw .decryptFailed
+            var buf = ciphertext
+            let n = buf.withUnsafeMutableBytes { b in
+                ad.withUnsafeBytes { ChaChaPoly.openInPlace(b, sealedCount: ciphertext.count, key: key, counter: nonce, authenticating: $0) }
             }
+            guard let n else { throw .decryptFailed }
             nonce += 1
-            return plain
+            return Array(buf.prefix(n))
         }
 
         /// The raw key, for handing to the transport.
@@ -82,19 +91,19 @@ public enum Noise {
             ck = h
         }
 
-        mutating func mixKey(_ ikm: [UInt8]) {
+        mutating func mixKey(_ ikm: [UInt8]) throws(Failure) {
             let out = hkdf(ck, ikm, outputs: 2)
             ck = out[0]
-            cipher = CipherState(key: out[1])
+            cipher = try CipherState(keyFrom: out[1])
         }
 
         mutating func mixHash(_ data: [UInt8]) { h = Noise.hash(h + data) }
 
-        mutating func mixKeyAndHash(_ ikm: [UInt8]) {
+        mutating func mixKeyAndHash(_ ikm: [UInt8]) throws(Failure) {
             let out = hkdf(ck, ikm, outputs: 3)
             ck = out[0]
             mixHash(out[1])
-            cipher = CipherState(key: out[2])
+            cipher = try CipherState(keyFrom: out[2])
         }
 
         mutating func encryptAndHash(_ plaintext: [UInt8]) -> [UInt8] {
@@ -109,9 +118,9 @@ public enum Noise {
             return p
         }
 
-        func split() -> (CipherState, CipherState) {
+        func split() throws(Failure) -> (CipherState, CipherState) {
             let out = hkdf(ck, [], outputs: 2)
-            return (CipherState(key: out[0]), CipherState(key: out[1]))
+            return (try CipherState(keyFrom: out[0]), try CipherState(keyFrom: out[1]))
         }
     }
 }

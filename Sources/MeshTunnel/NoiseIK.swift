@@ -49,11 +49,11 @@ extension Noise {
             return k.withUnsafeBytes { Array($0) }
         }
 
-        mutating func writeE(_ out: inout [UInt8]) {
+        mutating func writeE(_ out: inout [UInt8]) throws(Failure) {
             ePublic = e!.publicKey.bytes
             out += ePublic
             state.mixHash(ePublic)
-            if psk != nil { state.mixKey(ePublic) }
+            if psk != nil { try state.mixKey(ePublic) }
         }
 
         mutating func readE(_ msg: [UInt8], _ at: inout Int) throws(Failure) {
@@ -62,7 +62,7 @@ extension Noise {
             at += dhLength
             remoteEphemeral = re
             state.mixHash(re)
-            if psk != nil { state.mixKey(re) }
+            if psk != nil { try state.mixKey(re) }
         }
 
         /// Writes the next handshake message carrying `payload`.
@@ -71,16 +71,16 @@ extension Noise {
             switch (role, step) {
             case (.initiator, 0):
                 guard let rs = remoteStatic else { throw .wrongState }
-                writeE(&out)
-                state.mixKey(try dh(e!, rs))                         // es
+                try writeE(&out)
+                try state.mixKey(try dh(e!, rs))                     // es
                 out += state.encryptAndHash(sPublic)                 // s
-                state.mixKey(try dh(s, rs))                          // ss
+                try state.mixKey(try dh(s, rs))                      // ss
             case (.responder, 1):
                 guard let re = remoteEphemeral, let rs = remoteStatic else { throw .wrongState }
-                writeE(&out)
-                state.mixKey(try dh(e!, re))                         // ee
-                state.mixKey(try dh(e!, rs))                         // se
-                if let psk { state.mixKeyAndHash(psk) }              // psk2
+                try writeE(&out)
+                try state.mixKey(try dh(e!, re))                     // ee
+                try state.mixKey(try dh(e!, rs))                     // se
+                if let psk { try state.mixKeyAndHash(psk) }          // psk2
             default:
                 throw .wrongState
             }
@@ -95,18 +95,18 @@ extension Noise {
             switch (role, step) {
             case (.responder, 0):
                 try readE(msg, &at)
-                state.mixKey(try dh(s, remoteEphemeral!))            // es
+                try state.mixKey(try dh(s, remoteEphemeral!))        // es
                 let sealed = dhLength + (state.cipher.hasKey ? 16 : 0)
                 guard msg.count >= at + sealed else { throw .tooShort }
                 let rs = try state.decryptAndHash(Array(msg[at..<at + sealed]))  // s
                 at += sealed
                 remoteStatic = rs
-                state.mixKey(try dh(s, rs))                          // ss
+                try state.mixKey(try dh(s, rs))                      // ss
             case (.initiator, 1):
                 try readE(msg, &at)
-                state.mixKey(try dh(e!, remoteEphemeral!))           // ee
-                state.mixKey(try dh(s, remoteEphemeral!))            // se
-                if let psk { state.mixKeyAndHash(psk) }              // psk2
+                try state.mixKey(try dh(e!, remoteEphemeral!))       // ee
+                try state.mixKey(try dh(s, remoteEphemeral!))        // se
+                if let psk { try state.mixKeyAndHash(psk) }          // psk2
             default:
                 throw .wrongState
             }
@@ -120,7 +120,7 @@ extension Noise {
         /// The transport ciphers: (send, receive) for this side.
         public func split() throws(Failure) -> (send: CipherState, receive: CipherState) {
             guard isComplete else { throw .wrongState }
-            let (c1, c2) = state.split()
+            let (c1, c2) = try state.split()
             return role == .initiator ? (c1, c2) : (c2, c1)
         }
     }
