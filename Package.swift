@@ -37,7 +37,7 @@ let package = Package(
         // Protocol cores: sans-I/O state machines.
         .target(name: "MeshGossip", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
         .target(name: "MeshPool", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
-        .target(name: "MeshTunnel", dependencies: ["MeshCore", "MeshCrypto"], swiftSettings: strict),
+        .target(name: "MeshTunnel", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
         .target(name: "MeshNode", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool"], swiftSettings: strict),
         .target(name: "MeshSim", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode"], swiftSettings: strict),
 

@@ -12,7 +12,7 @@ extension Noise {
         let psk: [UInt8]?
         var state: SymmetricState
         let s: X25519SecretKey
-        let sPublic: [UInt8]
+        var sPublic: [UInt8]
         var e: X25519SecretKey?
         var ePublic: [UInt8] = []
         /// The peer's static key: known to the initiator in advance, learnt by the responder.
