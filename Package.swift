@@ -38,14 +38,14 @@ let package = Package(
         .target(name: "MeshGossip", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
         .target(name: "MeshPool", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
         .target(name: "MeshTunnel", dependencies: ["MeshCore", "MeshWire", "MeshCrypto"], swiftSettings: strict),
-        .target(name: "MeshNode", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool"], swiftSettings: strict),
-        .target(name: "MeshSim", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode"], swiftSettings: strict),
+        .target(name: "MeshNode", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshTunnel"], swiftSettings: strict),
+        .target(name: "MeshSim", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode", "MeshTunnel"], swiftSettings: strict),
 
         // The real world: sockets, files, the clock.
         .target(
             name: "MeshTransport",
             dependencies: [
-                "MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode",
+                "MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode", "MeshTunnel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "MeshDaemon",
             dependencies: [
-                "MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode", "MeshTransport",
+                "MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode", "MeshTransport", "MeshTunnel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -68,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "meshwork",
             dependencies: [
-                "MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon", "MeshSim", "MeshGossip", "MeshPool",
+                "MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon", "MeshSim", "MeshGossip", "MeshPool", "MeshTunnel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon"], swiftSettings: strict),
         .testTarget(name: "MeshGossipTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode", "MeshSim"], swiftSettings: strict),
         .testTarget(name: "MeshPoolTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshPool", "MeshSim"], swiftSettings: strict),
-        .testTarget(name: "MeshTunnelTests", dependencies: ["MeshCore", "MeshCrypto", "MeshTunnel"], swiftSettings: strict),
+        .testTarget(name: "MeshTunnelTests", dependencies: ["MeshCore", "MeshCrypto", "MeshTunnel", "MeshSim"], swiftSettings: strict),
         .testTarget(name: "MeshworkCLITests", dependencies: ["meshwork", "MeshCore", "MeshCrypto"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

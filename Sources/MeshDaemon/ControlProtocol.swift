@@ -8,9 +8,15 @@ public enum ControlProtocol {
         public var command: String
         /// The node a command acts on (`reclaim`): a name, a node ID or a prefix of it.
         public var target: String?
-        public init(command: String, target: String? = nil) {
+        /// `send`: the message, base64.
+        public var data: String?
+        /// `send`: how long to wait for the acknowledgement.
+        public var timeoutSeconds: Double?
+        public init(command: String, target: String? = nil, data: String? = nil, timeoutSeconds: Double? = nil) {
             self.command = command
             self.target = target
+            self.data = data
+            self.timeoutSeconds = timeoutSeconds
         }
     }
 
@@ -110,6 +116,58 @@ public enum ControlProtocol {
         public var poolVotes: Int
         public var poolRejectedReclaims: Int
         public var poolForcedReclaims: Int
+        /// The data plane: handshakes started (retries included), completed (either role)
+        /// and given up; sessions able to send now; packets and payload bytes on sessions.
+        public var handshakesInitiated: Int
+        public var handshakesCompleted: Int
+        public var handshakesFailed: Int
+        public var sessions: Int
+        public var packetsIn: Int
+        public var packetsOut: Int
+        public var payloadBytesIn: Int
+        public var payloadBytesOut: Int
+        /// Data-plane drops by reason: failed authentication, replayed or too old, unknown
+        /// receiver index, handshake from a key that is no live member's, wrong length,
+        /// on an expired session, staged for a handshake that failed.
+        public var dropsBadMAC: Int
+        public var dropsReplay: Int
+        public var dropsUnknownIndex: Int
+        public var dropsNotMember: Int
+        public var dropsMalformedSession: Int
+        public var dropsExpired: Int
+        public var dropsStaged: Int
+        /// Messages: accepted for sending, acknowledged by the peer, failed, delivered here;
+        /// fragments sent again.
+        public var messagesSent: Int
+        public var messagesAcknowledged: Int
+        public var messagesFailed: Int
+        public var messagesReceived: Int
+        public var messageRetransmits: Int
+    }
+
+    /// The answer to `send`: the peer acknowledged the message.
+    public struct Sent: Codable, Sendable {
+        public var nodeId: String
+        public var fingerprint: String
+        public var name: String?
+        public var bytes: Int
+        public var milliseconds: Double
+    }
+
+    /// One line of `listen`: a message as it arrived.
+    public struct Message: Codable, Sendable {
+        public var from: String
+        public var fingerprint: String
+        public var name: String?
+        /// The sender's overlay address, if it holds one.
+        public var address: String?
+        /// RFC 3339, UTC.
+        public var receivedAt: String
+        public var bytes: Int
+        /// The message as text, when it is valid UTF-8.
+        public var text: String?
+        /// The message in base64, when it is not valid UTF-8.
+        public var base64: String?
     }
 
     public struct Peer: Codable, Sendable {

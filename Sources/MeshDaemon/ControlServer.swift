@@ -3,20 +3,30 @@ import NIOCore
 import NIOPosix
 
 /// Serves the control protocol on a Unix socket, mode 0600.
+///
+/// Most commands get one reply line. `listen` is a subscription: the connection stays
+/// open and gets one line per event until the client closes it.
 public final class ControlServer: Sendable {
+    /// Starts a subscription: given a function that writes one line to the client, returns
+    /// the function that ends it (called when the client goes away).
+    public typealias Subscribe = @Sendable (_ write: @escaping @Sendable (Data) -> Void) -> (@Sendable () -> Void)
+    /// The longest request line: a `send` of 1 MiB in base64, and some.
+    public static let requestLimit = 2 << 20
+
     let channel: any Channel
 
     /// Binds `path` (removing a stale socket left by a crash) and answers each request line
     /// with `handler`'s reply.
     public static func start(
         path: String, group: any EventLoopGroup,
-        handler: @escaping @Sendable (ControlProtocol.Request) -> EventLoopFuture<Data>
+        handler: @escaping @Sendable (ControlProtocol.Request) -> EventLoopFuture<Data>,
+        subscribe: Subscribe? = nil
     ) throws -> ControlServer {
         unlink(path)
         let channel = try ServerBootstrap(group: group)
             .childChannelInitializer { child in
                 child.eventLoop.makeCompletedFuture {
-                    try child.pipeline.syncOperations.addHandler(LineHandler(handler: handler))
+                    try child.pipeline.syncOperations.addHandler(LineHandler(handler: handler, subscribe: subscribe))
                 }
             }
             .bind(unixDomainSocketPath: path)
@@ -33,18 +43,40 @@ public final class ControlServer: Sendable {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
         let handler: @Sendable (ControlProtocol.Request) -> EventLoopFuture<Data>
+        let subscribe: Subscribe?
         var buffer: [UInt8] = []
+        var unsubscribe: (@Sendable () -> Void)?
 
-        init(handler: @escaping @Sendable (ControlProtocol.Request) -> EventLoopFuture<Data>) { self.handler = handler }
+        init(handler: @escaping @Sendable (ControlProtocol.Request) -> EventLoopFuture<Data>, subscribe: Subscribe?) {
+            self.handler = handler
+            self.subscribe = subscribe
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            unsubscribe?()
+            unsubscribe = nil
+            context.fireChannelInactive()
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            guard unsubscribe == nil else { return }  // a subscriber says nothing more
             buffer.append(contentsOf: unwrapInboundIn(data).readableBytesView)
-            guard buffer.count <= 4096 else { context.close(promise: nil); return }
+            guard buffer.count <= ControlServer.requestLimit else { context.close(promise: nil); return }
             guard let nl = buffer.firstIndex(of: 0x0a) else { return }
             let line = Data(buffer[..<nl])
             buffer.removeAll()
             let reply: EventLoopFuture<Data>
             if let req = try? JSONDecoder().decode(ControlProtocol.Request.self, from: line) {
+                if req.command == "listen", let subscribe {
+                    let channel = context.channel
+                    unsubscribe = subscribe { data in
+                        var out = channel.allocator.buffer(capacity: data.count + 1)
+                        out.writeBytes(data)
+                        out.writeInteger(UInt8(0x0a))
+                        channel.writeAndFlush(out, promise: nil)
+                    }
+                    return
+                }
                 reply = handler(req)
             } else {
                 reply = context.eventLoop.makeSucceededFuture(
@@ -83,25 +115,77 @@ public enum ControlClient {
     }
 
     public static func request(_ command: String, target: String? = nil, stateDirectory: String, timeoutSeconds: Int = 5) throws -> Data {
+        try request(ControlProtocol.Request(command: command, target: target), stateDirectory: stateDirectory, timeoutSeconds: timeoutSeconds)
+    }
+
+    /// Sends `request`, then hands each reply line to `onLine` until the daemon closes the
+    /// connection or `onLine` returns false. For `listen`.
+    public static func stream(_ request: ControlProtocol.Request, stateDirectory: String, onLine: (Data) throws -> Bool) throws {
+        let fd = try connect(stateDirectory, timeoutSeconds: 0)
+        defer { close(fd) }
+        try write(request, to: fd)
+        var pending = Data()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = recv(fd, &chunk, chunk.count, 0)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ClientError.io("recv: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { return }
+            pending.append(contentsOf: chunk[0..<n])
+            while let nl = pending.firstIndex(of: 0x0a) {
+                let line = pending[pending.startIndex..<nl]
+                pending = Data(pending[(nl + 1)...])
+                if let e = try? JSONDecoder().decode(ControlProtocol.ErrorReply.self, from: line) { throw ClientError.daemon(e.error) }
+                if try !onLine(Data(line)) { return }
+            }
+        }
+    }
+
+    static func write(_ request: ControlProtocol.Request, to fd: Int32) throws {
+        let bytes = Array((try JSONEncoder().encode(request)) + Data([0x0a]))
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ClientError.io("send: \(String(cString: strerror(errno)))")
+            }
+            sent += n
+        }
+    }
+
+    static func connect(_ stateDirectory: String, timeoutSeconds: Int) throws -> Int32 {
         let path = stateDirectory + "/control.sock"
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClientError.io("socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw ClientError.io("state directory path too long for a Unix socket") }
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            close(fd)
+            throw ClientError.io("state directory path too long for a Unix socket")
+        }
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
             for (i, b) in bytes.enumerated() { raw[i] = b }
         }
         let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard rc == 0 else { throw ClientError.notRunning(stateDirectory) }
-        let request = (try JSONEncoder().encode(ControlProtocol.Request(command: command, target: target))) + Data([0x0a])
-        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        guard rc == 0 else {
+            close(fd)
+            throw ClientError.notRunning(stateDirectory)
+        }
+        return fd
+    }
+
+    public static func request(_ request: ControlProtocol.Request, stateDirectory: String, timeoutSeconds: Int = 5) throws -> Data {
+        let fd = try connect(stateDirectory, timeoutSeconds: timeoutSeconds)
+        defer { close(fd) }
+        try write(request, to: fd)
         var out = Data()
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {

@@ -7,6 +7,7 @@ import MeshGossip
 import MeshNode
 import MeshPool
 import MeshTransport
+import MeshTunnel
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -73,6 +74,10 @@ public final class Daemon: @unchecked Sendable {
     var stopHandler: (@Sendable (Bool) -> Void)?
     var signalSources: [any DispatchSourceSignal] = []
     let dirty = NIOLockedValueBox(false)
+    /// `listen` subscribers, and messages that came while none was connected (the newest
+    /// `backlogLimit`, handed to the next subscriber).
+    let listeners = NIOLockedValueBox<(next: Int, sinks: [Int: @Sendable (Data) -> Void], backlog: [Data])>((0, [:], []))
+    static let backlogLimit = 256
 
     public init(config: Config, logger: Logger) {
         self.config = config
@@ -117,6 +122,9 @@ public final class Daemon: @unchecked Sendable {
 
         let auth = Ed25519RecordAuthenticator(identity: identity)
         let x25519 = try identity.publicKey.x25519().raw
+        let x25519Secret = identity.x25519SecretKey()
+        let psk = config.token.secret.derive(.dataPlanePSK)
+        let wallAtStart = UInt64(max(0, Date().timeIntervalSince1970 * 1e9))
         let sealer = GossipSealer(secret: config.token.secret)
         var random = SodiumRandom()
         let seed = random.next()
@@ -136,6 +144,8 @@ public final class Daemon: @unchecked Sendable {
         }
         runner.onPersist = { [weak self] grants, seq, votes in try self?.persistPool(grants, seq: seq, votes: votes) }
         runner.onPoolEvent = { [weak self] event in self?.log(event) }
+        runner.onMessage = { [weak self] message in self?.publish(message) }
+        runner.onSession = { [weak self] peer in self?.logger.debug("session established", metadata: ["peer": "\(peer.fingerprint)"]) }
         let bound: SocketAddress
         do {
             bound = try runner.start(host: config.listenHost, port: config.listenPort, seeds: seeds) { address, now in
@@ -147,17 +157,25 @@ public final class Daemon: @unchecked Sendable {
                 poolSettings.reclaimTime = .seconds(Double(reclaimSeconds))
                 let pool = PoolAgent(me: identity.nodeID, view: view, auth: auth, seq: poolSeq, settings: poolSettings, preferred: preferred,
                                      votes: savedVotes, seed: poolSeed, now: now)
-                return MeshNode(gossip: Gossip(me: record, settings: settings, auth: auth, seed: seed, now: now), pool: pool, sealer: sealer)
+                var sodium = SodiumRandom()
+                let tunnel = Tunnel(staticKey: x25519Secret, psk: psk, random: sodium,
+                                    epochNanos: wallAtStart &- UInt64(max(0, now.nanoseconds)))
+                let sessions = SessionLayer(tunnel: tunnel, messenger: Messenger(epoch: sodium.next()))
+                return MeshNode(gossip: Gossip(me: record, settings: settings, auth: auth, seed: seed, now: now), pool: pool,
+                                sessions: sessions, sealer: sealer)
             }.wait()
         } catch {
             throw StartError.bind("\(config.listenHost):\(config.listenPort)", "\(error)")
         }
         let boundEndpoint = Endpoint(bound)?.description ?? "\(bound)"
 
-        control = try ControlServer.start(path: dir + "/control.sock", group: group) { [weak self] request in
-            guard let self else { return self!.group.next().makeFailedFuture(StartError.other("shutting down")) }
+        let controlLoop = group.next()
+        control = try ControlServer.start(path: dir + "/control.sock", group: group, handler: { [weak self] request in
+            guard let self else { return controlLoop.makeFailedFuture(StartError.other("shutting down")) }
             return self.answer(request, listen: boundEndpoint)
-        }
+        }, subscribe: { [weak self] write in
+            self?.subscribe(write) ?? {}
+        })
 
         logger.notice("meshwork up", metadata: [
             "node": "\(identity.nodeID.fingerprint)", "name": "\(name)", "mesh": "\(config.token.name) (\(meshId))",
@@ -224,6 +242,7 @@ public final class Daemon: @unchecked Sendable {
                     }
                 }
                 let c = node.counters, gc = g.counters
+                let tc = node.sessions?.tunnel.counters ?? TunnelCounters(), mc = node.sessions?.messenger.counters ?? MessengerCounters()
                 let status = ControlProtocol.Status(
                     nodeId: g.me.node.hex, fingerprint: g.me.node.fingerprint, name: g.me.name, meshId: token.meshID.description,
                     meshName: token.name, listen: listen, endpoints: g.me.endpoints.map(\.description), incarnation: g.me.incarnation,
@@ -237,7 +256,14 @@ public final class Daemon: @unchecked Sendable {
                                     poolConflicts: node.pool?.counters.conflicts ?? 0,
                                     poolReclaims: node.pool?.counters.reclaims ?? 0, poolVotes: node.pool?.counters.votes ?? 0,
                                     poolRejectedReclaims: node.pool?.view.counters.badReclaims ?? 0,
-                                    poolForcedReclaims: node.pool?.view.counters.forcedReclaims ?? 0),
+                                    poolForcedReclaims: node.pool?.view.counters.forcedReclaims ?? 0,
+                                    handshakesInitiated: tc.handshakesInitiated, handshakesCompleted: tc.handshakesCompleted,
+                                    handshakesFailed: tc.handshakesFailed, sessions: node.sessions?.tunnel.sessionCount(now: now) ?? 0,
+                                    packetsIn: tc.packetsIn, packetsOut: tc.packetsOut, payloadBytesIn: tc.bytesIn, payloadBytesOut: tc.bytesOut,
+                                    dropsBadMAC: tc.drops.badMAC, dropsReplay: tc.drops.replay, dropsUnknownIndex: tc.drops.unknownIndex,
+                                    dropsNotMember: tc.drops.notMember, dropsMalformedSession: tc.drops.malformed, dropsExpired: tc.drops.expired,
+                                    dropsStaged: tc.drops.staged, messagesSent: mc.messagesSent, messagesAcknowledged: mc.messagesAcknowledged,
+                                    messagesFailed: mc.messagesFailed, messagesReceived: mc.messagesDelivered, messageRetransmits: mc.retransmits),
                     address: node.pool?.address.map { IPv4Address($0).description },
                     pool: token.pool.description, poolState: Self.describe(node.pool?.phase), poolPrefixLength: Int(token.pool.length),
                     poolWaiting: node.pool?.waitingReason, poolFenced: fenced, reclaimSeconds: token.reclaimSeconds,
@@ -299,6 +325,8 @@ public final class Daemon: @unchecked Sendable {
                 case .failure(.holdsNothing): return fail("\(id.fingerprint) holds no part of the pool in this node's view; nothing to reclaim")
                 }
             }
+        case "send":
+            return send(request)
         case "leave":
             let stop = stopHandler
             return runner.inspect { node, _ in
@@ -311,6 +339,127 @@ public final class Daemon: @unchecked Sendable {
             return runner.loop.makeSucceededFuture(
                 (try? encoder.encode(ControlProtocol.ErrorReply(error: "unknown command '\(request.command)'"))) ?? Data())
         }
+    }
+
+    // MARK: - Messages
+
+    /// `meshwork send`: resolves the peer, queues the message, answers when the peer
+    /// acknowledged it or with why not.
+    func send(_ request: ControlProtocol.Request) -> EventLoopFuture<Data> {
+        let loop = runner.loop
+        let fail: @Sendable (String) -> EventLoopFuture<Data> = { why in
+            loop.makeSucceededFuture((try? JSONEncoder().encode(ControlProtocol.ErrorReply(error: why))) ?? Data())
+        }
+        guard let text = request.data, let data = Data(base64Encoded: text) else { return fail("send: no message data in the request") }
+        let bytes = [UInt8](data)
+        let timeout = max(0.1, min(request.timeoutSeconds ?? 10, 3600))
+        let target = request.target ?? ""
+        let runner = self.runner!
+        struct Peer: Sendable { let id: NodeID; let label: String; let name: String? }
+        return runner.inspect { node, _ -> Result<Peer, ResolveError> in
+            Self.resolvePeer(target, in: node).map { id in
+                let name = node.gossip.member(id)?.record.name
+                return Peer(id: id, label: "\(name ?? "?") (\(id.fingerprint))", name: name)
+            }
+        }.flatMap { resolved -> EventLoopFuture<Data> in
+            let peer: Peer
+            switch resolved {
+            case .success(let p): peer = p
+            case .failure(let e): return fail(e.message)
+            }
+            let started = NIODeadline.now()
+            let nanos = Int64(timeout * 1e9)
+            return runner.send(to: peer.id, bytes, timeout: .nanoseconds(nanos)).flatMap { () -> EventLoopFuture<Data> in
+                let ms = Double((NIODeadline.now() - started).nanoseconds) / 1e6
+                let reply = ControlProtocol.Sent(nodeId: peer.id.hex, fingerprint: peer.id.fingerprint, name: peer.name, bytes: bytes.count, milliseconds: ms)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                return loop.makeSucceededFuture((try? encoder.encode(reply)) ?? Data())
+            }.flatMapError { error -> EventLoopFuture<Data> in
+                let t = String(format: "%g", timeout)
+                switch error as? SendFailure {
+                case .timedOut?:
+                    return runner.inspect { node, now in node.sessions?.tunnel.hasSession(with: peer.id, now: now) ?? false }.flatMap { session in
+                        fail(session
+                            ? "timed out after \(t)s: \(peer.label) has a session with this node but did not acknowledge the message"
+                            : "timed out after \(t)s: \(peer.label) did not answer the handshake (stopped, or its port unreachable from here)")
+                    }
+                case .unreachable?: return fail("unreachable: \(peer.label) did not answer the handshake, or stopped being a live member")
+                case .notAMember?: return fail("unreachable: \(peer.label) is not a live member (see `meshwork peers`)")
+                case .tooLarge(let limit)?: return fail("message too large: \(bytes.count) bytes; the limit is \(limit) bytes (1 MiB)")
+                case .queueFull?, .stopped?: return fail("\(peer.label): \(error)")
+                case nil: return fail("\(error)")
+                }
+            }
+        }
+    }
+
+    /// A peer for `send`: a member by name, node ID (prefix) or overlay address, that is
+    /// alive (or suspect) now.
+    static func resolvePeer(_ text: String, in node: MeshNode) -> Result<NodeID, ResolveError> {
+        var id: NodeID
+        if let a = IPv4Address(text) {
+            var view = node.pool?.view
+            guard let lease = view?.ownership().first(where: { $0.kind == .lease && $0.range.first == a.value }) else {
+                return .failure(ResolveError(message: "unknown peer '\(text)': no member holds that overlay address (see `meshwork leases`)"))
+            }
+            id = lease.owner
+        } else {
+            switch resolve(node: text, in: node) {
+            case .success(let found): id = found
+            case .failure(let e):
+                return .failure(ResolveError(message: e.message.hasPrefix("no node") ? "unknown peer: " + e.message : e.message))
+            }
+        }
+        if id == node.id { return .failure(ResolveError(message: "'\(text)' is this node; send to another member")) }
+        guard let m = node.gossip.member(id) else {
+            return .failure(ResolveError(message: "unreachable: \(id.fingerprint) holds pool space but is not a known member (see `meshwork peers`)"))
+        }
+        guard m.status <= .suspect, !m.record.left else {
+            return .failure(ResolveError(message: "unreachable: \(m.record.name) (\(id.fingerprint)) is \(m.status) according to membership; the message was not sent"))
+        }
+        return .success(id)
+    }
+
+    /// Hands a received message to every `listen` subscriber, or keeps it for the next one.
+    func publish(_ message: ReceivedMessage) {
+        // On the event loop: the node is ours to read without copying.
+        let line = runner.inspectNow { node in Self.describe(message, in: node) }
+        guard let data = try? JSONEncoder().encode(line) else { return }
+        let sinks = listeners.withLockedValue { l -> [@Sendable (Data) -> Void] in
+            if l.sinks.isEmpty {
+                l.backlog.append(data)
+                if l.backlog.count > Self.backlogLimit { l.backlog.removeFirst() }
+            }
+            return l.sinks.keys.sorted().compactMap { l.sinks[$0] }
+        }
+        for write in sinks { write(data) }
+    }
+
+    static func describe(_ m: ReceivedMessage, in node: MeshNode) -> ControlProtocol.Message {
+        var view = node.pool?.view
+        let address = view?.ownership().first { $0.kind == .lease && $0.owner == m.from }.map { IPv4Address($0.range.first).description }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let text = String(validating: m.bytes, as: UTF8.self)
+        return ControlProtocol.Message(
+            from: m.from.hex, fingerprint: m.from.fingerprint, name: node.gossip.member(m.from)?.record.name, address: address,
+            receivedAt: formatter.string(from: m.receivedAt), bytes: m.bytes.count, text: text,
+            base64: text == nil ? Data(m.bytes).base64EncodedString() : nil)
+    }
+
+    /// A `listen` subscriber: gets the backlog, then every message as it arrives.
+    func subscribe(_ write: @escaping @Sendable (Data) -> Void) -> @Sendable () -> Void {
+        let (id, backlog) = listeners.withLockedValue { l -> (Int, [Data]) in
+            let id = l.next
+            l.next += 1
+            l.sinks[id] = write
+            let b = l.backlog
+            l.backlog = []
+            return (id, b)
+        }
+        for d in backlog { write(d) }
+        return { [weak self] in _ = self?.listeners.withLockedValue { $0.sinks.removeValue(forKey: id) } }
     }
 
     // MARK: - Persistence

@@ -1,11 +1,13 @@
 import MeshCore
 import MeshGossip
 import MeshPool
+import MeshTunnel
 import MeshWire
 
 /// One node as a whole, as a sans-I/O state machine: datagrams and ticks in, datagrams
 /// and events out. It composes membership (gossip) and the address pool behind the packet
-/// envelope; the tunnel joins it here in a later issue. The pool talks to the members that
+/// envelope, and the data plane (sessions and messages) with the members gossip says are
+/// alive, keyed by the X25519 keys in their signed records. The pool talks to the members that
 /// gossip says are alive, at the endpoints their signed records give.
 ///
 /// Receive pipeline: outer header (version, type) → open with the mesh gossip key (a
@@ -14,19 +16,24 @@ import MeshWire
 public struct MeshNode: Sendable {
     public private(set) var gossip: Gossip
     public private(set) var pool: PoolAgent?
+    /// Encrypted sessions and messages with live members (nil: this node has no data plane).
+    public private(set) var sessions: SessionLayer?
     var sealer: any PacketSealer
     public private(set) var counters = NodeCounters()
     /// The latest time any input brought (for work triggered by a membership change).
     var lastNow = Instant.zero
 
-    public init(gossip: Gossip, pool: PoolAgent? = nil, sealer: any PacketSealer) {
+    public init(gossip: Gossip, pool: PoolAgent? = nil, sessions: SessionLayer? = nil, sealer: any PacketSealer) {
         self.gossip = gossip
         self.pool = pool
+        self.sessions = sessions
         self.sealer = sealer
     }
 
     public var id: NodeID { gossip.me.node }
-    public var nextDeadline: Instant { min(gossip.nextDeadline, pool?.nextDeadline ?? .distantFuture) }
+    public var nextDeadline: Instant {
+        min(gossip.nextDeadline, pool?.nextDeadline ?? .distantFuture, sessions?.nextDeadline ?? .distantFuture)
+    }
 
     /// Joins through `seeds`; with a pool, creates the genesis grant (on the genesis node)
     /// and starts acquiring an address.
@@ -65,7 +72,18 @@ public struct MeshNode: Sendable {
         lastNow = now
         var out = emit(gossip.tick(now: now))
         if pool != nil { out += emitPool(pool!.tick(now: now)) }
+        if sessions != nil { out += emitSessions(sessions!.tick(now: now)) }
         return out
+    }
+
+    /// Queues a message for `peer` (a live member), to be acknowledged or to fail by
+    /// `deadline`: `.messageAcknowledged` or `.messageFailed` with the returned ID follows.
+    public mutating func sendMessage(_ bytes: [UInt8], to peer: NodeID, deadline: Instant, now: Instant)
+        -> (Result<MessageID, SessionLayer.SendError>, [NodeOutput]) {
+        lastNow = now
+        guard sessions != nil else { return (.failure(.notAMember), []) }
+        let (result, out) = sessions!.send(bytes, to: peer, deadline: deadline, now: now)
+        return (result, emitSessions(out))
     }
 
     public mutating func updateSelf(name: String? = nil, endpoints: [Endpoint]? = nil) {
@@ -90,7 +108,13 @@ public struct MeshNode: Sendable {
             }
             return []
         }
-        guard header.type == .gossip || (header.type == .pool && pool != nil) else {
+        switch header.type {
+        case .handshakeInitiation, .handshakeResponse, .transportData:
+            guard sessions != nil else { counters.drops.unhandledType += 1; return [] }
+            return emitSessions(sessions!.receive(datagram, from: source, now: now))
+        case .gossip: break
+        case .pool where pool != nil: break
+        default:
             counters.drops.unhandledType += 1
             return []
         }
@@ -127,6 +151,34 @@ public struct MeshNode: Sendable {
         return datagram
     }
 
+    /// The data plane's peers are gossip's live members (alive or suspect) with their
+    /// signed X25519 keys; a handshake from any other key is not answered.
+    mutating func refreshSessionPeers() -> [NodeOutput] {
+        guard sessions != nil else { return [] }
+        let live = gossip.members.values
+            .filter { $0.status <= .suspect && !$0.record.left && $0.record.x25519 != .zero }
+            .sorted { $0.node < $1.node }
+            .map { TunnelPeer(node: $0.node, staticKey: $0.record.x25519, endpoint: $0.bestEndpoint, incarnation: $0.record.incarnation) }
+        return emitSessions(sessions!.setPeers(live, now: lastNow))
+    }
+
+    mutating func emitSessions(_ outputs: [SessionLayer.Output]) -> [NodeOutput] {
+        var result: [NodeOutput] = []
+        for o in outputs {
+            switch o {
+            case .datagram(let d, let to):
+                counters.datagramsOut += 1
+                counters.bytesOut += d.count
+                result.append(.datagram(d, to: to))
+            case .message(let from, let bytes): result.append(.message(from: from, bytes))
+            case .acknowledged(let id, _): result.append(.messageAcknowledged(id))
+            case .failed(let id, _, let why): result.append(.messageFailed(id, why))
+            case .established(let node): result.append(.sessionEstablished(node))
+            }
+        }
+        return result
+    }
+
     /// The pool's members are gossip's live ones (alive or suspect).
     mutating func refreshPoolMembers() {
         guard pool != nil else { return }
@@ -159,17 +211,20 @@ public struct MeshNode: Sendable {
         var result: [NodeOutput] = []
         result.reserveCapacity(outputs.count)
         var membershipChanged = false
+        var recordsChanged = false
         defer {
             if membershipChanged, pool != nil {
                 refreshPoolMembers()
                 // A node still without an address retries as soon as someone appears.
                 result += emitPool(pool!.retryNow(now: lastNow))
             }
+            if membershipChanged || recordsChanged { result += refreshSessionPeers() }
         }
         for o in outputs {
             if case .event(let e) = o {
                 switch e {
                 case .joined, .died, .left, .forgotten, .recovered: membershipChanged = true
+                case .updated: recordsChanged = true
                 default: break
                 }
             }
@@ -191,6 +246,11 @@ public enum NodeOutput: Sendable {
     /// successor) durable before acting on any later output.
     case persist(grants: [Grant], seq: UInt64, votes: [Bytes32: NodeID])
     case pool(PoolEvent)
+    /// A whole message from a member, in order, once.
+    case message(from: NodeID, [UInt8])
+    case messageAcknowledged(MessageID)
+    case messageFailed(MessageID, MessageFailure)
+    case sessionEstablished(NodeID)
 }
 
 public struct NodeCounters: Sendable, Equatable, Codable {

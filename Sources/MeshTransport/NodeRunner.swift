@@ -1,8 +1,10 @@
+import Foundation
 import Logging
 import MeshCore
 import MeshGossip
 import MeshNode
 import MeshPool
+import MeshTunnel
 import NIOCore
 import NIOPosix
 
@@ -31,11 +33,51 @@ public final class NodeRunner: @unchecked Sendable {
     /// could hand out an address twice. The runner has already closed its socket.
     public var onFatal: (@Sendable (String) -> Void)?
     public private(set) var localAddress: SocketAddress?
+    /// Called for every message received, on the event loop (besides `messages`).
+    public var onMessage: (@Sendable (ReceivedMessage) -> Void)?
+    /// Called when a session with a peer is established, on the event loop.
+    public var onSession: (@Sendable (NodeID) -> Void)?
+    /// Messages received, in order per sender. Holds up to 1,024 unread ones (then drops the oldest).
+    public let messages: AsyncStream<ReceivedMessage>
+    private let messagesContinuation: AsyncStream<ReceivedMessage>.Continuation
+    private var pendingSends: [MessageID: EventLoopPromise<Void>] = [:]
 
     public init(loop: any EventLoop, logger: Logger, onEvent: @escaping @Sendable (MembershipEvent, Gossip) -> Void) {
         self.loop = loop
         self.logger = logger
         self.onEvent = onEvent
+        (messages, messagesContinuation) = AsyncStream.makeStream(of: ReceivedMessage.self, bufferingPolicy: .bufferingNewest(1024))
+    }
+
+    /// The node's clock: nanoseconds since this runner was made.
+    public var clock: Instant { now }
+
+    /// Sends `bytes` to the member `peer` over an encrypted session (made on demand); the
+    /// future succeeds when the peer acknowledged receipt, and fails with a `SendFailure`.
+    public func send(to peer: NodeID, _ bytes: [UInt8], timeout: TimeAmount) -> EventLoopFuture<Void> {
+        loop.flatSubmit {
+            let promise = self.loop.makePromise(of: Void.self)
+            guard self.node != nil, self.channel != nil else {
+                promise.fail(SendFailure.stopped)
+                return promise.futureResult
+            }
+            let deadline = self.now + Span(nanoseconds: timeout.nanoseconds)
+            let (result, outputs) = self.node.sendMessage(bytes, to: peer, deadline: deadline, now: self.now)
+            switch result {
+            case .success(let id): self.pendingSends[id] = promise
+            case .failure(.notAMember): promise.fail(SendFailure.notAMember)
+            case .failure(.tooLarge(let limit)): promise.fail(SendFailure.tooLarge(limit: limit))
+            case .failure(.queueFull(let limit)): promise.fail(SendFailure.queueFull(limit: limit))
+            }
+            self.deliver(outputs)
+            return promise.futureResult
+        }
+    }
+
+    /// `send` for Swift concurrency: returns once the peer acknowledged receipt.
+    public func send(to peer: NodeID, bytes: [UInt8], timeout: Duration = .seconds(10)) async throws {
+        let c = timeout.components
+        try await send(to: peer, bytes, timeout: .nanoseconds(c.seconds * 1_000_000_000 + c.attoseconds / 1_000_000_000)).get()
     }
 
     var now: Instant { Instant(nanoseconds: (NIODeadline.now() - origin).nanoseconds) }
@@ -55,6 +97,7 @@ public final class NodeRunner: @unchecked Sendable {
             }
         return bootstrap.bind(host: host, port: port).flatMapThrowing { channel in
             self.loop.preconditionInEventLoop()
+            Self.enlargeBuffers(channel)
             self.channel = channel
             self.localAddress = channel.localAddress
             self.node = makeNode(channel.localAddress!, self.now)
@@ -76,6 +119,9 @@ public final class NodeRunner: @unchecked Sendable {
         loop.flatSubmit {
             self.timer?.cancel()
             self.timer = nil
+            for (_, p) in self.pendingSends { p.fail(SendFailure.stopped) }
+            self.pendingSends = [:]
+            self.messagesContinuation.finish()
             guard let c = self.channel else { return self.loop.makeSucceededVoidFuture() }
             self.channel = nil
             return c.close().recover { _ in }
@@ -89,6 +135,12 @@ public final class NodeRunner: @unchecked Sendable {
             self.deliver(outputs)
             return value
         }
+    }
+
+    /// Runs `body` with the node now; only on the event loop (from a callback of this runner).
+    public func inspectNow<T>(_ body: (MeshNode) -> T) -> T {
+        loop.preconditionInEventLoop()
+        return body(node)
     }
 
     /// Runs `body` with the node on its event loop (for status queries).
@@ -122,6 +174,16 @@ public final class NodeRunner: @unchecked Sendable {
                 onEvent(e, node.gossip)
             case .pool(let e):
                 onPoolEvent?(e)
+            case .message(let from, let bytes):
+                let m = ReceivedMessage(from: from, bytes: bytes, receivedAt: Date())
+                onMessage?(m)
+                messagesContinuation.yield(m)
+            case .messageAcknowledged(let id):
+                pendingSends.removeValue(forKey: id)?.succeed(())
+            case .messageFailed(let id, let why):
+                pendingSends.removeValue(forKey: id)?.fail(why == .timedOut ? SendFailure.timedOut : SendFailure.unreachable)
+            case .sessionEstablished(let peer):
+                onSession?(peer)
             case .persist(let grants, let seq, let votes):
                 do {
                     try onPersist?(grants, seq, votes)
@@ -141,6 +203,20 @@ public final class NodeRunner: @unchecked Sendable {
         }
         if wrote { channel?.flush() }
         arm()
+    }
+
+    /// Socket buffers of 4 MiB each way, so that a window of message fragments (or a burst
+    /// of gossip) is not dropped by the kernel: the *FORCE options (root) pass the sysctl
+    /// caps; without root the kernel caps the plain ones at net.core.[rw]mem_max.
+    static func enlargeBuffers(_ channel: any Channel) {
+        let size: SocketOptionValue = 4 << 20
+        let sync = channel.syncOptions
+        for (force, plain) in [(SO_RCVBUFFORCE, SO_RCVBUF), (SO_SNDBUFFORCE, SO_SNDBUF)] {
+            let level = SocketOptionLevel(SOL_SOCKET)
+            if (try? sync?.setOption(ChannelOptions.Types.SocketOption(level: level, name: SocketOptionName(force)), value: size)) == nil {
+                try? sync?.setOption(ChannelOptions.Types.SocketOption(level: level, name: SocketOptionName(plain)), value: size)
+            }
+        }
     }
 
     private func arm() {
@@ -165,6 +241,38 @@ public final class NodeRunner: @unchecked Sendable {
         func errorCaught(context: ChannelHandlerContext, error: any Error) {
             // ICMP port unreachable and the like surface here: a peer went away. Not fatal.
             runner.logger.debug("udp error: \(error)")
+        }
+    }
+}
+
+/// A message from a member, as the node hands it up.
+public struct ReceivedMessage: Sendable {
+    public let from: NodeID
+    public let bytes: [UInt8]
+    public let receivedAt: Date
+}
+
+/// Why a message was not acknowledged.
+public enum SendFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The peer is not a live member here.
+    case notAMember
+    case tooLarge(limit: Int)
+    case queueFull(limit: Int)
+    /// No acknowledgement before the deadline (a session may or may not have been made).
+    case timedOut
+    /// No session could be made, or the peer stopped being a live member.
+    case unreachable
+    /// This node stopped.
+    case stopped
+
+    public var description: String {
+        switch self {
+        case .notAMember: return "not a live member of the mesh"
+        case .tooLarge(let l): return "message too large: the limit is \(l) bytes"
+        case .queueFull(let l): return "too much unacknowledged data for this peer (limit \(l) bytes); try again later"
+        case .timedOut: return "timed out waiting for the acknowledgement"
+        case .unreachable: return "unreachable: no session could be made"
+        case .stopped: return "the node stopped"
         }
     }
 }

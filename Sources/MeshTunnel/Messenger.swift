@@ -290,7 +290,9 @@ public struct Messenger: Sendable {
         }
         var highest: Int?
         for i in 0..<64 where bits & (1 << UInt64(i)) != 0 {
-            let k = i + 1 + Int(cumulative - o.base)
+            // A late acknowledgement may be older than what is already acknowledged.
+            let k = i + 1 + Int(cumulative) - Int(o.base)
+            guard k >= 0 else { continue }
             guard k < o.unacked.count else { break }
             o.unacked[k].acked = true
             highest = k

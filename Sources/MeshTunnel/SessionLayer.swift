@@ -1,0 +1,91 @@
+import MeshCore
+
+/// The tunnel and the messenger together: what a node runs for its data plane. Message
+/// fragments ride as tunnel payloads; the tunnel's session events drive the messenger
+/// (a peer that restarted gets its stream started again; one that cannot be reached fails
+/// what waits for it).
+public struct SessionLayer: Sendable {
+    public private(set) var tunnel: Tunnel
+    public private(set) var messenger: Messenger
+
+    public enum Output: Sendable {
+        case datagram([UInt8], to: Endpoint)
+        case message(from: NodeID, [UInt8])
+        case acknowledged(MessageID, to: NodeID)
+        case failed(MessageID, to: NodeID, MessageFailure)
+        case established(NodeID)
+    }
+
+    public enum SendError: Error, Sendable, Equatable {
+        case notAMember
+        case tooLarge(limit: Int)
+        case queueFull(limit: Int)
+    }
+
+    public init(tunnel: Tunnel, messenger: Messenger) {
+        self.tunnel = tunnel
+        self.messenger = messenger
+    }
+
+    public var nextDeadline: Instant { min(tunnel.nextDeadline, messenger.nextDeadline) }
+
+    public mutating func setPeers(_ peers: [TunnelPeer], now: Instant) -> [Output] {
+        handle(tunnel.setPeers(peers, now: now), now: now)
+    }
+
+    /// Queues a message; its acknowledgement or failure comes out later.
+    public mutating func send(_ bytes: [UInt8], to peer: NodeID, deadline: Instant, now: Instant) -> (Result<MessageID, SendError>, [Output]) {
+        guard tunnel.isPeer(peer) else { return (.failure(.notAMember), []) }
+        let (result, out) = messenger.send(bytes, to: peer, deadline: deadline, now: now)
+        switch result {
+        case .success(let id): return (.success(id), handle(out, now: now))
+        case .failure(.tooLarge(let l)): return (.failure(.tooLarge(limit: l)), [])
+        case .failure(.queueFull(let l)): return (.failure(.queueFull(limit: l)), [])
+        }
+    }
+
+    public mutating func receive(_ datagram: [UInt8], from source: Endpoint, now: Instant) -> [Output] {
+        handle(tunnel.receive(datagram, from: source, now: now), now: now)
+    }
+
+    public mutating func tick(now: Instant) -> [Output] {
+        var out = handle(tunnel.tick(now: now), now: now)
+        out += handle(messenger.tick(now: now), now: now)
+        return out
+    }
+
+    mutating func handle(_ outputs: [TunnelOutput], now: Instant) -> [Output] {
+        var out: [Output] = []
+        for o in outputs {
+            switch o {
+            case .datagram(let d, let to): out.append(.datagram(d, to: to))
+            case .data(let from, let payload): out += handle(messenger.receive(payload, from: from, now: now), now: now)
+            case .established(let node): out.append(.established(node))
+            case .failed(let node): out += handle(messenger.peerUnreachable(node), now: now)
+            case .reset(let node):
+                if !tunnel.isPeer(node) { out += handle(messenger.peerUnreachable(node), now: now) }
+            case .restarted(let node): out += handle(messenger.peerRestarted(node, now: now), now: now)
+            }
+        }
+        return out
+    }
+
+    mutating func handle(_ outputs: [MessengerOutput], now: Instant) -> [Output] {
+        var out: [Output] = []
+        for o in outputs {
+            switch o {
+            case .transmit(let payload, let to):
+                let (result, t) = tunnel.send(payload, to: to, now: now)
+                if result == .unknownPeer {
+                    out += handle(messenger.peerUnreachable(to), now: now)
+                } else {
+                    out += handle(t, now: now)
+                }
+            case .delivered(let from, let bytes): out.append(.message(from: from, bytes))
+            case .acknowledged(let id, let to): out.append(.acknowledged(id, to: to))
+            case .failed(let id, let to, let why): out.append(.failed(id, to: to, why))
+            }
+        }
+        return out
+    }
+}
