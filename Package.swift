@@ -68,7 +68,8 @@ let package = Package(
         .executableTarget(
             name: "meshwork",
             dependencies: [
-                "MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon", "MeshSim", "MeshGossip", "MeshPool", "MeshTunnel",
+                "MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon", "MeshSim", "MeshGossip", "MeshPool", "MeshTunnel", "MeshTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

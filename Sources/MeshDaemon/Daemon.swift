@@ -72,6 +72,9 @@ public final class Daemon: @unchecked Sendable {
     let poolState = NIOLockedValueBox<(grants: [Bytes32: Grant], seq: UInt64, votes: [Bytes32: NodeID])>(([:], 0, [:]))
     let poolDirty = NIOLockedValueBox(false)
     var stopHandler: (@Sendable (Bool) -> Void)?
+    /// Called once the node is up (socket bound, joined, control socket open), off the
+    /// event loop: for programs that embed a node (the benchmark) and use its runner.
+    public var onReady: (@Sendable (NodeRunner) -> Void)?
     var signalSources: [any DispatchSourceSignal] = []
     let dirty = NIOLockedValueBox(false)
     /// `listen` subscribers, and messages that came while none was connected (the newest
@@ -202,6 +205,7 @@ public final class Daemon: @unchecked Sendable {
         }
         stopHandler = stop
         installSignals { stop(false) }
+        if let onReady, let runner { DispatchQueue.global().async { onReady(runner) } }
         runner.onFatal = { _ in
             if !stopping.withLockedValue({ let was = $0; $0 = true; return was }) { done.succeed(1) }
         }
@@ -213,6 +217,9 @@ public final class Daemon: @unchecked Sendable {
         unlink(dir + "/control.sock")
         return status
     }
+
+    /// Stops the node as SIGTERM does (leaving for now, keeping the address); `run` returns.
+    public func stop() { stopHandler?(false) }
 
     // MARK: - Control
 
@@ -436,15 +443,15 @@ public final class Daemon: @unchecked Sendable {
         for write in sinks { write(data) }
     }
 
+    static let timeFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
     static func describe(_ m: ReceivedMessage, in node: MeshNode) -> ControlProtocol.Message {
         var view = node.pool?.view
         let address = view?.ownership().first { $0.kind == .lease && $0.owner == m.from }.map { IPv4Address($0.range.first).description }
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let text = String(validating: m.bytes, as: UTF8.self)
         return ControlProtocol.Message(
             from: m.from.hex, fingerprint: m.from.fingerprint, name: node.gossip.member(m.from)?.record.name, address: address,
-            receivedAt: formatter.string(from: m.receivedAt), bytes: m.bytes.count, text: text,
+            receivedAt: m.receivedAt.formatted(Self.timeFormat), bytes: m.bytes.count, text: text,
             base64: text == nil ? Data(m.bytes).base64EncodedString() : nil)
     }
 

@@ -76,6 +76,14 @@ public struct MeshNode: Sendable {
         return out
     }
 
+    /// After a batch of datagrams read together (one socket wake-up): what the batch calls
+    /// for as a whole (one acknowledgement per peer instead of one per message).
+    public mutating func endOfBatch(now: Instant) -> [NodeOutput] {
+        lastNow = now
+        guard sessions != nil else { return [] }
+        return emitSessions(sessions!.endOfBatch(now: now))
+    }
+
     /// Queues a message for `peer` (a live member), to be acknowledged or to fail by
     /// `deadline`: `.messageAcknowledged` or `.messageFailed` with the returned ID follows.
     public mutating func sendMessage(_ bytes: [UInt8], to peer: NodeID, deadline: Instant, now: Instant)

@@ -119,6 +119,7 @@ public struct MessageScenario: Sendable {
             switch e {
             case .deliver(let d, let to, let from):
                 transmit(layers[to].receive(d, from: from, now: now), from: to)
+                transmit(layers[to].endOfBatch(now: now), from: to)
                 top(to)
             case .wake:
                 for i in 0..<2 {

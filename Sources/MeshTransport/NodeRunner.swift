@@ -41,6 +41,7 @@ public final class NodeRunner: @unchecked Sendable {
     public let messages: AsyncStream<ReceivedMessage>
     private let messagesContinuation: AsyncStream<ReceivedMessage>.Continuation
     private var pendingSends: [MessageID: EventLoopPromise<Void>] = [:]
+    private var readsPending = false
 
     public init(loop: any EventLoop, logger: Logger, onEvent: @escaping @Sendable (MembershipEvent, Gossip) -> Void) {
         self.loop = loop
@@ -151,7 +152,16 @@ public final class NodeRunner: @unchecked Sendable {
     fileprivate func received(_ envelope: AddressedEnvelope<ByteBuffer>) {
         guard node != nil, let source = Endpoint(envelope.remoteAddress) else { return }
         let bytes = Array(envelope.data.readableBytesView)
-        deliver(node.receive(datagram: bytes, from: source, now: now))
+        deliver(node.receive(datagram: bytes, from: source, now: now), flush: false)
+        readsPending = true
+    }
+
+    /// The end of one read burst: what the batch calls for, then one flush for all of it.
+    fileprivate func readComplete() {
+        guard node != nil, readsPending else { return }
+        readsPending = false
+        deliver(node.endOfBatch(now: now))
+        channel?.flush()
     }
 
     private func tick() {
@@ -160,7 +170,9 @@ public final class NodeRunner: @unchecked Sendable {
         deliver(node.tick(now: now))
     }
 
-    private func deliver(_ outputs: [NodeOutput]) {
+    /// Acts on the node's outputs; with `flush`, pushes what was written to the socket now
+    /// (inside a read burst, `readComplete` flushes once at its end).
+    private func deliver(_ outputs: [NodeOutput], flush: Bool = true) {
         var wrote = false
         for o in outputs {
             switch o {
@@ -201,7 +213,7 @@ public final class NodeRunner: @unchecked Sendable {
                 }
             }
         }
-        if wrote { channel?.flush() }
+        if wrote, flush { channel?.flush() }
         arm()
     }
 
@@ -236,6 +248,10 @@ public final class NodeRunner: @unchecked Sendable {
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             runner.received(unwrapInboundIn(data))
+        }
+
+        func channelReadComplete(context: ChannelHandlerContext) {
+            runner.readComplete()
         }
 
         func errorCaught(context: ChannelHandlerContext, error: any Error) {

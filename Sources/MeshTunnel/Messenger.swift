@@ -69,7 +69,10 @@ public struct Messenger: Sendable {
     static let flagFirst: UInt8 = 1, flagLast: UInt8 = 2
     static let dataHeader = 1 + 8 + 4 + 4 + 1
     static let firstHeader = 8 + 4
-    static let ackSize = 1 + 8 + 4 + 4 + 8
+    /// Kind, epoch, generation, cumulative, echo, then one bit per fragment after the
+    /// cumulative point, for the whole window.
+    static let sackWords = 4
+    static let ackSize = 1 + 8 + 4 + 4 + 4 + 8 * sackWords
 
     struct Message: Sendable {
         let id: MessageID
@@ -115,6 +118,8 @@ public struct Messenger: Sendable {
         /// The highest message number delivered from this epoch.
         var delivered: UInt64 = 0
         var retired: [UInt64] = []
+        /// The fragment that arrived last, echoed in the acknowledgement for timing.
+        var latest: UInt32 = 0
     }
 
     public let settings: MessengerSettings
@@ -122,6 +127,9 @@ public struct Messenger: Sendable {
     var nextID: UInt64 = 1
     var outbound: [NodeID: Outbound] = [:]
     var inbound: [NodeID: Inbound] = [:]
+    /// Peers whose data arrived since the last `takeAcks`: one acknowledgement each covers
+    /// a whole batch of datagrams read together.
+    var acksOwed: Set<NodeID> = []
     public private(set) var counters = MessengerCounters()
 
     public init(settings: MessengerSettings = MessengerSettings(), epoch: UInt64) {
@@ -220,6 +228,7 @@ public struct Messenger: Sendable {
             s = Inbound(epoch: epoch, generation: generation)
         }
         var out: [MessengerOutput] = []
+        s.latest = seq
         if seq < s.expected || s.buffer[seq] != nil {
             counters.duplicates += 1
         } else if seq - s.expected < UInt32(settings.window) {
@@ -230,15 +239,34 @@ public struct Messenger: Sendable {
             }
         }
         inbound[peer] = s
-        // Acknowledge every data fragment, duplicates too (the last acknowledgement may be lost).
-        var ack = [Self.kindAck]
-        appendBE(&ack, epoch)
-        appendBE(&ack, generation)
-        appendBE(&ack, s.expected)
-        var bits: UInt64 = 0
-        for i in 0..<64 where s.buffer[s.expected &+ 1 &+ UInt32(i)] != nil { bits |= 1 << UInt64(i) }
-        appendBE(&ack, bits)
-        out.append(.transmit(ack, to: peer))
+        // Every data fragment is acknowledged, duplicates too (the last acknowledgement may
+        // have been lost), by the next `takeAcks`.
+        acksOwed.insert(peer)
+        return out
+    }
+
+    /// The acknowledgements owed: one per peer that sent data since the last call. Call
+    /// after each batch of datagrams received (after each one, at the least efficient).
+    public mutating func takeAcks() -> [MessengerOutput] {
+        guard !acksOwed.isEmpty else { return [] }
+        var out: [MessengerOutput] = []
+        for peer in acksOwed.sorted() {
+            guard let s = inbound[peer] else { continue }
+            var ack = [Self.kindAck]
+            appendBE(&ack, s.epoch)
+            appendBE(&ack, s.generation)
+            appendBE(&ack, s.expected)
+            appendBE(&ack, s.latest)
+            for w in 0..<Self.sackWords {
+                var bits: UInt64 = 0
+                if !s.buffer.isEmpty {
+                    for i in 0..<64 where s.buffer[s.expected &+ 1 &+ UInt32(w * 64 + i)] != nil { bits |= 1 << UInt64(i) }
+                }
+                appendBE(&ack, bits)
+            }
+            out.append(.transmit(ack, to: peer))
+        }
+        acksOwed = []
         return out
     }
 
@@ -272,13 +300,20 @@ public struct Messenger: Sendable {
     mutating func receiveAck(_ p: [UInt8], from peer: NodeID, now: Instant) -> [MessengerOutput] {
         guard p.count == Self.ackSize else { counters.malformed += 1; return [] }
         guard readBE64(p, 1) == epoch, var o = outbound[peer], readBE32(p, 9) == o.generation else { return [] }
-        let cumulative = readBE32(p, 13), bits = readBE64(p, 17)
+        let cumulative = readBE32(p, 13), echo = readBE32(p, 17)
         guard cumulative <= o.nextSeq else { counters.malformed += 1; return [] }
         var out: [MessengerOutput] = []
+        // Time the round trip of the fragment whose arrival caused this acknowledgement,
+        // if it was sent once (Karn) and not already timed.
+        let e = Int(echo) - Int(o.base)
+        if e >= 0, e < o.unacked.count, o.unacked[e].sends == 1, !o.unacked[e].acked {
+            sample(now - o.unacked[e].lastSent, &o)
+            o.unacked[e].sends = 2  // timed once only
+        }
         if cumulative > o.base {
             let n = Int(cumulative - o.base)
-            // Karn: time only a fragment sent once.
-            if let f = o.unacked[..<n].last, f.sends == 1 { sample(now - f.lastSent, &o) }
+            // Progress ends any backing off.
+            if let srtt = o.srtt { o.rto = min(settings.maxRTO, max(settings.minRTO, srtt + o.rttvar * 4)) }
             o.unacked.removeFirst(n)
             o.base = cumulative
             while let m = o.awaiting.first, m.lastSeq < cumulative {
@@ -289,18 +324,24 @@ public struct Messenger: Sendable {
             }
         }
         var highest: Int?
-        for i in 0..<64 where bits & (1 << UInt64(i)) != 0 {
-            // A late acknowledgement may be older than what is already acknowledged.
-            let k = i + 1 + Int(cumulative) - Int(o.base)
-            guard k >= 0 else { continue }
-            guard k < o.unacked.count else { break }
-            o.unacked[k].acked = true
-            highest = k
+        sack: for w in 0..<Self.sackWords {
+            let bits = readBE64(p, 21 + 8 * w)
+            guard bits != 0 else { continue }
+            for i in 0..<64 where bits & (1 << UInt64(i)) != 0 {
+                // A late acknowledgement may be older than what is already acknowledged.
+                let k = w * 64 + i + 1 + Int(cumulative) - Int(o.base)
+                guard k >= 0 else { continue }
+                guard k < o.unacked.count else { break sack }
+                o.unacked[k].acked = true
+                highest = k
+            }
         }
-        // Holes below a fragment that arrived: resend each at most once per round trip.
-        if let highest {
-            let wait = o.srtt ?? settings.initialRTO
-            for k in 0..<highest where !o.unacked[k].acked && now - o.unacked[k].lastSent >= wait {
+        // Holes at least 3 below a fragment that arrived are taken as lost once a round
+        // trip and its variation have passed (less and reordering looks like loss): resent,
+        // each at most once per such wait.
+        if let highest, highest >= 3 {
+            let wait = o.srtt.map { $0 + o.rttvar * 2 } ?? settings.initialRTO
+            for k in 0..<(highest - 2) where !o.unacked[k].acked && now - o.unacked[k].lastSent >= wait {
                 o.unacked[k].lastSent = now
                 o.unacked[k].sends += 1
                 counters.retransmits += 1
@@ -331,7 +372,7 @@ public struct Messenger: Sendable {
         for o in outbound.values {
             if let m = o.queue.first { next = min(next, m.deadline) }
             for m in o.awaiting { next = min(next, m.deadline) }
-            for f in o.unacked where !f.acked { next = min(next, f.lastSent + o.rto) }
+            if let f = o.unacked.first(where: { !$0.acked }) { next = min(next, f.lastSent + o.rto) }
         }
         return next
     }
@@ -348,15 +389,15 @@ public struct Messenger: Sendable {
                 out += restart(peer, now: now, failing: Set(expired.map(\.id)))
                 continue
             }
-            var backedOff = false
-            for k in o.unacked.indices where !o.unacked[k].acked && now - o.unacked[k].lastSent >= o.rto {
+            // On a timeout, send the oldest missing fragment again and back off; the
+            // acknowledgement it brings shows (selectively) what else is missing.
+            if let k = o.unacked.firstIndex(where: { !$0.acked }), now - o.unacked[k].lastSent >= o.rto {
                 o.unacked[k].lastSent = now
                 o.unacked[k].sends += 1
                 counters.retransmits += 1
                 out.append(.transmit(o.unacked[k].packet, to: peer))
-                backedOff = true
+                o.rto = min(settings.maxRTO, o.rto * 2)
             }
-            if backedOff { o.rto = min(settings.maxRTO, o.rto * 2) }
             outbound[peer] = o
         }
         return out

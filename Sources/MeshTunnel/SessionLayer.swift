@@ -44,8 +44,14 @@ public struct SessionLayer: Sendable {
         }
     }
 
+    /// One datagram. Acknowledgements for the messages in it wait for `endOfBatch`.
     public mutating func receive(_ datagram: [UInt8], from source: Endpoint, now: Instant) -> [Output] {
         handle(tunnel.receive(datagram, from: source, now: now), now: now)
+    }
+
+    /// After a batch of datagrams read together: the acknowledgements they call for.
+    public mutating func endOfBatch(now: Instant) -> [Output] {
+        handle(messenger.takeAcks(), now: now)
     }
 
     public mutating func tick(now: Instant) -> [Output] {

@@ -170,3 +170,18 @@ import Testing
         #expect(counters["messagesAcknowledged"] as? Int == 1)
     }
 }
+
+@Suite struct BenchCommandTests {
+    @Test func benchMessagesMeasuresBothPathsInOneRun() throws {
+        let cli = CLI()
+        defer { cli.cleanup() }
+        let r = try cli.run(["bench", "messages", "--count", "300", "--size", "200", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let j = try cli.json(r.stdout)
+        let rows = try #require(j["results"] as? [[String: Any]])
+        #expect(rows.count == 2)
+        #expect((rows[0]["delivered"] as? Int ?? 0) > 0, "plain UDP delivered nothing")
+        #expect(rows[1]["delivered"] as? Int == 300, "every Meshwork message is acknowledged")
+        #expect((rows[1]["messagesPerSecond"] as? Double ?? 0) > 0)
+    }
+}
