@@ -30,6 +30,8 @@ public final class Daemon: @unchecked Sendable {
         public var settings: GossipSettings = .lan
         /// The address to ask for (`up --address`).
         public var address: UInt32?
+        /// Stop on SIGTERM and SIGINT (off for a node embedded in another program: it calls `stop`).
+        public var handleSignals = true
 
         public init(token: MeshToken, keyPath: String?, state: StatePaths, listenHost: String, listenPort: Int, peers: [HostPort], name: String) {
             self.token = token
@@ -204,7 +206,7 @@ public final class Daemon: @unchecked Sendable {
             self.runner.leave(linger: .seconds(1), release: release).whenComplete { _ in done.succeed(0) }
         }
         stopHandler = stop
-        installSignals { stop(false) }
+        if config.handleSignals { installSignals { stop(false) } }
         if let onReady, let runner { DispatchQueue.global().async { onReady(runner) } }
         runner.onFatal = { _ in
             if !stopping.withLockedValue({ let was = $0; $0 = true; return was }) { done.succeed(1) }

@@ -149,8 +149,10 @@ struct BenchMessages: ParsableCommand {
 
         var logger = Logger(label: "bench")
         logger.logLevel = .error
-        let daemon = Daemon(config: Daemon.Config(token: token, keyPath: nil, state: StatePaths(directory: dir + "/a"), listenHost: "127.0.0.1",
-                                                  listenPort: 0, peers: [], name: "bench-a"), logger: logger)
+        var config = Daemon.Config(token: token, keyPath: nil, state: StatePaths(directory: dir + "/a"), listenHost: "127.0.0.1",
+                                   listenPort: 0, peers: [], name: "bench-a")
+        config.handleSignals = false
+        let daemon = Daemon(config: config, logger: logger)
         let ready = DispatchSemaphore(value: 0)
         let runnerBox = Box<NodeRunner>()
         daemon.onReady = { runner in

@@ -1,0 +1,85 @@
+import Foundation
+import Logging
+import MeshCore
+import MeshCrypto
+import MeshDaemon
+import MeshTransport
+import Testing
+
+/// The Swift API of a node: `send(to:bytes:)` and the `messages` sequence, with two nodes
+/// embedded in this process on real UDP sockets.
+@Suite struct SwiftAPITests {
+    final class Embedded: @unchecked Sendable {
+        let daemon: Daemon
+        let ready = DispatchSemaphore(value: 0)
+        let finished = DispatchSemaphore(value: 0)
+        var runner: NodeRunner?
+
+        init(token: MeshToken, state: String, name: String, peers: [HostPort]) {
+            var logger = Logger(label: name)
+            logger.logLevel = .error
+            var config = Daemon.Config(token: token, keyPath: nil, state: StatePaths(directory: state), listenHost: "127.0.0.1", listenPort: 0,
+                                       peers: peers, name: name)
+            config.handleSignals = false
+            daemon = Daemon(config: config, logger: logger)
+            daemon.onReady = { [self] r in
+                runner = r
+                ready.signal()
+            }
+            Thread { [self] in
+                _ = try? daemon.run()
+                finished.signal()
+            }.start()
+        }
+
+        func stop() {
+            daemon.stop()
+            _ = finished.wait(timeout: .now() + 10)
+        }
+    }
+
+    @Test func sendAndReceiveThroughTheSwiftAPI() async throws {
+        let cli = CLI()
+        defer { cli.cleanup() }
+        let made = try cli.run(["mesh", "create", "--name", "api", "--pool", "100.92.0.0/24", "--key", cli.path("a/identity.key"), "--out", cli.path("api.mesh")])
+        #expect(made.status == 0)
+        let token = try KeyStore.loadToken(cli.path("api.mesh"))
+        let a = Embedded(token: token, state: cli.path("a"), name: "a", peers: [])
+        defer { a.stop() }
+        #expect(a.ready.wait(timeout: .now() + 20) == .success)
+        let ra = try #require(a.runner)
+        let port = try #require(ra.localAddress?.port)
+        let b = Embedded(token: token, state: cli.path("b"), name: "b", peers: [try HostPort(parsing: "127.0.0.1:\(port)")])
+        defer { b.stop() }
+        #expect(b.ready.wait(timeout: .now() + 20) == .success)
+        let rb = try #require(b.runner)
+        let bID = try await rb.inspect { node, _ in node.id }.get()
+        let aID = try await ra.inspect { node, _ in node.id }.get()
+        // Wait until a knows b as a live member.
+        let deadline = Date().addingTimeInterval(20)
+        while try await !ra.inspect({ node, _ in node.gossip.member(bID)?.status == .alive }).get(), Date() < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+
+        let received = Task { () -> [(NodeID, String)] in
+            var got: [(NodeID, String)] = []
+            for await m in rb.messages {
+                got.append((m.from, String(decoding: m.bytes, as: UTF8.self)))
+                if got.count == 3 { break }
+            }
+            return got
+        }
+        for text in ["one", "two", "three"] {
+            try await ra.send(to: bID, bytes: Array(text.utf8), timeout: .seconds(10))
+        }
+        let got = await received.value
+        #expect(got.map(\.1) == ["one", "two", "three"])
+        #expect(got.allSatisfy { $0.0 == aID })
+
+        // A node that is not a member: the send fails at once, saying so.
+        let stranger = NodeID(Bytes32([UInt8](repeating: 7, count: 32))!)
+        await #expect(throws: SendFailure.notAMember) {
+            try await ra.send(to: stranger, bytes: [1], timeout: .seconds(1))
+        }
+    }
+}
