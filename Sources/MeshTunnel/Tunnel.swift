@@ -274,7 +274,13 @@ public struct Tunnel: Sendable {
             counters.drops.staged += 1
         }
         peers[node]!.staged.append(payload)
-        if peer.pending == nil { out += startHandshake(node, now: now) }
+        // A responder whose new session awaits the initiator's first packet waits for it
+        // (for up to Rekey-Timeout) rather than start a second handshake.
+        if let n = peer.next, now - n.created < settings.rekeyTimeout {
+            schedule(n.created + settings.rekeyTimeout)
+        } else if peer.pending == nil {
+            out += startHandshake(node, now: now)
+        }
         return (.staged, out)
     }
 
@@ -570,6 +576,13 @@ public struct Tunnel: Sendable {
                     out += startHandshake(node, now: now, retry: true)
                 }
             }
+            // Staged packets with no session and no handshake (a responder's unconfirmed
+            // session that stayed so): start one.
+            if !peers[node]!.staged.isEmpty, peers[node]!.pending == nil,
+               !(peers[node]!.current.map { usable($0, now: now) } ?? false),
+               peers[node]!.next.map({ now - $0.created >= settings.rekeyTimeout }) ?? true {
+                out += startHandshake(node, now: now)
+            }
             if let due = peers[node]!.keepaliveDue, due <= now {
                 peers[node]!.keepaliveDue = nil
                 if let kp = peers[node]!.current, usable(kp, now: now), let e = peers[node]!.endpoint {
@@ -589,6 +602,7 @@ public struct Tunnel: Sendable {
             }
             let p = peers[node]!
             if let r = p.pending?.retryAt { next = min(next, r) }
+            if !p.staged.isEmpty, let n = p.next { next = min(next, n.created + settings.rekeyTimeout) }
             if let k = p.keepaliveDue { next = min(next, k) }
             if let u = p.unansweredSince { next = min(next, u + settings.keepaliveTimeout + settings.rekeyTimeout) }
             for kp in [p.current, p.previous, p.next].compactMap({ $0 }) { next = min(next, kp.created + settings.rejectAfterTime * 3) }

@@ -124,8 +124,28 @@ struct TunnelTests {
         rig.handle(1, rig.nodes[1].tunnel.receive(initiation.bytes, from: initiation.from, now: rig.now))
         #expect(!rig.nodes[1].tunnel.hasSession(with: rig.nodes[0].id, now: rig.now))
         #expect(rig.send("early", from: 1, to: 0) == .staged)
+        #expect(rig.wire.count == 1, "no second handshake while the first awaits confirmation")
         rig.run()
         #expect(rig.text(0) == ["early"])
+        #expect(rig.text(1) == ["x"])
+        #expect(rig.nodes[1].tunnel.counters.handshakesInitiated == 0)
+    }
+
+    @Test("a responder whose session is never confirmed starts its own handshake after Rekey-Timeout")
+    func unconfirmed() {
+        var rig = pair()
+        _ = rig.send("x", from: 0, to: 1)
+        let initiation = rig.wire.removeFirst()
+        rig.handle(1, rig.nodes[1].tunnel.receive(initiation.bytes, from: initiation.from, now: rig.now))
+        rig.wire.removeAll()  // the response is lost; node 0 will retry, but node 1 has news
+        #expect(rig.send("waiting", from: 1, to: 0) == .staged)
+        rig.advance(.seconds(5))
+        #expect(rig.nodes[1].tunnel.counters.handshakesInitiated == 1)
+        // Node 0's own retry is due too: the crossing is resolved, one session results.
+        rig.run()
+        rig.advance(.seconds(1))
+        rig.run()
+        #expect(rig.text(0) == ["waiting"])
         #expect(rig.text(1) == ["x"])
     }
 
