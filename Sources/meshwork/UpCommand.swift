@@ -166,6 +166,7 @@ struct Status: ParsableCommand {
     func run() throws {
         guard let s = try options.query("status", json: json, as: ControlProtocol.Status.self) else { return }
         let m = s.members
+        let c = s.counters
         printFields([
             ("Node", "\(s.name) (\(s.fingerprint))"),
             ("Node ID", s.nodeId),
@@ -182,6 +183,10 @@ struct Status: ParsableCommand {
             ("Incarnation", "\(s.incarnation)"),
             ("Uptime", DurationText.format(seconds: UInt64(s.uptimeSeconds))),
             ("Traffic", "\(s.counters.datagramsIn) in / \(s.counters.datagramsOut) out datagrams; dropped \(s.counters.dropsNotSealedForMesh) not sealed for this mesh, \(s.counters.dropsMalformed) malformed"),
+            ("Sessions", "\(c.sessions) open; handshakes \(c.handshakesCompleted) done, \(c.handshakesFailed) failed"),
+            ("Messages", "\(c.messagesSent) sent, \(c.messagesAcknowledged) acknowledged, \(c.messagesFailed) failed, \(c.messagesReceived) received"),
+            ("Data drops", "\(c.dropsBadMAC) bad MAC, \(c.dropsReplay) replayed, \(c.dropsUnknownIndex) unknown index, \(c.dropsNotMember) not a member, "
+                + "\(c.dropsMalformedSession + c.dropsExpired + c.dropsStaged) other"),
         ])
     }
 }
