@@ -57,7 +57,7 @@ public struct MessengerCounters: Sendable, Equatable, Codable {
 /// Reliable, ordered, exactly-once messages over tunnel payloads, sans-I/O.
 ///
 /// Per peer and direction, one *stream* of fragments numbered from 0: a sliding window
-/// of in-flight fragments, cumulative acknowledgements with a 64-fragment selective
+/// of in-flight fragments, cumulative acknowledgements with a whole-window selective
 /// bitmap, retransmission on an RFC 6298 timer and on holes the bitmap shows. A message
 /// is acknowledged when every fragment up to its last is. Streams are named (epoch, generation):
 /// the epoch is random per sender run, the generation rises whenever the sender starts the

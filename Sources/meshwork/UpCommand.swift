@@ -262,7 +262,7 @@ struct Leave: ParsableCommand {
     )
 
     @OptionGroup var options: StateOption
-    @Flag(name: .long, help: "Print JSON: {\"left\": true, \"released\": address or null}.") var json = false
+    @Flag(name: .long, help: "Print JSON: {\"left\": true, \"released\": address, absent if none}.") var json = false
 
     struct Reply: Decodable { let left: Bool; let released: String? }
 
