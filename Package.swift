@@ -28,6 +28,7 @@ let package = Package(
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"])]
         ),
+        .target(name: "CTun"),
 
         // Pure modules: no I/O, no clock, no system randomness.
         .target(name: "MeshCore", swiftSettings: strict),
@@ -45,7 +46,7 @@ let package = Package(
         .target(
             name: "MeshTransport",
             dependencies: [
-                "MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode", "MeshTunnel",
+                "CTun", "MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode", "MeshTunnel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -52,6 +52,9 @@ public enum ControlProtocol {
         public var reclaimSeconds: UInt32
         /// Owners of space that membership says are gone, and for how long (reclaimed after reclaimSeconds).
         public var poolDepartures: [Departure]
+        /// The TUN device and its MTU; absent with --no-tun.
+        public var tun: String?
+        public var mtu: Int?
     }
 
     public struct Departure: Codable, Sendable {
@@ -143,6 +146,14 @@ public enum ControlProtocol {
         public var messagesFailed: Int
         public var messagesReceived: Int
         public var messageRetransmits: Int
+        /// The overlay: IP packets read from and written to the TUN device; dropped for an
+        /// address no live member leases, for a source address the sending member does not
+        /// lease (spoofing), or for not being IPv4.
+        public var overlayPacketsFromTun: Int
+        public var overlayPacketsToTun: Int
+        public var overlayDropsNoRoute: Int
+        public var overlayDropsSpoofed: Int
+        public var overlayDropsNotIPv4: Int
     }
 
     /// The answer to `send`: the peer acknowledged the message.

@@ -30,6 +30,9 @@ public final class Daemon: @unchecked Sendable {
         public var settings: GossipSettings = .lan
         /// The address to ask for (`up --address`).
         public var address: UInt32?
+        /// The TUN device to carry overlay packets through (nil: none, `--no-tun`), and its MTU.
+        public var tunName: String?
+        public var mtu = Daemon.defaultMTU
         /// Stop on SIGTERM and SIGINT (off for a node embedded in another program: it calls `stop`).
         public var handleSignals = true
 
@@ -60,8 +63,13 @@ public final class Daemon: @unchecked Sendable {
         }
     }
 
+    /// 1,500 (Ethernet) − 20 (IPv4) − 8 (UDP) − 30 (our transport header and tag) = 1,442;
+    /// 1,420 leaves room for an IPv6 underlay (40-byte header), as WireGuard does.
+    public static let defaultMTU = 1420
+
     let config: Config
     let logger: Logger
+    var tun: TunDevice?
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     var runner: NodeRunner!
     var control: ControlServer?
@@ -101,6 +109,17 @@ public final class Daemon: @unchecked Sendable {
         let dir = config.state.directory
         try AtomicFile.makeDirectory(dir, mode: 0o700)
         try lock(dir)
+
+        if let name = config.tunName {
+            do {
+                let device = try TunDevice.open(name: name)
+                try device.setMTU(config.mtu)
+                try device.up()
+                tun = device
+            } catch {
+                throw StartError.other(error.description)
+            }
+        }
 
         let keyPath = config.keyPath ?? config.state.identityKey
         let (identity, created) = try KeyStore.loadOrCreateIdentity(at: keyPath)
@@ -148,7 +167,10 @@ public final class Daemon: @unchecked Sendable {
             self?.log(event, gossip)
         }
         runner.onPersist = { [weak self] grants, seq, votes in try self?.persistPool(grants, seq: seq, votes: votes) }
-        runner.onPoolEvent = { [weak self] event in self?.log(event) }
+        runner.onPoolEvent = { [weak self] event in
+            self?.log(event)
+            if case .leased(let a) = event { self?.configureTun(address: a) }
+        }
         runner.onMessage = { [weak self] message in self?.publish(message) }
         runner.onSession = { [weak self] peer in self?.logger.debug("session established", metadata: ["peer": "\(peer.fingerprint)"]) }
         let bound: SocketAddress
@@ -173,6 +195,12 @@ public final class Daemon: @unchecked Sendable {
             throw StartError.bind("\(config.listenHost):\(config.listenPort)", "\(error)")
         }
         let boundEndpoint = Endpoint(bound)?.description ?? "\(bound)"
+        if let tun {
+            runner.attach(tun)
+            // A restarted node may hold its lease already.
+            if let a = try runner.inspect({ node, _ in node.pool?.address }).wait() { configureTun(address: a) }
+            logger.notice("overlay device up", metadata: ["tun": "\(tun.name)", "mtu": "\(config.mtu)"])
+        }
 
         let controlLoop = group.next()
         control = try ControlServer.start(path: dir + "/control.sock", group: group, handler: { [weak self] request in
@@ -216,8 +244,21 @@ public final class Daemon: @unchecked Sendable {
         saveView(blocking: true)
         control?.close()
         try? group.syncShutdownGracefully()
+        tun?.close()
         unlink(dir + "/control.sock")
         return status
+    }
+
+    /// Gives the TUN device the leased address with the pool's prefix (the kernel then
+    /// routes the whole pool to it). Called again when the lease changes.
+    func configureTun(address: UInt32) {
+        guard let tun else { return }
+        do {
+            try tun.setAddress(IPv4Address(address), prefixLength: Int(config.token.pool.length))
+            logger.notice("overlay address on the device", metadata: ["tun": "\(tun.name)", "address": "\(IPv4Address(address))/\(config.token.pool.length)"])
+        } catch {
+            logger.error("\(error.description)")
+        }
     }
 
     /// Stops the node as SIGTERM does (leaving for now, keeping the address); `run` returns.
@@ -232,6 +273,7 @@ public final class Daemon: @unchecked Sendable {
         encoder.outputFormatting = [.sortedKeys]
         switch request.command {
         case "status":
+            let tunName = tun?.name, mtu = config.mtu
             return runner.inspect { node, now in
                 let g = node.gossip
                 var pool = node.pool
@@ -252,6 +294,7 @@ public final class Daemon: @unchecked Sendable {
                 }
                 let c = node.counters, gc = g.counters
                 let tc = node.sessions?.tunnel.counters ?? TunnelCounters(), mc = node.sessions?.messenger.counters ?? MessengerCounters()
+                let oc = node.overlay
                 let status = ControlProtocol.Status(
                     nodeId: g.me.node.hex, fingerprint: g.me.node.fingerprint, name: g.me.name, meshId: token.meshID.description,
                     meshName: token.name, listen: listen, endpoints: g.me.endpoints.map(\.description), incarnation: g.me.incarnation,
@@ -272,11 +315,13 @@ public final class Daemon: @unchecked Sendable {
                                     dropsBadMAC: tc.drops.badMAC, dropsReplay: tc.drops.replay, dropsUnknownIndex: tc.drops.unknownIndex,
                                     dropsNotMember: tc.drops.notMember, dropsMalformedSession: tc.drops.malformed, dropsExpired: tc.drops.expired,
                                     dropsStaged: tc.drops.staged, messagesSent: mc.messagesSent, messagesAcknowledged: mc.messagesAcknowledged,
-                                    messagesFailed: mc.messagesFailed, messagesReceived: mc.messagesDelivered, messageRetransmits: mc.retransmits),
+                                    messagesFailed: mc.messagesFailed, messagesReceived: mc.messagesDelivered, messageRetransmits: mc.retransmits,
+                                    overlayPacketsFromTun: oc.packetsFromTun, overlayPacketsToTun: oc.packetsToTun,
+                                    overlayDropsNoRoute: oc.dropsNoRoute, overlayDropsSpoofed: oc.dropsSpoofed, overlayDropsNotIPv4: oc.dropsNotIPv4),
                     address: node.pool?.address.map { IPv4Address($0).description },
                     pool: token.pool.description, poolState: Self.describe(node.pool?.phase), poolPrefixLength: Int(token.pool.length),
                     poolWaiting: node.pool?.waitingReason, poolFenced: fenced, reclaimSeconds: token.reclaimSeconds,
-                    poolDepartures: departures)
+                    poolDepartures: departures, tun: tunName, mtu: tunName == nil ? nil : mtu)
                 return (try? encoder.encode(status)) ?? Data()
             }
         case "leases":

@@ -20,6 +20,7 @@ public struct MeshNode: Sendable {
     public private(set) var sessions: SessionLayer?
     var sealer: any PacketSealer
     public private(set) var counters = NodeCounters()
+    public private(set) var overlay = OverlayCounters()
     /// The latest time any input brought (for work triggered by a membership change).
     var lastNow = Instant.zero
 
@@ -74,6 +75,32 @@ public struct MeshNode: Sendable {
         if pool != nil { out += emitPool(pool!.tick(now: now)) }
         if sessions != nil { out += emitSessions(sessions!.tick(now: now)) }
         return out
+    }
+
+    /// An IP packet read from the TUN device: to the session of the member leasing its
+    /// destination. Dropped and counted if nobody (live) holds that address.
+    public mutating func routePacket(_ ip: [UInt8], now: Instant) -> [NodeOutput] {
+        lastNow = now
+        guard ip.count >= 20, ip[0] >> 4 == 4 else { overlay.dropsNotIPv4 += 1; return [] }
+        overlay.packetsFromTun += 1
+        let destination = UInt32(ip[16]) << 24 | UInt32(ip[17]) << 16 | UInt32(ip[18]) << 8 | UInt32(ip[19])
+        guard sessions != nil, let holder = pool?.leaseHolder(of: destination), holder != id else {
+            overlay.dropsNoRoute += 1
+            return []
+        }
+        let (result, out) = sessions!.sendPacket(ip, to: holder, now: now)
+        if result == .unknownPeer { overlay.dropsNoRoute += 1 }
+        return emitSessions(out)
+    }
+
+    /// An IP packet from `from`'s session: written to TUN only if its source is the
+    /// address `from` leases (no member may speak for another's address).
+    mutating func acceptPacket(_ ip: [UInt8], from: NodeID) -> [NodeOutput] {
+        guard ip.count >= 20, ip[0] >> 4 == 4 else { overlay.dropsNotIPv4 += 1; return [] }
+        let source = UInt32(ip[12]) << 24 | UInt32(ip[13]) << 16 | UInt32(ip[14]) << 8 | UInt32(ip[15])
+        guard pool?.leaseHolder(of: source) == from else { overlay.dropsSpoofed += 1; return [] }
+        overlay.packetsToTun += 1
+        return [.packet(ip)]
     }
 
     /// After a batch of datagrams read together (one socket wake-up): what the batch calls
@@ -182,6 +209,7 @@ public struct MeshNode: Sendable {
             case .acknowledged(let id, _): result.append(.messageAcknowledged(id))
             case .failed(let id, _, let why): result.append(.messageFailed(id, why))
             case .established(let node): result.append(.sessionEstablished(node))
+            case .packet(let from, let ip): result += acceptPacket(ip, from: from)
             }
         }
         return result
@@ -259,6 +287,21 @@ public enum NodeOutput: Sendable {
     case messageAcknowledged(MessageID)
     case messageFailed(MessageID, MessageFailure)
     case sessionEstablished(NodeID)
+    /// An IP packet for the TUN device.
+    case packet([UInt8])
+}
+
+/// The overlay's packet counters.
+public struct OverlayCounters: Sendable, Equatable, Codable {
+    public var packetsFromTun = 0
+    public var packetsToTun = 0
+    /// For an address no live member leases.
+    public var dropsNoRoute = 0
+    /// From a member, with a source address that member does not lease.
+    public var dropsSpoofed = 0
+    /// Not IPv4 (the overlay carries IPv4 today).
+    public var dropsNotIPv4 = 0
+    public init() {}
 }
 
 public struct NodeCounters: Sendable, Equatable, Codable {

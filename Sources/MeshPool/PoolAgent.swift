@@ -745,3 +745,10 @@ extension Bytes32 {
     public var w0Value: UInt64 { withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } }
 }
 
+extension PoolAgent {
+    /// The node leasing `address`, if anyone does (for routing overlay packets).
+    public mutating func leaseHolder(of address: UInt32) -> NodeID? {
+        guard let o = view.owner(of: address), o.kind == .lease else { return nil }
+        return o.owner
+    }
+}

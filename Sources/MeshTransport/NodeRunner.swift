@@ -42,6 +42,21 @@ public final class NodeRunner: @unchecked Sendable {
     private let messagesContinuation: AsyncStream<ReceivedMessage>.Continuation
     private var pendingSends: [MessageID: EventLoopPromise<Void>] = [:]
     private var readsPending = false
+    /// Set once the node is stopping: a socket closing then is expected.
+    private var closing = false
+    private var tun: TunDevice?
+
+    /// Carries IP packets between `device` and the overlay from now on.
+    public func attach(_ device: TunDevice) {
+        loop.execute { self.tun = device }
+        device.startReading { [weak self] packet in
+            guard let self else { return }
+            self.loop.execute {
+                guard self.node != nil, self.channel != nil else { return }
+                self.deliver(self.node.routePacket(packet, now: self.now))
+            }
+        }
+    }
 
     public init(loop: any EventLoop, logger: Logger, onEvent: @escaping @Sendable (MembershipEvent, Gossip) -> Void) {
         self.loop = loop
@@ -88,7 +103,18 @@ public final class NodeRunner: @unchecked Sendable {
     public func start(
         host: String, port: Int, seeds: [Endpoint], makeNode: @escaping @Sendable (SocketAddress, Instant) -> MeshNode
     ) -> EventLoopFuture<SocketAddress> {
-        let bootstrap = DatagramBootstrap(group: loop)
+        let bootstrap = makeBootstrap()
+        return bootstrap.bind(host: host, port: port).flatMapThrowing { channel in
+            self.loop.preconditionInEventLoop()
+            self.adopt(channel)
+            self.node = makeNode(channel.localAddress!, self.now)
+            self.deliver(self.node.join(seeds: seeds, now: self.now))
+            return channel.localAddress!
+        }
+    }
+
+    private func makeBootstrap() -> DatagramBootstrap {
+        DatagramBootstrap(group: loop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65536))
             .channelInitializer { channel in
@@ -96,14 +122,44 @@ public final class NodeRunner: @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(Inbound(runner: self))
                 }
             }
-        return bootstrap.bind(host: host, port: port).flatMapThrowing { channel in
-            self.loop.preconditionInEventLoop()
-            Self.enlargeBuffers(channel)
-            self.channel = channel
-            self.localAddress = channel.localAddress
-            self.node = makeNode(channel.localAddress!, self.now)
-            self.deliver(self.node.join(seeds: seeds, now: self.now))
-            return channel.localAddress!
+    }
+
+    /// Takes `channel` as the node's socket, and watches it: NIO closes a datagram channel
+    /// on some send errors (a link going down gives ENETUNREACH), and a node must outlive
+    /// its link, so a socket closed while the node runs is opened again on the same address.
+    private func adopt(_ channel: any Channel) {
+        Self.enlargeBuffers(channel)
+        self.channel = channel
+        localAddress = channel.localAddress
+        channel.closeFuture.whenComplete { [weak self] _ in
+            guard let self else { return }
+            self.loop.execute { self.socketClosed(channel) }
+        }
+    }
+
+    private func socketClosed(_ closed: any Channel) {
+        guard !closing, let current = channel, current === closed, let address = localAddress else { return }
+        channel = nil
+        logger.warning("the UDP socket closed under the node (a network error); opening it again", metadata: ["listen": "\(address)"])
+        reopen(address, after: .milliseconds(200))
+    }
+
+    private func reopen(_ address: SocketAddress, after delay: TimeAmount) {
+        loop.scheduleTask(in: delay) { [weak self] in
+            guard let self, !self.closing, self.channel == nil else { return }
+            self.makeBootstrap().bind(to: address).whenComplete { result in
+                switch result {
+                case .success(let c):
+                    guard !self.closing else { c.close(promise: nil); return }
+                    self.adopt(c)
+                    self.logger.notice("UDP socket open again", metadata: ["listen": "\(address)"])
+                    self.timerAt = .distantFuture
+                    self.arm()
+                case .failure(let e):
+                    self.logger.debug("cannot open the UDP socket again yet: \(e)")
+                    self.reopen(address, after: .seconds(1))
+                }
+            }
         }
     }
 
@@ -118,6 +174,7 @@ public final class NodeRunner: @unchecked Sendable {
 
     public func close() -> EventLoopFuture<Void> {
         loop.flatSubmit {
+            self.closing = true
             self.timer?.cancel()
             self.timer = nil
             for (_, p) in self.pendingSends { p.fail(SendFailure.stopped) }
@@ -196,6 +253,8 @@ public final class NodeRunner: @unchecked Sendable {
                 pendingSends.removeValue(forKey: id)?.fail(why == .timedOut ? SendFailure.timedOut : SendFailure.unreachable)
             case .sessionEstablished(let peer):
                 onSession?(peer)
+            case .packet(let ip):
+                tun?.write(ip)
             case .persist(let grants, let seq, let votes):
                 do {
                     try onPersist?(grants, seq, votes)
@@ -204,6 +263,7 @@ public final class NodeRunner: @unchecked Sendable {
                     // grants. Stop the node.
                     let why = "could not make pool grants durable (\(error)); stopping so that no address can be handed out twice"
                     logger.critical("\(why)")
+                    closing = true
                     timer?.cancel()
                     timer = nil
                     channel?.close(promise: nil)

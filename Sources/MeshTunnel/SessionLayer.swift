@@ -14,6 +14,8 @@ public struct SessionLayer: Sendable {
         case acknowledged(MessageID, to: NodeID)
         case failed(MessageID, to: NodeID, MessageFailure)
         case established(NodeID)
+        /// An IP packet from a peer, as it arrived (the node checks its source).
+        case packet(from: NodeID, [UInt8])
     }
 
     public enum SendError: Error, Sendable, Equatable {
@@ -44,6 +46,12 @@ public struct SessionLayer: Sendable {
         }
     }
 
+    /// An IP packet for `peer`: sent on its session, or staged while one is made.
+    public mutating func sendPacket(_ packet: [UInt8], to peer: NodeID, now: Instant) -> (Tunnel.SendResult, [Output]) {
+        let (result, out) = tunnel.send(packet, to: peer, now: now)
+        return (result, handle(out, now: now))
+    }
+
     /// One datagram. Acknowledgements for the messages in it wait for `endOfBatch`.
     public mutating func receive(_ datagram: [UInt8], from source: Endpoint, now: Instant) -> [Output] {
         handle(tunnel.receive(datagram, from: source, now: now), now: now)
@@ -65,7 +73,14 @@ public struct SessionLayer: Sendable {
         for o in outputs {
             switch o {
             case .datagram(let d, let to): out.append(.datagram(d, to: to))
-            case .data(let from, let payload): out += handle(messenger.receive(payload, from: from, now: now), now: now)
+            case .data(let from, let payload):
+                // IP packets (version 4 or 6 in the high nibble) and message frames (kinds 1, 2)
+                // share the session; the first byte tells them apart.
+                if let first = payload.first, first >> 4 == 4 || first >> 4 == 6 {
+                    out.append(.packet(from: from, payload))
+                } else {
+                    out += handle(messenger.receive(payload, from: from, now: now), now: now)
+                }
             case .established(let node): out.append(.established(node))
             case .failed(let node): out += handle(messenger.peerUnreachable(node), now: now)
             case .reset(let node):

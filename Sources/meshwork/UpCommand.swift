@@ -23,8 +23,10 @@ struct Up: ParsableCommand {
             pool.json (the node's grants and lease) and control.sock, through which \
             'meshwork status', 'peers', 'leases' and 'leave' talk to the node.
 
-            Today a node runs without a TUN device (--no-tun is the only mode); the overlay \
-            device arrives in a later release.
+            As root, the node makes a TUN device (--tun, default meshwork0) with its overlay \
+            address and the pool's prefix, so any program reaches any member by its overlay \
+            address; the device goes when the node stops. Without root, pass --no-tun: \
+            membership, addresses and messages (meshwork send) work without the device.
 
             Examples:
               meshwork up --mesh lab.mesh --listen 0.0.0.0:51830
@@ -54,14 +56,21 @@ struct Up: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Ask for this overlay address (it is given if its owner has it free).", valueName: "address"))
     var address: String?
 
-    @Flag(name: .long, help: "Run without a TUN device (the only mode today).")
+    @Flag(name: .long, help: "Run without a TUN device (no root needed; no IP traffic over the overlay).")
     var noTun = false
+
+    @Option(name: .long, help: ArgumentHelp("Name of the TUN device to make.", valueName: "name"))
+    var tun: String = "meshwork0"
+
+    @Option(name: .long, help: ArgumentHelp("MTU of the TUN device (default 1420: a 1,500-byte underlay minus the overlay's overhead).", valueName: "bytes"))
+    var mtu: Int = Daemon.defaultMTU
 
     @Option(name: .long, help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error, critical.", valueName: "level"))
     var logLevel: String = "info"
 
     func validate() throws {
         _ = try listenAddress()
+        guard (576...65_535).contains(mtu) else { throw ValidationError("--mtu: \(mtu) is out of range: use 576 to 65535 (1420 suits a 1500-byte underlay)") }
         for p in peer {
             do { _ = try HostPort(parsing: p) } catch { throw ValidationError("--peer: \(error.description)") }
         }
@@ -99,12 +108,15 @@ struct Up: ParsableCommand {
         let logger = Logger(label: "meshwork")
         let token: MeshToken
         do { token = try KeyStore.loadToken(mesh) } catch { throw CLIError("--mesh: \(error.description)") }
-        if !noTun { logger.notice("the TUN overlay is not available yet: running without a TUN device, as with --no-tun") }
         let (host, port) = try listenAddress()
         let peers = try peer.map { try HostPort(parsing: $0) }
         var config = Daemon.Config(
             token: token, keyPath: key, state: StatePaths(directory: state), listenHost: host, listenPort: port, peers: peers,
             name: name ?? Self.hostName())
+        if !noTun {
+            config.tunName = tun
+            config.mtu = mtu
+        }
         if let address {
             let a = IPv4Address(address)!
             guard token.pool.contains(a), a != token.pool.first, a != token.pool.last else {
@@ -174,6 +186,7 @@ struct Status: ParsableCommand {
             ("Listen", s.listen),
             ("Endpoints", s.endpoints.joined(separator: ", ")),
             ("Address", s.address.map { "\($0)/\(s.poolPrefixLength)" } ?? "none yet (\(s.poolWaiting ?? s.poolState))"),
+            ("Device", s.tun.map { "\($0), MTU \(s.mtu ?? 0)" } ?? "none (--no-tun)"),
             ("Members", "\(m.alive) alive, \(m.suspect) suspect, \(m.dead) dead, \(m.left) left"),
             ("Granting", s.poolFenced
                 ? "no: fenced (no contact with members holding most of the pool for half the reclaim time)" : "yes"),
@@ -185,6 +198,8 @@ struct Status: ParsableCommand {
             ("Traffic", "\(s.counters.datagramsIn) in / \(s.counters.datagramsOut) out datagrams; dropped \(s.counters.dropsNotSealedForMesh) not sealed for this mesh, \(s.counters.dropsMalformed) malformed"),
             ("Sessions", "\(c.sessions) open; handshakes \(c.handshakesCompleted) done, \(c.handshakesFailed) failed"),
             ("Messages", "\(c.messagesSent) sent, \(c.messagesAcknowledged) acknowledged, \(c.messagesFailed) failed, \(c.messagesReceived) received"),
+            ("Overlay", "\(c.overlayPacketsFromTun) packets from the device, \(c.overlayPacketsToTun) to it; dropped \(c.overlayDropsNoRoute) with no route, "
+                + "\(c.overlayDropsSpoofed) spoofed, \(c.overlayDropsNotIPv4) not IPv4"),
             ("Data drops", "\(c.dropsBadMAC) bad MAC, \(c.dropsReplay) replayed, \(c.dropsUnknownIndex) unknown index, \(c.dropsNotMember) not a member, "
                 + "\(c.dropsMalformedSession + c.dropsExpired + c.dropsStaged) other"),
         ])
