@@ -154,6 +154,13 @@ public enum ControlProtocol {
         public var overlayDropsNoRoute: Int
         public var overlayDropsSpoofed: Int
         public var overlayDropsNotIPv4: Int
+        /// Relaying: datagrams (and bytes) this node carried between two other members,
+        /// requests it refused, and this node's own datagrams sent or received through a relay.
+        public var relayForwarded: Int
+        public var relayForwardedBytes: Int
+        public var relayRefused: Int
+        public var relaySentThrough: Int
+        public var relayReceivedThrough: Int
     }
 
     /// The answer to `send`: the peer acknowledged the message.
@@ -191,6 +198,14 @@ public enum ControlProtocol {
         /// Seconds since a packet from this peer last arrived directly; nil if never.
         public var lastHeardSecondsAgo: Double?
         public var isSelf: Bool
+        /// The data path: "direct", "relay" (through `relayName`/`relayFingerprint`), or
+        /// absent when no session has been tried; and the round trip of the last handshake
+        /// this node made with the peer, in milliseconds.
+        public var path: String?
+        public var relayFingerprint: String?
+        public var relayName: String?
+        public var session: Bool?
+        public var handshakeRTTMilliseconds: Double?
     }
 
     public struct Peers: Codable, Sendable {

@@ -295,6 +295,7 @@ public final class Daemon: @unchecked Sendable {
                 let c = node.counters, gc = g.counters
                 let tc = node.sessions?.tunnel.counters ?? TunnelCounters(), mc = node.sessions?.messenger.counters ?? MessengerCounters()
                 let oc = node.overlay
+                let rc = node.sessions?.relay ?? SessionLayer.RelayCounters()
                 let status = ControlProtocol.Status(
                     nodeId: g.me.node.hex, fingerprint: g.me.node.fingerprint, name: g.me.name, meshId: token.meshID.description,
                     meshName: token.name, listen: listen, endpoints: g.me.endpoints.map(\.description), incarnation: g.me.incarnation,
@@ -317,7 +318,9 @@ public final class Daemon: @unchecked Sendable {
                                     dropsStaged: tc.drops.staged, messagesSent: mc.messagesSent, messagesAcknowledged: mc.messagesAcknowledged,
                                     messagesFailed: mc.messagesFailed, messagesReceived: mc.messagesDelivered, messageRetransmits: mc.retransmits,
                                     overlayPacketsFromTun: oc.packetsFromTun, overlayPacketsToTun: oc.packetsToTun,
-                                    overlayDropsNoRoute: oc.dropsNoRoute, overlayDropsSpoofed: oc.dropsSpoofed, overlayDropsNotIPv4: oc.dropsNotIPv4),
+                                    overlayDropsNoRoute: oc.dropsNoRoute, overlayDropsSpoofed: oc.dropsSpoofed, overlayDropsNotIPv4: oc.dropsNotIPv4,
+                                    relayForwarded: rc.forwarded, relayForwardedBytes: rc.forwardedBytes, relayRefused: rc.refused,
+                                    relaySentThrough: rc.sentThrough, relayReceivedThrough: rc.receivedThrough),
                     address: node.pool?.address.map { IPv4Address($0).description },
                     pool: token.pool.description, poolState: Self.describe(node.pool?.phase), poolPrefixLength: Int(token.pool.length),
                     poolWaiting: node.pool?.waitingReason, poolFenced: fenced, reclaimSeconds: token.reclaimSeconds,
@@ -351,11 +354,25 @@ public final class Daemon: @unchecked Sendable {
                 var peers = [ControlProtocol.Peer(
                     nodeId: g.me.node.hex, fingerprint: g.me.node.fingerprint, name: g.me.name, endpoints: g.me.endpoints.map(\.description),
                     status: g.leaving ? "left" : "alive", incarnation: g.me.incarnation, lastHeardSecondsAgo: 0, isSelf: true)]
+                let tunnel = node.sessions?.tunnel
                 for m in g.members.values.sorted(by: { ($0.record.name, $0.node) < ($1.record.name, $1.node) }) {
-                    peers.append(ControlProtocol.Peer(
+                    var p = ControlProtocol.Peer(
                         nodeId: m.node.hex, fingerprint: m.node.fingerprint, name: m.record.name,
                         endpoints: m.record.endpoints.map(\.description), status: m.status.description,
-                        incarnation: m.record.incarnation, lastHeardSecondsAgo: m.lastHeard.map { (now - $0).seconds }, isSelf: false))
+                        incarnation: m.record.incarnation, lastHeardSecondsAgo: m.lastHeard.map { (now - $0).seconds }, isSelf: false)
+                    if let tunnel, tunnel.isPeer(m.node) {
+                        p.session = tunnel.hasSession(with: m.node, now: now)
+                        switch tunnel.route(to: m.node) {
+                        case .relay(let r)?:
+                            p.path = "relay"
+                            p.relayFingerprint = r.fingerprint
+                            p.relayName = g.member(r)?.record.name
+                        case .direct?: p.path = "direct"
+                        case nil: break
+                        }
+                        p.handshakeRTTMilliseconds = tunnel.lastRTT(of: m.node).map { $0.seconds * 1000 }
+                    }
+                    peers.append(p)
                 }
                 return (try? encoder.encode(ControlProtocol.Peers(peers: peers))) ?? Data()
             }

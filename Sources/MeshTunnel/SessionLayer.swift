@@ -7,6 +7,22 @@ import MeshCore
 public struct SessionLayer: Sendable {
     public private(set) var tunnel: Tunnel
     public private(set) var messenger: Messenger
+    public private(set) var relay = RelayCounters()
+
+    /// Payload kinds besides messages (1, 2) and IP packets (high nibble 4 or 6).
+    static let kindRelayRequest: UInt8 = 0x03, kindRelayed: UInt8 = 0x05
+
+    public struct RelayCounters: Sendable, Equatable, Codable {
+        /// Datagrams this node carried between two other members, and their bytes.
+        public var forwarded = 0
+        public var forwardedBytes = 0
+        /// Relay requests refused: for a node that is not a live member, or not reached directly.
+        public var refused = 0
+        /// Datagrams of this node's own sessions that went through a relay, each way.
+        public var sentThrough = 0
+        public var receivedThrough = 0
+        public init() {}
+    }
 
     public enum Output: Sendable {
         case datagram([UInt8], to: Endpoint)
@@ -73,11 +89,21 @@ public struct SessionLayer: Sendable {
         for o in outputs {
             switch o {
             case .datagram(let d, let to): out.append(.datagram(d, to: to))
+            case .relay(let d, let via, let to):
+                // Over the session with the relay: the target, then the end-to-end datagram.
+                relay.sentThrough += 1
+                let (result, t) = tunnel.send([Self.kindRelayRequest] + to.key.bytes + d, to: via, now: now)
+                if result != .unknownPeer { out += handle(t, now: now) }
             case .data(let from, let payload):
                 // IP packets (version 4 or 6 in the high nibble) and message frames (kinds 1, 2)
                 // share the session; the first byte tells them apart.
                 if let first = payload.first, first >> 4 == 4 || first >> 4 == 6 {
                     out.append(.packet(from: from, payload))
+                } else if payload.first == Self.kindRelayRequest {
+                    out += forward(payload, from: from, now: now)
+                } else if payload.first == Self.kindRelayed {
+                    relay.receivedThrough += 1
+                    out += handle(tunnel.receive(Array(payload.dropFirst()), by: .relay(from), now: now), now: now)
                 } else {
                     out += handle(messenger.receive(payload, from: from, now: now), now: now)
                 }
@@ -89,6 +115,19 @@ public struct SessionLayer: Sendable {
             }
         }
         return out
+    }
+
+    /// A relay request from `from`: the datagram goes on to its target, over this node's
+    /// session with it, if the target is a live member reached directly (no relay chains).
+    mutating func forward(_ payload: [UInt8], from: NodeID, now: Instant) -> [Output] {
+        guard payload.count > 33, let key = Bytes32(payload[1..<33]) else { relay.refused += 1; return [] }
+        let target = NodeID(key)
+        guard target != from, case .direct? = tunnel.route(to: target) else { relay.refused += 1; return [] }
+        relay.forwarded += 1
+        relay.forwardedBytes += payload.count - 33
+        let (result, t) = tunnel.send([Self.kindRelayed] + payload[33...], to: target, now: now)
+        if result == .unknownPeer { relay.refused += 1 }
+        return handle(t, now: now)
     }
 
     mutating func handle(_ outputs: [MessengerOutput], now: Instant) -> [Output] {

@@ -17,8 +17,17 @@ public struct TunnelPeer: Sendable, Equatable {
     }
 }
 
+/// How a datagram reached this node, or how one goes to a peer: straight to an endpoint,
+/// or through a member that relays it (it sees only this session's ciphertext).
+public enum Route: Sendable, Equatable {
+    case direct(Endpoint)
+    case relay(NodeID)
+}
+
 public enum TunnelOutput: Sendable {
     case datagram([UInt8], to: Endpoint)
+    /// A datagram for `to`, to be carried by the member `via` (over the session with it).
+    case relay([UInt8], via: NodeID, to: NodeID)
     /// A decrypted, authenticated, non-replayed payload (never empty: keepalives stay here).
     case data(from: NodeID, [UInt8])
     /// A session with this peer is ready to send on.
@@ -121,6 +130,9 @@ public struct Tunnel: Sendable {
         let localIndex: UInt32
         let firstAttempt: Instant
         var retryAt: Instant
+        let sentAt: Instant
+        /// A direct try while traffic goes through a relay: if it goes unanswered, nothing fails.
+        var probe = false
     }
 
     struct PeerState: Sendable {
@@ -135,6 +147,14 @@ public struct Tunnel: Sendable {
         var greatestTimestamp: UInt64 = 0
         /// The peer's boot ID, from its last handshake.
         var boot: UInt64?
+        /// The member relaying to this peer, while the direct path does not answer.
+        var via: NodeID?
+        /// Handshake attempts since the last success (picks direct or which relay).
+        var attempts = 0
+        /// When to try the direct path again while relayed.
+        var nextDirectProbe: Instant?
+        /// The round trip of the last handshake this node initiated with the peer.
+        var lastRTT: Span?
         var staged: [[UInt8]] = []
         /// When data went out with nothing received since (the dead-peer timer).
         var unansweredSince: Instant?
@@ -232,6 +252,44 @@ public struct Tunnel: Sendable {
 
     public func isPeer(_ node: NodeID) -> Bool { peers[node] != nil }
 
+    /// How traffic to `node` goes now: direct (with the endpoint), through a relay, or unknown.
+    public func route(to node: NodeID) -> Route? {
+        guard let p = peers[node] else { return nil }
+        if let via = p.via { return .relay(via) }
+        return p.endpoint.map { .direct($0) }
+    }
+
+    /// The round trip of the last handshake this node initiated with `node`.
+    public func lastRTT(of node: NodeID) -> Span? { peers[node]?.lastRTT }
+
+    /// A datagram for `node` along its current route.
+    func emit(_ bytes: [UInt8], for node: NodeID) -> TunnelOutput? {
+        guard let p = peers[node] else { return nil }
+        if let via = p.via { return .relay(bytes, via: via, to: node) }
+        return p.endpoint.map { .datagram(bytes, to: $0) }
+    }
+
+    /// An authenticated datagram from `node` came by `route`: answer the same way.
+    mutating func arrived(_ node: NodeID, by route: Route) {
+        switch route {
+        case .direct(let e):
+            peers[node]!.roamed = e
+            peers[node]!.via = nil
+            peers[node]!.nextDirectProbe = nil
+        case .relay(let r):
+            peers[node]!.via = r
+        }
+    }
+
+    /// Members that could relay to `node`: live peers reached directly, those with a
+    /// session first.
+    func relayCandidates(for node: NodeID, now: Instant) -> [NodeID] {
+        let direct = peers.values.filter { $0.info.node != node && $0.via == nil && $0.endpoint != nil }
+        let withSession = direct.filter { $0.current.map { usable($0, now: now) } ?? false }.map(\.info.node).sorted()
+        let others = direct.filter { !($0.current.map { usable($0, now: now) } ?? false) }.map(\.info.node).sorted()
+        return withSession + others
+    }
+
     /// Whether a session with `node` can carry data now.
     public func hasSession(with node: NodeID, now: Instant) -> Bool {
         guard let kp = peers[node]?.current else { return false }
@@ -262,8 +320,8 @@ public struct Tunnel: Sendable {
     public mutating func send(_ payload: [UInt8], to node: NodeID, now: Instant) -> (SendResult, [TunnelOutput]) {
         guard let peer = peers[node] else { return (.unknownPeer, []) }
         var out: [TunnelOutput] = []
-        if let kp = peer.current, usable(kp, now: now), let endpoint = peer.endpoint {
-            out.append(.datagram(seal(payload, kp), to: endpoint))
+        if let kp = peer.current, usable(kp, now: now), peer.via != nil || peer.endpoint != nil {
+            if let o = emit(seal(payload, kp), for: node) { out.append(o) }
             noteSent(node, data: !payload.isEmpty, now: now)
             let rekey = (kp.isInitiator && now - kp.created >= settings.rekeyAfterTime) || kp.sendCounter >= settings.rekeyAfterMessages
             if rekey && peer.pending == nil { out += startHandshake(node, now: now) }
@@ -344,8 +402,17 @@ public struct Tunnel: Sendable {
         constantTimeEqual(mac(d[..<(d.count - Self.macSize)]), Array(d[(d.count - Self.macSize)...]))
     }
 
-    mutating func startHandshake(_ node: NodeID, now: Instant, retry: Bool = false) -> [TunnelOutput] {
-        guard let peer = peers[node] else { return [] }
+    mutating func startHandshake(_ node: NodeID, now: Instant, retry: Bool = false, probe: Bool = false) -> [TunnelOutput] {
+        guard peers[node] != nil else { return [] }
+        if retry {
+            // The last try went unanswered: every third try goes direct, the others through
+            // the members that could relay, in turn.
+            peers[node]!.attempts += 1
+            let n = peers[node]!.attempts
+            let candidates = relayCandidates(for: node, now: now)
+            peers[node]!.via = candidates.isEmpty || n % 3 == 0 ? nil : candidates[(n - 1) % candidates.count]
+        }
+        let peer = peers[node]!
         if let old = peer.pending { indices[old.localIndex] = nil }
         let ephemeral = X25519SecretKey.generate(using: &random)
         var hs = Noise.IKHandshake(role: .initiator, prologue: Self.prologue, psk: psk, staticKey: staticKey, ephemeral: ephemeral,
@@ -367,15 +434,18 @@ public struct Tunnel: Sendable {
         msg += body
         msg += mac(msg[...])
         indices[index] = .pending(node)
-        peers[node]!.pending = Pending(handshake: hs, localIndex: index, firstAttempt: first, retryAt: retryAt)
+        peers[node]!.pending = Pending(handshake: hs, localIndex: index, firstAttempt: first, retryAt: retryAt, sentAt: now, probe: probe)
         schedule(retryAt)
         counters.handshakesInitiated += 1
         if retry { counters.handshakeRetries += 1 }
-        guard let endpoint = peer.endpoint else { return [] }
-        return [.datagram(msg, to: endpoint)]
+        if probe {
+            guard let endpoint = peer.endpoint else { return [] }
+            return [.datagram(msg, to: endpoint)]
+        }
+        return emit(msg, for: node).map { [$0] } ?? []
     }
 
-    mutating func receiveInitiation(_ d: [UInt8], from source: Endpoint, now: Instant) -> [TunnelOutput] {
+    mutating func receiveInitiation(_ d: [UInt8], from source: Route, now: Instant) -> [TunnelOutput] {
         guard d.count == Self.initiationSize else { counters.drops.malformed += 1; return [] }
         guard macValid(d) else { counters.drops.badMAC += 1; return [] }
         let senderIndex = readBE32(d, 2)
@@ -420,13 +490,13 @@ public struct Tunnel: Sendable {
         if let old = peers[node]!.next { indices[old.localIndex] = nil }
         peers[node]!.next = kp
         indices[index] = .keypair(kp)
-        peers[node]!.roamed = source
+        arrived(node, by: source)
         counters.handshakesCompleted += 1
         schedule(now + settings.rejectAfterTime * 3)
-        return out + [.datagram(msg, to: source)]
+        return out + (emit(msg, for: node).map { [$0] } ?? [])
     }
 
-    mutating func receiveResponse(_ d: [UInt8], from source: Endpoint, now: Instant) -> [TunnelOutput] {
+    mutating func receiveResponse(_ d: [UInt8], from source: Route, now: Instant) -> [TunnelOutput] {
         guard d.count == Self.responseSize else { counters.drops.malformed += 1; return [] }
         guard macValid(d) else { counters.drops.badMAC += 1; return [] }
         let senderIndex = readBE32(d, 2)
@@ -443,19 +513,21 @@ public struct Tunnel: Sendable {
                          created: now, isInitiator: true)
         indices[receiverIndex] = .keypair(kp)
         peers[node]!.pending = nil
+        peers[node]!.attempts = 0
+        peers[node]!.lastRTT = now - pending.sentAt
         install(kp, for: node)
         if let n = peers[node]!.next {
             indices[n.localIndex] = nil
             peers[node]!.next = nil
         }
-        peers[node]!.roamed = source
+        arrived(node, by: source)
         counters.handshakesCompleted += 1
         schedule(now + settings.rejectAfterTime * 3)
         var out: [TunnelOutput] = [.established(node)]
         if noteBoot(readBE64(payload, 0), of: node) { out.append(.restarted(node)) }
         // The responder may send only once it has heard on the new session: say something.
         if peers[node]!.staged.isEmpty {
-            out.append(.datagram(seal([], kp), to: source))
+            if let o = emit(seal([], kp), for: node) { out.append(o) }
             noteSent(node, data: false, now: now)
         } else {
             out += flush(node, now: now)
@@ -478,12 +550,12 @@ public struct Tunnel: Sendable {
     }
 
     mutating func flush(_ node: NodeID, now: Instant) -> [TunnelOutput] {
-        guard let kp = peers[node]?.current, let endpoint = peers[node]!.endpoint else { return [] }
+        guard let kp = peers[node]?.current, peers[node]!.via != nil || peers[node]!.endpoint != nil else { return [] }
         let staged = peers[node]!.staged
         peers[node]!.staged = []
         var out: [TunnelOutput] = []
         for p in staged {
-            out.append(.datagram(seal(p, kp), to: endpoint))
+            if let o = emit(seal(p, kp), for: node) { out.append(o) }
             noteSent(node, data: !p.isEmpty, now: now)
         }
         return out
@@ -493,6 +565,11 @@ public struct Tunnel: Sendable {
 
     /// A datagram of type handshake initiation, handshake response or transport data.
     public mutating func receive(_ d: [UInt8], from source: Endpoint, now: Instant) -> [TunnelOutput] {
+        receive(d, by: .direct(source), now: now)
+    }
+
+    /// A datagram that came through a relaying member (end-to-end: the relay could not read it).
+    public mutating func receive(_ d: [UInt8], by source: Route, now: Instant) -> [TunnelOutput] {
         guard d.count >= Self.headerSize, d[0] == Self.version else { counters.drops.malformed += 1; return [] }
         switch d[1] {
         case Self.typeInitiation: return receiveInitiation(d, from: source, now: now)
@@ -504,7 +581,7 @@ public struct Tunnel: Sendable {
         }
     }
 
-    mutating func receiveTransport(_ d: [UInt8], from source: Endpoint, now: Instant) -> [TunnelOutput] {
+    mutating func receiveTransport(_ d: [UInt8], from source: Route, now: Instant) -> [TunnelOutput] {
         let h = Self.transportHeaderSize
         guard d.count >= h + ChaChaPoly.tagBytes else { counters.drops.malformed += 1; return [] }
         let (index, counter) = d.withUnsafeBytes { b in
@@ -534,7 +611,7 @@ public struct Tunnel: Sendable {
             out.append(.established(node))
             out += flush(node, now: now)
         }
-        peers[node]!.roamed = source
+        arrived(node, by: source)
         peers[node]!.unansweredSince = nil
         if n == 0 {
             counters.keepalivesReceived += 1
@@ -564,7 +641,11 @@ public struct Tunnel: Sendable {
         var out: [TunnelOutput] = []
         var next = Instant.distantFuture
         for node in peers.keys.sorted() {
-            if let p = peers[node]!.pending, p.retryAt <= now {
+            if let p = peers[node]!.pending, p.retryAt <= now, p.probe {
+                // The direct path still does not answer: stay relayed, try again later.
+                indices[p.localIndex] = nil
+                peers[node]!.pending = nil
+            } else if let p = peers[node]!.pending, p.retryAt <= now {
                 if now - p.firstAttempt >= settings.rekeyAttemptTime {
                     indices[p.localIndex] = nil
                     peers[node]!.pending = nil
@@ -585,13 +666,23 @@ public struct Tunnel: Sendable {
             }
             if let due = peers[node]!.keepaliveDue, due <= now {
                 peers[node]!.keepaliveDue = nil
-                if let kp = peers[node]!.current, usable(kp, now: now), let e = peers[node]!.endpoint {
-                    out.append(.datagram(seal([], kp), to: e))
+                if let kp = peers[node]!.current, usable(kp, now: now), let o = emit(seal([], kp), for: node) {
+                    out.append(o)
                 }
             }
             if let since = peers[node]!.unansweredSince, now - since >= settings.keepaliveTimeout + settings.rekeyTimeout {
                 peers[node]!.unansweredSince = nil
                 if peers[node]!.pending == nil { out += startHandshake(node, now: now) }
+            }
+            // While relayed, try the direct path every Keepalive-Timeout; traffic moves back
+            // to it as soon as a direct answer arrives.
+            if peers[node]!.via != nil, peers[node]!.pending == nil, peers[node]!.current.map({ usable($0, now: now) }) ?? false {
+                if let at = peers[node]!.nextDirectProbe, at <= now {
+                    peers[node]!.nextDirectProbe = now + settings.keepaliveTimeout
+                    out += startHandshake(node, now: now, probe: true)
+                } else if peers[node]!.nextDirectProbe == nil {
+                    peers[node]!.nextDirectProbe = now + settings.keepaliveTimeout
+                }
             }
             for kp in [peers[node]!.current, peers[node]!.previous, peers[node]!.next].compactMap({ $0 })
             where now - kp.created >= settings.rejectAfterTime * 3 {
@@ -604,6 +695,7 @@ public struct Tunnel: Sendable {
             if let r = p.pending?.retryAt { next = min(next, r) }
             if !p.staged.isEmpty, let n = p.next { next = min(next, n.created + settings.rekeyTimeout) }
             if let k = p.keepaliveDue { next = min(next, k) }
+            if p.via != nil { next = min(next, p.nextDirectProbe ?? now + settings.keepaliveTimeout) }
             if let u = p.unansweredSince { next = min(next, u + settings.keepaliveTimeout + settings.rekeyTimeout) }
             for kp in [p.current, p.previous, p.next].compactMap({ $0 }) { next = min(next, kp.created + settings.rejectAfterTime * 3) }
         }

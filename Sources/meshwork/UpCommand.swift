@@ -210,8 +210,13 @@ struct Peers: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List every known member: node, name, endpoints, status, incarnation, last heard.",
         discussion: """
+            PATH is how overlay traffic to the peer goes: direct, or through a relaying member \
+            (when the direct path does not answer; it moves back when it does), with the round \
+            trip of the last handshake this node made with it.
             JSON: {"peers": [{nodeId, fingerprint, name, endpoints, status, incarnation, \
-            lastHeardSecondsAgo, isSelf}]}; status is alive, suspect, dead or left.
+            lastHeardSecondsAgo, isSelf, path, relayFingerprint, relayName, session, \
+            handshakeRTTMilliseconds}]}; status is alive, suspect, dead or left; path is direct \
+            or relay, absent until a session was tried.
             """
     )
 
@@ -220,10 +225,17 @@ struct Peers: ParsableCommand {
 
     func run() throws {
         guard let peers = try options.query("peers", json: json, as: ControlProtocol.Peers.self)?.peers else { return }
-        let rows = [["NAME", "NODE", "STATUS", "INC", "LAST HEARD", "ENDPOINTS"]] + peers.map { p in
-            [p.name + (p.isSelf ? " (self)" : ""), p.fingerprint, p.status, "\(p.incarnation)",
-             p.isSelf ? "-" : p.lastHeardSecondsAgo.map { String(format: "%.1fs ago", $0) } ?? "never",
-             p.endpoints.joined(separator: ",")]
+        let rows = [["NAME", "NODE", "STATUS", "INC", "LAST HEARD", "PATH", "RTT", "ENDPOINTS"]] + peers.map { p in
+            let path: String
+            switch p.path {
+            case "relay"?: path = "relay via \(p.relayName ?? p.relayFingerprint ?? "?")"
+            case let other?: path = other
+            case nil: path = "-"
+            }
+            return [p.name + (p.isSelf ? " (self)" : ""), p.fingerprint, p.status, "\(p.incarnation)",
+                    p.isSelf ? "-" : p.lastHeardSecondsAgo.map { String(format: "%.1fs ago", $0) } ?? "never",
+                    path, p.handshakeRTTMilliseconds.map { String(format: "%.1f ms", $0) } ?? "-",
+                    p.endpoints.joined(separator: ",")]
         }
         printTable(rows)
     }

@@ -179,6 +179,56 @@ struct OverlayLabTests {
         #expect((counters?["overlayPacketsToTun"] as? Int ?? 0) > 0)
         #expect(counters?["overlayDropsSpoofed"] as? Int == 0)
     }
+
+    @Test func lineRelaysThroughTheMiddleWithoutSeeingPlaintext() throws {
+        let prefix = "l" + String(UUID().uuidString.prefix(6)).lowercased().filter(\.isHexDigit)
+        defer { _ = try? Self.sh([Self.lab, "down", prefix]) }
+        let up = try Self.sh([Self.lab, "up", "line", prefix], timeout: 90)
+        try #require(up.status == 0, "lab up failed: \(up.err)")
+        let hosts = try Self.info(prefix)
+        let a = try #require(hosts["a"]), b = try #require(hosts["b"]), c = try #require(hosts["c"])
+        // a and c share no link, and b forwards nothing: no underlay path between them.
+        #expect(try Self.ping(from: a.ns, c.underlay, count: 1) == nil)
+
+        // Once a knows c's lease, a reaches c's overlay address through b.
+        #expect(CLI.eventually(60, every: 0.5) { (try? Self.ping(from: a.ns, c.overlay, count: 1)) != nil }, "a never reached c through b")
+        let peers = try Self.sh(["ip", "netns", "exec", a.ns, CLI.executable.path, "peers", "--state", a.state, "--json"])
+        let list = ((try? JSONSerialization.jsonObject(with: Data(peers.out.utf8)) as? [String: Any])?["peers"] as? [[String: Any]]) ?? []
+        let toC = list.first { $0["name"] as? String == "c" }
+        #expect(toC?["path"] as? String == "relay")
+        #expect(toC?["relayName"] as? String == "b")
+
+        // What a sends, captured on b's links: no plaintext of it.
+        if let tcpdump = MessageIntegrationTests.tcpdump {
+            let pcap = NSTemporaryDirectory() + "mw-line-\(prefix).pcap"
+            defer { try? FileManager.default.removeItem(atPath: pcap) }
+            let capture = Process()
+            capture.executableURL = URL(fileURLWithPath: LabEnvironment.which("ip") ?? "/usr/sbin/ip")
+            capture.arguments = ["netns", "exec", b.ns, tcpdump, "-i", "any", "--immediate-mode", "-U", "-n", "-s", "0", "-w", pcap, "udp"]
+            capture.standardOutput = FileHandle.nullDevice
+            capture.standardError = FileHandle.nullDevice
+            try capture.run()
+            defer { kill(capture.processIdentifier, SIGKILL); capture.waitUntilExit() }
+            func size() -> Int { ((try? FileManager.default.attributesOfItem(atPath: pcap))?[.size] as? NSNumber)?.intValue ?? 0 }
+            #expect(CLI.eventually(15, every: 0.1) { size() > 24 }, "tcpdump on b captured nothing")
+            // ping -p fills each echo request with this pattern: plaintext would show it.
+            let pattern = "6d65736873656372657421"  // "meshsecret!"
+            let r = try Self.sh(["ip", "netns", "exec", a.ns, "ping", "-n", "-c", "5", "-i", "0.2", "-W", "2", "-p", pattern, c.overlay], timeout: 30)
+            #expect(r.status == 0, "patterned ping through b failed: \(r.out)")
+            Thread.sleep(forTimeInterval: 0.5)
+            let before = size()
+            kill(capture.processIdentifier, SIGKILL)
+            capture.waitUntilExit()
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: pcap))
+            #expect(before > 24 + 10 * 100, "the capture on b is too small to hold the relayed pings")
+            #expect(bytes.range(of: Data("meshsecret".utf8)) == nil, "b saw a's ping payload in the clear")
+        } else {
+            print("note: capture on b skipped (needs tcpdump)")
+        }
+        let relay = try Self.sh(["ip", "netns", "exec", b.ns, CLI.executable.path, "status", "--state", b.state, "--json"])
+        let counters = (try? JSONSerialization.jsonObject(with: Data(relay.out.utf8)) as? [String: Any])?["counters"] as? [String: Any]
+        #expect((counters?["relayForwarded"] as? Int ?? 0) >= 10, "b relayed too little: \(counters?["relayForwarded"] ?? "nil")")
+    }
 }
 
 enum LabEnvironment {

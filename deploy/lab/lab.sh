@@ -137,13 +137,17 @@ fi
 [ -n "$MESHWORK" ] && [ -x "$MESHWORK" ] || die "no meshwork binary: set MESHWORK=/path/to/meshwork"
 command -v ip >/dev/null || die "needs ip (apt-get install -y iproute2)"
 
-trap 'echo "lab.sh: failed; tearing down" >&2; down' ERR
+trap 'echo "lab.sh: failed; tearing down" >&2; down' EXIT
 down
 mkdir -p "$dir"
 : > "$dir/hosts"
 
+# The genesis (first owner of the pool) is the host every other one can reach: a in the
+# pair, b in the middle of the line.
+genesis=a
+[ "$shape" = line ] && genesis=b
 "$MESHWORK" mesh create --name "lab$prefix" --pool 100.64.0.0/24 --reclaim 30s \
-  --key "$dir/state-a/identity.key" --out "$dir/lab.mesh" > /dev/null 2>&1 \
+  --key "$dir/state-$genesis/identity.key" --out "$dir/lab.mesh" > /dev/null 2>&1 \
   || die "meshwork mesh create failed"
 
 case "$shape" in
@@ -158,12 +162,15 @@ case "$shape" in
     host a; host b; host c
     link a a0 198.18.1.1 b b0 198.18.1.2
     link b b1 198.18.2.2 c c0 198.18.2.3
+    # b is one address, 198.18.1.2, for both sides: c reaches it through a host route
+    # to b (delivered locally at b: b forwards nothing, so a and c cannot reach each other).
+    ip netns exec "$prefix-c" ip route add 198.18.1.2/32 via 198.18.2.2
     start b 198.18.1.2
     start a 198.18.1.1 198.18.1.2
-    start c 198.18.2.3 198.18.2.2
+    start c 198.18.2.3 198.18.1.2
     wait_address a; wait_address b; wait_address c
     ;;
   *) die "unknown shape '$shape': use pair or line" ;;
 esac
-trap - ERR
+trap - EXIT
 "$0" info "$prefix"
