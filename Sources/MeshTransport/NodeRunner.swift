@@ -42,6 +42,10 @@ public final class NodeRunner: @unchecked Sendable {
     private let messagesContinuation: AsyncStream<ReceivedMessage>.Continuation
     private var pendingSends: [MessageID: EventLoopPromise<Void>] = [:]
     private var readsPending = false
+    /// The UDP socket's descriptor (owned by its channel), for sending.
+    private var udpFD: Int32 = -1
+    /// Datagrams the kernel refused to send (no route, buffer full): dropped, as UDP may.
+    public private(set) var sendErrors = 0
     /// Set once the node is stopping: a socket closing then is expected.
     private var closing = false
     private var tun: TunDevice?
@@ -103,8 +107,14 @@ public final class NodeRunner: @unchecked Sendable {
     public func start(
         host: String, port: Int, seeds: [Endpoint], makeNode: @escaping @Sendable (SocketAddress, Instant) -> MeshNode
     ) -> EventLoopFuture<SocketAddress> {
-        let bootstrap = makeBootstrap()
-        return bootstrap.bind(host: host, port: port).flatMapThrowing { channel in
+        let opened: EventLoopFuture<any Channel>
+        do {
+            let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+            opened = open(address)
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
+        return opened.flatMapThrowing { channel in
             self.loop.preconditionInEventLoop()
             self.adopt(channel)
             self.node = makeNode(channel.localAddress!, self.now)
@@ -113,9 +123,29 @@ public final class NodeRunner: @unchecked Sendable {
         }
     }
 
+    /// The socket: made and bound here, read by NIO, written by `sendto` here. Sending
+    /// ourselves keeps a send error (ENETUNREACH when a link is down, EPERM from a firewall)
+    /// a dropped datagram: NIO would close the channel on those.
+    private func open(_ address: SocketAddress) -> EventLoopFuture<any Channel> {
+        let family = address.protocol.rawValue
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { return loop.makeFailedFuture(IOError(errnoCode: errno, reason: "socket")) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let rc = address.withSockAddr { sa, len in Glibc.bind(fd, sa, socklen_t(len)) }
+        guard rc == 0 else {
+            let e = errno
+            Glibc.close(fd)
+            return loop.makeFailedFuture(IOError(errnoCode: e, reason: "bind"))
+        }
+        return makeBootstrap().withBoundSocket(fd).map { channel in
+            self.udpFD = fd
+            return channel
+        }
+    }
+
     private func makeBootstrap() -> DatagramBootstrap {
         DatagramBootstrap(group: loop)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65536))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -147,7 +177,7 @@ public final class NodeRunner: @unchecked Sendable {
     private func reopen(_ address: SocketAddress, after delay: TimeAmount) {
         loop.scheduleTask(in: delay) { [weak self] in
             guard let self, !self.closing, self.channel == nil else { return }
-            self.makeBootstrap().bind(to: address).whenComplete { result in
+            self.open(address).whenComplete { result in
                 switch result {
                 case .success(let c):
                     guard !self.closing else { c.close(promise: nil); return }
@@ -230,15 +260,15 @@ public final class NodeRunner: @unchecked Sendable {
     /// Acts on the node's outputs; with `flush`, pushes what was written to the socket now
     /// (inside a read burst, `readComplete` flushes once at its end).
     private func deliver(_ outputs: [NodeOutput], flush: Bool = true) {
-        var wrote = false
         for o in outputs {
             switch o {
             case .datagram(let bytes, let to):
-                guard let channel, let address = to.socketAddress else { continue }
-                var buffer = channel.allocator.buffer(capacity: bytes.count)
-                buffer.writeBytes(bytes)
-                channel.write(AddressedEnvelope(remoteAddress: address, data: buffer), promise: nil)
-                wrote = true
+                guard channel != nil, udpFD >= 0, let address = to.socketAddress else { continue }
+                let fd = udpFD
+                let sent = address.withSockAddr { sa, len in
+                    bytes.withUnsafeBytes { Glibc.sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), sa, socklen_t(len)) }
+                }
+                if sent < 0 { sendErrors += 1 }
             case .event(let e):
                 onEvent(e, node.gossip)
             case .pool(let e):
@@ -273,7 +303,6 @@ public final class NodeRunner: @unchecked Sendable {
                 }
             }
         }
-        if wrote, flush { channel?.flush() }
         arm()
     }
 

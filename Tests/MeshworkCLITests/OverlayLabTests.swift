@@ -27,8 +27,8 @@ struct OverlayLabTests {
         p.environment = env
         // Files, not pipes: the nodes lab.sh starts in the background would hold a pipe open.
         let base = NSTemporaryDirectory() + "mw-lab-sh-\(UUID().uuidString)"
-        FileManager.default.createFile(atPath: base + ".out", contents: nil)
-        FileManager.default.createFile(atPath: base + ".err", contents: nil)
+        _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
+        _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
         defer {
             try? FileManager.default.removeItem(atPath: base + ".out")
             try? FileManager.default.removeItem(atPath: base + ".err")
