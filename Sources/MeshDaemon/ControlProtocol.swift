@@ -163,6 +163,18 @@ public enum ControlProtocol {
         public var relayReceivedThrough: Int
     }
 
+    /// The answer to `ping`: one round trip, and the path it took.
+    public struct Pong: Codable, Sendable {
+        public var nodeId: String
+        public var fingerprint: String
+        public var name: String?
+        public var milliseconds: Double
+        /// "direct" or "relay" (through `relayName`/`relayFingerprint`).
+        public var path: String
+        public var relayFingerprint: String?
+        public var relayName: String?
+    }
+
     /// The answer to `send`: the peer acknowledged the message.
     public struct Sent: Codable, Sendable {
         public var nodeId: String

@@ -398,6 +398,8 @@ public final class Daemon: @unchecked Sendable {
             }
         case "send":
             return send(request)
+        case "ping":
+            return ping(request)
         case "leave":
             let stop = stopHandler
             return runner.inspect { node, _ in
@@ -460,6 +462,42 @@ public final class Daemon: @unchecked Sendable {
                 case .tooLarge(let limit)?: return fail("message too large: \(bytes.count) bytes; the limit is \(limit) bytes (1 MiB)")
                 case .queueFull?, .stopped?: return fail("\(peer.label): \(error)")
                 case nil: return fail("\(error)")
+                }
+            }
+        }
+    }
+
+    /// `meshwork ping`: one overlay-level round trip to a member, and the path it took.
+    func ping(_ request: ControlProtocol.Request) -> EventLoopFuture<Data> {
+        let runner = self.runner!
+        let loop = runner.loop
+        let fail: @Sendable (String) -> EventLoopFuture<Data> = { why in
+            loop.makeSucceededFuture((try? JSONEncoder().encode(ControlProtocol.ErrorReply(error: why))) ?? Data())
+        }
+        let timeout = max(0.1, min(request.timeoutSeconds ?? 2, 60))
+        let target = request.target ?? ""
+        return runner.inspect { node, _ in Self.resolvePeer(target, in: node) }.flatMap { resolved -> EventLoopFuture<Data> in
+            let id: NodeID
+            switch resolved {
+            case .success(let found): id = found
+            case .failure(let e): return fail(e.message)
+            }
+            return runner.ping(id, timeout: .nanoseconds(Int64(timeout * 1e9))).flatMap { rtt in
+                runner.inspect { node, _ -> Data in
+                    var pong = ControlProtocol.Pong(nodeId: id.hex, fingerprint: id.fingerprint, name: node.gossip.member(id)?.record.name,
+                                                    milliseconds: rtt.seconds * 1000, path: "direct")
+                    if case .relay(let r)? = node.sessions?.tunnel.route(to: id) {
+                        pong.path = "relay"
+                        pong.relayFingerprint = r.fingerprint
+                        pong.relayName = node.gossip.member(r)?.record.name
+                    }
+                    return (try? JSONEncoder().encode(pong)) ?? Data()
+                }
+            }.flatMapError { error in
+                let name = "\(id.fingerprint)"
+                switch error as? SendFailure {
+                case .timedOut?: return fail("no reply from \(name) within \(String(format: "%g", timeout))s")
+                default: return fail("\(name): \(error)")
                 }
             }
         }

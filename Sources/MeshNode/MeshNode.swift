@@ -103,6 +103,14 @@ public struct MeshNode: Sendable {
         return [.packet(ip)]
     }
 
+    /// An overlay-level ping to a live member; false if it is not one.
+    public mutating func ping(_ peer: NodeID, id: UInt64, now: Instant) -> (Bool, [NodeOutput]) {
+        lastNow = now
+        guard sessions != nil else { return (false, []) }
+        let (result, out) = sessions!.ping(peer, id: id, now: now)
+        return (result != .unknownPeer, emitSessions(out))
+    }
+
     /// After a batch of datagrams read together (one socket wake-up): what the batch calls
     /// for as a whole (one acknowledgement per peer instead of one per message).
     public mutating func endOfBatch(now: Instant) -> [NodeOutput] {
@@ -210,6 +218,7 @@ public struct MeshNode: Sendable {
             case .failed(let id, _, let why): result.append(.messageFailed(id, why))
             case .established(let node): result.append(.sessionEstablished(node))
             case .packet(let from, let ip): result += acceptPacket(ip, from: from)
+            case .pong(let from, let id): result.append(.pong(from: from, id: id))
             }
         }
         return result
@@ -289,6 +298,8 @@ public enum NodeOutput: Sendable {
     case sessionEstablished(NodeID)
     /// An IP packet for the TUN device.
     case packet([UInt8])
+    /// A member answered an overlay-level ping.
+    case pong(from: NodeID, id: UInt64)
 }
 
 /// The overlay's packet counters.

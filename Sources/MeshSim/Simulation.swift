@@ -256,7 +256,7 @@ public final class Simulation: VirtualTimeSimulation {
                 queue.push(now + delay, .deliver(bytes, from: nodes[i].endpoint, to: j))
             case .event(let e):
                 observer?(now, i, e)
-            case .persist, .pool, .message, .messageAcknowledged, .messageFailed, .sessionEstablished, .packet:
+            case .persist, .pool, .message, .messageAcknowledged, .messageFailed, .sessionEstablished, .packet, .pong:
                 break
             }
         }

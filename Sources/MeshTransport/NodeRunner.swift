@@ -42,6 +42,8 @@ public final class NodeRunner: @unchecked Sendable {
     private let messagesContinuation: AsyncStream<ReceivedMessage>.Continuation
     private var pendingSends: [MessageID: EventLoopPromise<Void>] = [:]
     private var readsPending = false
+    private var pendingPings: [UInt64: (peer: NodeID, sentAt: Instant, promise: EventLoopPromise<Span>)] = [:]
+    private var nextPing: UInt64 = 1
     /// The UDP socket's descriptor (owned by its channel), for sending.
     private var udpFD: Int32 = -1
     /// Datagrams the kernel refused to send (no route, buffer full): dropped, as UDP may.
@@ -90,6 +92,31 @@ public final class NodeRunner: @unchecked Sendable {
             case .failure(.queueFull(let limit)): promise.fail(SendFailure.queueFull(limit: limit))
             }
             self.deliver(outputs)
+            return promise.futureResult
+        }
+    }
+
+    /// An overlay-level ping: the round trip to `peer`'s node over its session (made on
+    /// demand: the first one includes the handshake). Fails with `SendFailure.timedOut`.
+    public func ping(_ peer: NodeID, timeout: TimeAmount) -> EventLoopFuture<Span> {
+        loop.flatSubmit {
+            let promise = self.loop.makePromise(of: Span.self)
+            guard self.node != nil, self.channel != nil else {
+                promise.fail(SendFailure.stopped)
+                return promise.futureResult
+            }
+            let id = self.nextPing
+            self.nextPing += 1
+            let (member, outputs) = self.node.ping(peer, id: id, now: self.now)
+            guard member else {
+                promise.fail(SendFailure.notAMember)
+                return promise.futureResult
+            }
+            self.pendingPings[id] = (peer, self.now, promise)
+            self.deliver(outputs)
+            self.loop.scheduleTask(in: timeout) {
+                self.pendingPings.removeValue(forKey: id)?.promise.fail(SendFailure.timedOut)
+            }
             return promise.futureResult
         }
     }
@@ -285,6 +312,11 @@ public final class NodeRunner: @unchecked Sendable {
                 onSession?(peer)
             case .packet(let ip):
                 tun?.write(ip)
+            case .pong(let from, let id):
+                if let p = pendingPings[id], p.peer == from {
+                    pendingPings[id] = nil
+                    p.promise.succeed(now - p.sentAt)
+                }
             case .persist(let grants, let seq, let votes):
                 do {
                     try onPersist?(grants, seq, votes)

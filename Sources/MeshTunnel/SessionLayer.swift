@@ -11,6 +11,8 @@ public struct SessionLayer: Sendable {
 
     /// Payload kinds besides messages (1, 2) and IP packets (high nibble 4 or 6).
     static let kindRelayRequest: UInt8 = 0x03, kindRelayed: UInt8 = 0x05
+    /// The overlay-level ping (`meshwork ping`): works with or without a TUN device.
+    static let kindPing: UInt8 = 0x07, kindPong: UInt8 = 0x08
 
     public struct RelayCounters: Sendable, Equatable, Codable {
         /// Datagrams this node carried between two other members, and their bytes.
@@ -32,6 +34,8 @@ public struct SessionLayer: Sendable {
         case established(NodeID)
         /// An IP packet from a peer, as it arrived (the node checks its source).
         case packet(from: NodeID, [UInt8])
+        /// The answer to `ping(_:id:now:)`.
+        case pong(from: NodeID, id: UInt64)
     }
 
     public enum SendError: Error, Sendable, Equatable {
@@ -68,6 +72,14 @@ public struct SessionLayer: Sendable {
         return (result, handle(out, now: now))
     }
 
+    /// An overlay-level echo request to `peer` (answered by its node, not its kernel).
+    public mutating func ping(_ peer: NodeID, id: UInt64, now: Instant) -> (Tunnel.SendResult, [Output]) {
+        var payload = [Self.kindPing]
+        appendBE(&payload, id)
+        let (result, out) = tunnel.send(payload, to: peer, now: now)
+        return (result, handle(out, now: now))
+    }
+
     /// One datagram. Acknowledgements for the messages in it wait for `endOfBatch`.
     public mutating func receive(_ datagram: [UInt8], from source: Endpoint, now: Instant) -> [Output] {
         handle(tunnel.receive(datagram, from: source, now: now), now: now)
@@ -99,6 +111,11 @@ public struct SessionLayer: Sendable {
                 // share the session; the first byte tells them apart.
                 if let first = payload.first, first >> 4 == 4 || first >> 4 == 6 {
                     out.append(.packet(from: from, payload))
+                } else if payload.first == Self.kindPing, payload.count == 9 {
+                    let (_, t) = tunnel.send([Self.kindPong] + payload[1...], to: from, now: now)
+                    out += handle(t, now: now)
+                } else if payload.first == Self.kindPong, payload.count == 9 {
+                    out.append(.pong(from: from, id: readBE64(payload, 1)))
                 } else if payload.first == Self.kindRelayRequest {
                     out += forward(payload, from: from, now: now)
                 } else if payload.first == Self.kindRelayed {

@@ -20,7 +20,7 @@ struct Meshwork: ParsableCommand {
               meshwork status; meshwork peers; meshwork leases
             """,
         version: "meshwork \(version)",
-        subcommands: [Keygen.self, Mesh.self, Up.self, Status.self, Peers.self, Leases.self, Send.self, Listen.self, Leave.self, Pool.self, Sim.self, Bench.self, Version.self]
+        subcommands: [Keygen.self, Mesh.self, Up.self, Status.self, Peers.self, Leases.self, Send.self, Listen.self, Ping.self, Leave.self, Pool.self, Sim.self, Bench.self, Version.self]
     )
 }
 

@@ -128,3 +128,70 @@ struct Listen: ParsableCommand {
         if let count, seen < count { throw CLIError("the node stopped after \(seen) of \(count) messages") }
     }
 }
+
+struct Ping: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ping a member at the overlay level, with or without a TUN device; show the path and round trips.",
+        discussion: """
+            Each ping is an echo over the encrypted session with PEER (made on demand: the \
+            first round trip includes the handshake), answered by PEER's node itself, so it \
+            works with --no-tun. The path is direct, or through a relaying member when the \
+            direct path does not answer. PEER: a name, a node ID (prefix) or an overlay address.
+            Exit status: 0 if any reply came, 1 if none. JSON: one object per reply: \
+            {nodeId, fingerprint, name, milliseconds, path, relayFingerprint, relayName}.
+
+            Examples:
+              meshwork ping node-b
+              meshwork ping 100.80.0.7 --count 10 --json
+            """
+    )
+
+    @Argument(help: ArgumentHelp("The member to ping: name, node ID or ID prefix, or overlay address.", valueName: "peer"))
+    var peer: String
+    @Option(name: .long, help: ArgumentHelp("How many pings (one a second).", valueName: "n")) var count = 4
+    @Option(name: .long, help: ArgumentHelp("How long to wait for each reply.", valueName: "duration")) var timeout = "2s"
+    @OptionGroup var options: StateOption
+    @Flag(name: .long, help: "Print one JSON object per reply.") var json = false
+
+    func validate() throws {
+        guard (1...10_000).contains(count) else { throw ValidationError("--count: use 1 to 10000") }
+        do {
+            guard try DurationText.parseSeconds(timeout) >= 1 else { throw ValidationError("--timeout: use at least 1s") }
+        } catch let e as DurationText.ParseError {
+            throw ValidationError("--timeout: \(e.description)")
+        }
+    }
+
+    func run() throws {
+        let seconds = Double(try DurationText.parseSeconds(timeout))
+        var replies: [Double] = []
+        var lastError = ""
+        for i in 0..<count {
+            if i > 0 { Thread.sleep(forTimeInterval: 1) }
+            let data: Data
+            do {
+                data = try ControlClient.request(ControlProtocol.Request(command: "ping", target: peer, timeoutSeconds: seconds),
+                                                 stateDirectory: options.directory, timeoutSeconds: Int(seconds) + 5)
+            } catch ControlClient.ClientError.daemon(let why) {
+                lastError = why
+                if !json { print("ping \(i + 1): \(why)") }
+                if why.hasPrefix("unknown peer") || why.hasPrefix("unreachable") || why.contains("is this node") { throw CLIError(why) }
+                continue
+            } catch { throw CLIError("\(error)") }
+            let p = try JSONDecoder().decode(ControlProtocol.Pong.self, from: data)
+            replies.append(p.milliseconds)
+            if json {
+                FileHandle.standardOutput.write(data + Data([0x0a]))
+            } else {
+                let path = p.path == "relay" ? "relay via \(p.relayName ?? p.relayFingerprint ?? "?")" : p.path
+                print("reply from \(p.name ?? "?") (\(p.fingerprint)): \(String(format: "%.3f", p.milliseconds)) ms, \(path)")
+            }
+        }
+        if !json, !replies.isEmpty {
+            let sorted = replies.sorted()
+            print(String(format: "%d of %d replied; min %.3f ms, median %.3f ms, max %.3f ms", replies.count, count,
+                         sorted.first!, sorted[sorted.count / 2], sorted.last!))
+        }
+        if replies.isEmpty { throw CLIError("no replies from \(peer)\(lastError.isEmpty ? "" : ": \(lastError)")") }
+    }
+}

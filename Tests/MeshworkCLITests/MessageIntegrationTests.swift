@@ -136,6 +136,15 @@ import Testing
         let (a, b) = try startPair(cli)
         daemons = [a, b]
 
+        // The overlay-level ping, without TUN: direct, with round trips.
+        let ping = try cli.run(["ping", "b", "--count", "2", "--state", a.state])
+        #expect(ping.status == 0, "\(ping.stderr)")
+        #expect(ping.stdout.contains("reply from b ("), "\(ping.stdout)")
+        #expect(ping.stdout.contains("direct"))
+        #expect(ping.stdout.contains("2 of 2 replied"))
+        let pingJSON = try cli.run(["ping", "b", "--count", "1", "--json", "--state", a.state])
+        #expect((try cli.json(pingJSON.stdout))["path"] as? String == "direct")
+
         let unknown = try cli.run(["send", "nobody", "hi", "--state", a.state])
         #expect(unknown.status == 1)
         #expect(unknown.stderr.contains("unknown peer"), "\(unknown.stderr)")
@@ -165,6 +174,9 @@ import Testing
         #expect(stopped.status == 1)
         #expect(stopped.stderr.contains("timed out after 2s: b ("), "\(stopped.stderr)")
         #expect(took >= 1.9 && took < 8, "took \(took)s")
+        let lost = try cli.run(["ping", "b", "--count", "1", "--timeout", "1s", "--state", a.state])
+        #expect(lost.status == 1)
+        #expect(lost.stderr.contains("no replies from b"), "\(lost.stderr)")
         let counters = try #require(status(cli, a)?["counters"] as? [String: Any])
         #expect(counters["messagesFailed"] as? Int == 1)
         #expect(counters["messagesAcknowledged"] as? Int == 1)

@@ -197,6 +197,10 @@ struct OverlayLabTests {
         let toC = list.first { $0["name"] as? String == "c" }
         #expect(toC?["path"] as? String == "relay")
         #expect(toC?["relayName"] as? String == "b")
+        // The overlay-level ping reports the path too.
+        let ping = try Self.sh(["ip", "netns", "exec", a.ns, CLI.executable.path, "ping", "c", "--count", "2", "--json", "--state", a.state])
+        #expect(ping.status == 0, "\(ping.err)")
+        #expect(ping.out.contains("\"path\":\"relay\"") && ping.out.contains("\"relayName\":\"b\""), "\(ping.out)")
 
         // What a sends, captured on b's links: no plaintext of it.
         if let tcpdump = MessageIntegrationTests.tcpdump {
