@@ -233,6 +233,28 @@ struct OverlayLabTests {
         let counters = (try? JSONSerialization.jsonObject(with: Data(relay.out.utf8)) as? [String: Any])?["counters"] as? [String: Any]
         #expect((counters?["relayForwarded"] as? Int ?? 0) >= 10, "b relayed too little: \(counters?["relayForwarded"] ?? "nil")")
     }
+
+    @Test func starOfFiveAllReachEachOtherAndAPartitionedHostComesBack() throws {
+        let prefix = "s" + String(UUID().uuidString.prefix(6)).lowercased().filter(\.isHexDigit)
+        defer { _ = try? Self.sh([Self.lab, "down", prefix]) }
+        let up = try Self.sh([Self.lab, "up", "star", prefix, "5"], timeout: 120)
+        try #require(up.status == 0, "lab up failed: \(up.err)")
+        let hosts = try Self.info(prefix)
+        try #require(hosts.count == 5)
+        #expect(Set(hosts.values.map(\.overlay)).count == 5, "duplicate overlay addresses: \(hosts.values.map(\.overlay))")
+        let h2 = try #require(hosts["h2"]), h4 = try #require(hosts["h4"]), h5 = try #require(hosts["h5"])
+        #expect(CLI.eventually(30, every: 0.5) { (try? Self.ping(from: h2.ns, h5.overlay, count: 1)) != nil }, "h2 never reached h5")
+
+        // Cut h4 off (all its links down), then heal: traffic to it resumes.
+        #expect(CLI.eventually(30, every: 0.5) { (try? Self.ping(from: h2.ns, h4.overlay, count: 1)) != nil })
+        try Self.sh([Self.lab, "cut", prefix, "h4"])
+        #expect(try Self.ping(from: h2.ns, h4.overlay, count: 1) == nil, "the cut did not cut")
+        try Self.sh([Self.lab, "heal", prefix, "h4"])
+        #expect(CLI.eventually(30, every: 0.5) { (try? Self.ping(from: h2.ns, h4.overlay, count: 1)) != nil }, "no traffic to h4 after the heal")
+        let l2 = try leases(h2), l4 = try leases(h4)
+        #expect(CLI.eventually(20, every: 0.5) { ((try? leases(h2)) ?? [:]) == ((try? leases(h4)) ?? [:]) }, "h2 and h4 disagree: \(l2) vs \(l4)")
+        #expect(Set(l2.keys).count == 5 && Set(l2.values).count == 5)
+    }
 }
 
 enum LabEnvironment {

@@ -2,7 +2,12 @@
 # The network-namespace lab (../shared/design/LAB.md): builds a shape of hosts joined by
 # veth links, starts `meshwork up` with a TUN device in each, and tears it all down.
 #
-#   lab.sh up SHAPE PREFIX      SHAPE: pair (A — B) or line (A — B — C, A and C share no link)
+#   lab.sh up SHAPE PREFIX [N]  SHAPE: pair (a — b), line (a — b — c: a and c share no
+#                               link, b forwards nothing) or star (h1..hN, default 5, on one
+#                               switch: a bridge in its own namespace)
+#   lab.sh cut PREFIX NAME      partition: take all of NAME's links down
+#   lab.sh heal PREFIX NAME     bring them up again
+#   lab.sh lossy PREFIX NAME SPEC   netem on NAME's links, e.g. "loss 5% delay 20ms 5ms"; SPEC off removes it
 #   lab.sh down PREFIX          kill the nodes (by PID) and delete the namespaces and files
 #   lab.sh info PREFIX          print NAME NAMESPACE UNDERLAY OVERLAY STATE for each host
 #   lab.sh kill9 PREFIX NAME    SIGKILL one host's node (a crash)
@@ -16,12 +21,14 @@
 set -euo pipefail
 
 die() { echo "lab.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 64; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 64; }
 
 [ $# -ge 2 ] || usage
 cmd=$1; shift
 case "$cmd" in
-  up) [ $# -eq 2 ] || usage; shape=$1; prefix=$2 ;;
+  up) [ $# -ge 2 ] && [ $# -le 3 ] || usage; shape=$1; prefix=$2; count=${3:-5} ;;
+  cut|heal) [ $# -eq 2 ] || usage; prefix=$1; target=$2 ;;
+  lossy) [ $# -eq 3 ] || usage; prefix=$1; target=$2; spec=$3 ;;
   down|info) [ $# -eq 1 ] || usage; prefix=$1 ;;
   kill9|start) [ $# -eq 2 ] || usage; prefix=$1; target=$2 ;;
   *) usage ;;
@@ -60,6 +67,30 @@ if [ "$cmd" = kill9 ]; then
   kill -KILL "$pid" 2>/dev/null || true
   for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   rm -f "$dir/$target.pid"
+  exit 0
+fi
+
+links_of() {  # the veth interfaces in host NAME's namespace
+  ip netns exec "$prefix-$1" ip -o link show type veth | awk -F': ' '{print $2}' | cut -d@ -f1
+}
+
+if [ "$cmd" = cut ] || [ "$cmd" = heal ]; then
+  ip netns list | grep -q "^$prefix-$target" || die "no host '$target' in lab '$prefix'"
+  state=down; [ "$cmd" = heal ] && state=up
+  for l in $(links_of "$target"); do ip netns exec "$prefix-$target" ip link set "$l" "$state"; done
+  exit 0
+fi
+
+if [ "$cmd" = lossy ]; then
+  ip netns list | grep -q "^$prefix-$target" || die "no host '$target' in lab '$prefix'"
+  for l in $(links_of "$target"); do
+    if [ "$spec" = off ]; then
+      ip netns exec "$prefix-$target" tc qdisc del dev "$l" root 2>/dev/null || true
+    else
+      # shellcheck disable=SC2086
+      ip netns exec "$prefix-$target" tc qdisc replace dev "$l" root netem $spec || die "tc netem '$spec' failed: this kernel may lack sch_netem (modprobe sch_netem), or the spec is wrong"
+    fi
+  done
   exit 0
 fi
 
@@ -146,6 +177,7 @@ mkdir -p "$dir"
 # pair, b in the middle of the line.
 genesis=a
 [ "$shape" = line ] && genesis=b
+[ "$shape" = star ] && genesis=h1
 "$MESHWORK" mesh create --name "lab$prefix" --pool 100.64.0.0/24 --reclaim 30s \
   --key "$dir/state-$genesis/identity.key" --out "$dir/lab.mesh" > /dev/null 2>&1 \
   || die "meshwork mesh create failed"
@@ -170,7 +202,25 @@ case "$shape" in
     start c 198.18.2.3 198.18.1.2
     wait_address a; wait_address b; wait_address c
     ;;
-  *) die "unknown shape '$shape': use pair or line" ;;
+  star)
+    [[ "$count" =~ ^[0-9]+$ ]] && [ "$count" -ge 2 ] && [ "$count" -le 50 ] || die "star size '$count': use 2 to 50"
+    ns="$prefix-sw"
+    ip netns add "$ns"
+    ip netns exec "$ns" ip link add br0 type bridge
+    ip netns exec "$ns" ip link set br0 up
+    for i in $(seq 1 "$count"); do
+      host "h$i"
+      ip link add "${prefix}h$i" netns "$prefix-h$i" type veth peer name "${prefix}p$i" netns "$ns"
+      ip netns exec "$prefix-h$i" ip addr add "198.18.3.$i/24" dev "${prefix}h$i"
+      ip netns exec "$prefix-h$i" ip link set "${prefix}h$i" up
+      ip netns exec "$ns" ip link set "${prefix}p$i" master br0
+      ip netns exec "$ns" ip link set "${prefix}p$i" up
+    done
+    start h1 198.18.3.1
+    for i in $(seq 2 "$count"); do start "h$i" "198.18.3.$i" 198.18.3.1; done
+    for i in $(seq 1 "$count"); do wait_address "h$i"; done
+    ;;
+  *) die "unknown shape '$shape': use pair, line or star" ;;
 esac
 trap - EXIT
 "$0" info "$prefix"
