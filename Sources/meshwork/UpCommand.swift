@@ -168,7 +168,8 @@ struct Status: ParsableCommand {
             JSON fields: nodeId, fingerprint, name, meshId, meshName, listen, endpoints, incarnation, \
             members {alive, suspect, dead, left}, uptimeSeconds, awareness, counters {...}, address, \
             pool, poolPrefixLength, poolState, poolWaiting, poolFenced, reclaimSeconds, \
-            poolDepartures [{nodeId, fingerprint, name, goneSeconds}].
+            poolDepartures [{nodeId, fingerprint, name, goneSeconds}], tun, mtu (absent with \
+            --no-tun). docs/cli.md lists every counter.
             """
     )
 

@@ -15,7 +15,7 @@
 #
 # Every name starts with PREFIX (at most 8 characters: letters and digits), so runs never
 # collide; every address is inside namespaces this script made: underlay 198.18.0.0/15,
-# overlay pool 100.64.0.0/10. Needs root, ip (iproute2) and /dev/net/tun.
+# overlay pool 100.64.0.0/24 (inside 100.64.0.0/10). Needs root, ip (iproute2) and /dev/net/tun.
 # MESHWORK (default: meshwork on PATH) is the binary to run; LAB_DIR (default
 # /tmp/meshwork-lab-PREFIX) holds states, logs and PIDs.
 set -euo pipefail
@@ -78,6 +78,13 @@ if [ "$cmd" = cut ] || [ "$cmd" = heal ]; then
   ip netns list | grep -q "^$prefix-$target" || die "no host '$target' in lab '$prefix'"
   state=down; [ "$cmd" = heal ] && state=up
   for l in $(links_of "$target"); do ip netns exec "$prefix-$target" ip link set "$l" "$state"; done
+  # A link going down takes its routes with it: put the host's own back.
+  if [ "$cmd" = heal ] && [ -f "$dir/$target.routes" ]; then
+    while read -r r; do
+      # shellcheck disable=SC2086
+      ip netns exec "$prefix-$target" ip $r 2>/dev/null || true
+    done < "$dir/$target.routes"
+  fi
   exit 0
 fi
 
@@ -197,6 +204,7 @@ case "$shape" in
     # b is one address, 198.18.1.2, for both sides: c reaches it through a host route
     # to b (delivered locally at b: b forwards nothing, so a and c cannot reach each other).
     ip netns exec "$prefix-c" ip route add 198.18.1.2/32 via 198.18.2.2
+    echo "route add 198.18.1.2/32 via 198.18.2.2" > "$dir/c.routes"  # heal puts it back
     start b 198.18.1.2
     start a 198.18.1.1 198.18.1.2
     start c 198.18.2.3 198.18.1.2
