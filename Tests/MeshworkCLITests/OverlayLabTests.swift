@@ -68,8 +68,9 @@ struct OverlayLabTests {
     }
 
     /// ping's average RTT in ms, or nil if any reply was missing.
-    static func ping(from ns: String, _ address: String, count: Int = 5) throws -> Double? {
-        let r = try sh(["ip", "netns", "exec", ns, "ping", "-n", "-c", "\(count)", "-i", "0.2", "-W", "2", address], timeout: 30)
+    static func ping(from ns: String, _ address: String, count: Int = 5, source: String? = nil) throws -> Double? {
+        let r = try sh(["ip", "netns", "exec", ns, "ping", "-n", "-c", "\(count)", "-i", "0.2", "-W", "2"] + (source.map { ["-I", $0] } ?? []) + [address],
+                       timeout: 30)
         guard r.status == 0, let line = r.out.split(separator: "\n").first(where: { $0.contains("rtt min/avg") }) else { return nil }
         let fields = line.split(separator: "=").last?.split(separator: "/") ?? []
         return fields.count >= 2 ? Double(fields[1].trimmingCharacters(in: .whitespaces)) : nil
@@ -157,6 +158,22 @@ struct OverlayLabTests {
             print("note: HTTP check skipped (needs python3 and curl)")
         }
 
+        // A packet whose source is not the sender's lease is dropped by the receiver, and
+        // one for an address nobody leases by the sender; both counted.
+        func counters(_ h: Host) -> [String: Any] {
+            let r = try? Self.sh(["ip", "netns", "exec", h.ns, CLI.executable.path, "status", "--state", h.state, "--json"])
+            return ((try? JSONSerialization.jsonObject(with: Data((r?.out ?? "").utf8)) as? [String: Any])?["counters"] as? [String: Any]) ?? [:]
+        }
+        let taken = Set([a.overlay, b.overlay])
+        let spare = (2...253).map { "100.64.0.\($0)" }.first { !taken.contains($0) }!
+        try Self.sh(["ip", "netns", "exec", a.ns, "ip", "addr", "add", "\(spare)/32", "dev", "mw\(prefix)"])
+        #expect(try Self.ping(from: a.ns, b.overlay, count: 1, source: spare) == nil, "a spoofed source got through")
+        #expect(CLI.eventually(5, every: 0.2) { (counters(b)["overlayDropsSpoofed"] as? Int ?? 0) >= 1 }, "b did not count the spoofed packet")
+        try Self.sh(["ip", "netns", "exec", a.ns, "ip", "addr", "del", "\(spare)/32", "dev", "mw\(prefix)"])
+        let noRouteBefore = counters(a)["overlayDropsNoRoute"] as? Int ?? 0
+        #expect(try Self.ping(from: a.ns, spare, count: 1) == nil)
+        #expect((counters(a)["overlayDropsNoRoute"] as? Int ?? 0) > noRouteBefore, "a did not count the packet for an unleased address")
+
         // kill -9 and restart: same address, same device, traffic resumes.
         try Self.sh([Self.lab, "kill9", prefix, "b"])
         let restarted = try Self.sh([Self.lab, "start", prefix, "b"], timeout: 60)
@@ -177,7 +194,7 @@ struct OverlayLabTests {
         let overlay = try Self.sh(["ip", "netns", "exec", b.ns, CLI.executable.path, "status", "--state", b.state, "--json"])
         let counters = (try? JSONSerialization.jsonObject(with: Data(overlay.out.utf8)) as? [String: Any])?["counters"] as? [String: Any]
         #expect((counters?["overlayPacketsToTun"] as? Int ?? 0) > 0)
-        #expect(counters?["overlayDropsSpoofed"] as? Int == 0)
+        #expect(counters?["overlayDropsSpoofed"] as? Int == 0)  // b's counters restarted with it
     }
 
     @Test func lineRelaysThroughTheMiddleWithoutSeeingPlaintext() throws {
@@ -232,6 +249,28 @@ struct OverlayLabTests {
         let relay = try Self.sh(["ip", "netns", "exec", b.ns, CLI.executable.path, "status", "--state", b.state, "--json"])
         let counters = (try? JSONSerialization.jsonObject(with: Data(relay.out.utf8)) as? [String: Any])?["counters"] as? [String: Any]
         #expect((counters?["relayForwarded"] as? Int ?? 0) >= 10, "b relayed too little: \(counters?["relayForwarded"] ?? "nil")")
+
+        // A direct link between a and c appears: traffic moves back to it.
+        func path() -> String? {
+            let r = try? Self.sh(["ip", "netns", "exec", a.ns, CLI.executable.path, "peers", "--state", a.state, "--json"])
+            let list = ((try? JSONSerialization.jsonObject(with: Data((r?.out ?? "").utf8)) as? [String: Any])?["peers"] as? [[String: Any]]) ?? []
+            return list.first { $0["name"] as? String == "c" }?["path"] as? String
+        }
+        let (la, lc) = ("\(prefix)ac", "\(prefix)ca")
+        for cmd in [["ip", "link", "add", la, "netns", a.ns, "type", "veth", "peer", "name", lc, "netns", c.ns],
+                    ["ip", "netns", "exec", a.ns, "ip", "link", "set", la, "up"],
+                    ["ip", "netns", "exec", c.ns, "ip", "link", "set", lc, "up"],
+                    // Each side's node address, reached over the new link (delivered locally there).
+                    ["ip", "netns", "exec", a.ns, "ip", "route", "add", "\(c.underlay)/32", "dev", la],
+                    ["ip", "netns", "exec", c.ns, "ip", "route", "add", "\(a.underlay)/32", "dev", lc]] {
+            let r = try Self.sh(cmd)
+            #expect(r.status == 0, "\(cmd): \(r.err)")
+        }
+        #expect(CLI.eventually(60, every: 1) {
+            _ = try? Self.ping(from: a.ns, c.overlay, count: 1)
+            return path() == "direct"
+        }, "traffic did not move back to the direct path: \(path() ?? "nil")")
+        #expect(try Self.ping(from: a.ns, c.overlay, count: 2) != nil)
     }
 
     @Test func starOfFiveAllReachEachOtherAndAPartitionedHostComesBack() throws {
