@@ -227,6 +227,11 @@ public struct Tunnel: Sendable {
                 peers[p.node] = PeerState(info: p)
             }
         }
+        // A peer relayed through a member that is gone goes direct again (its next retry
+        // picks another relay if direct does not answer).
+        for node in peers.keys.sorted() where peers[node]!.via.map({ peers[$0] == nil }) ?? false {
+            peers[node]!.via = nil
+        }
         byStatic = Dictionary(list.map { ($0.staticKey, $0.node) }, uniquingKeysWith: { a, _ in a })
         byStatic[staticPublic] = nil
         return out
