@@ -169,7 +169,11 @@ public final class Daemon: @unchecked Sendable {
         runner.onPersist = { [weak self] grants, seq, votes in try self?.persistPool(grants, seq: seq, votes: votes) }
         runner.onPoolEvent = { [weak self] event in
             self?.log(event)
-            if case .leased(let a) = event { self?.configureTun(address: a) }
+            switch event {
+            case .leased(let a): self?.configureTun(address: a)
+            case .lost, .released: self?.configureTun(address: nil)  // not ours any more
+            default: break
+            }
         }
         runner.onMessage = { [weak self] message in self?.publish(message) }
         runner.onSession = { [weak self] peer in self?.logger.debug("session established", metadata: ["peer": "\(peer.fingerprint)"]) }
@@ -243,16 +247,21 @@ public final class Daemon: @unchecked Sendable {
         savePeers(blocking: true)  // here, on the main thread: never wait on the event loop
         saveView(blocking: true)
         control?.close()
+        tun?.close()  // its reader hands packets to the event loop: stop it first
         try? group.syncShutdownGracefully()
-        tun?.close()
         unlink(dir + "/control.sock")
         return status
     }
 
     /// Gives the TUN device the leased address with the pool's prefix (the kernel then
     /// routes the whole pool to it). Called again when the lease changes.
-    func configureTun(address: UInt32) {
+    func configureTun(address: UInt32?) {
         guard let tun else { return }
+        guard let address else {
+            try? tun.setAddress(IPv4Address(0), prefixLength: 0)  // 0.0.0.0 removes it
+            logger.notice("overlay address removed from the device", metadata: ["tun": "\(tun.name)"])
+            return
+        }
         do {
             try tun.setAddress(IPv4Address(address), prefixLength: Int(config.token.pool.length))
             logger.notice("overlay address on the device", metadata: ["tun": "\(tun.name)", "address": "\(IPv4Address(address))/\(config.token.pool.length)"])

@@ -96,13 +96,15 @@ public struct SessionLayer: Sendable {
         return out
     }
 
-    mutating func handle(_ outputs: [TunnelOutput], now: Instant) -> [Output] {
+    mutating func handle(_ outputs: [TunnelOutput], now: Instant, relayed: Bool = false) -> [Output] {
         var out: [Output] = []
         for o in outputs {
             switch o {
             case .datagram(let d, let to): out.append(.datagram(d, to: to))
             case .relay(let d, let via, let to):
                 // Over the session with the relay: the target, then the end-to-end datagram.
+                // Only through a member reached directly (no chains, no loops).
+                guard via != to, case .direct? = tunnel.route(to: via) else { relay.refused += 1; continue }
                 relay.sentThrough += 1
                 let (result, t) = tunnel.send([Self.kindRelayRequest] + to.key.bytes + d, to: via, now: now)
                 if result != .unknownPeer { out += handle(t, now: now) }
@@ -116,11 +118,13 @@ public struct SessionLayer: Sendable {
                     out += handle(t, now: now)
                 } else if payload.first == Self.kindPong, payload.count == 9 {
                     out.append(.pong(from: from, id: readBE64(payload, 1)))
+                } else if payload.first == Self.kindRelayRequest || payload.first == Self.kindRelayed, relayed {
+                    relay.refused += 1  // relay frames inside a relayed datagram: never nested
                 } else if payload.first == Self.kindRelayRequest {
                     out += forward(payload, from: from, now: now)
                 } else if payload.first == Self.kindRelayed {
                     relay.receivedThrough += 1
-                    out += handle(tunnel.receive(Array(payload.dropFirst()), by: .relay(from), now: now), now: now)
+                    out += handle(tunnel.receive(Array(payload.dropFirst()), by: .relay(from), now: now), now: now, relayed: true)
                 } else {
                     out += handle(messenger.receive(payload, from: from, now: now), now: now)
                 }

@@ -155,6 +155,9 @@ public struct Tunnel: Sendable {
         var nextDirectProbe: Instant?
         /// The round trip of the last handshake this node initiated with the peer.
         var lastRTT: Span?
+        /// The peer has a new incarnation: hold sends (staged) until the handshake that
+        /// checks whether its keys survived completes.
+        var verifying = false
         var staged: [[UInt8]] = []
         /// When data went out with nothing received since (the dead-peer timer).
         var unansweredSince: Instant?
@@ -216,10 +219,17 @@ public struct Tunnel: Sendable {
         }
         for p in list {
             if let old = peers[p.node]?.info {
-                if old.staticKey != p.staticKey || old.incarnation != p.incarnation {
+                if old.staticKey != p.staticKey {
                     drop(p.node, keepPeer: true)
-                    peers[p.node]!.greatestTimestamp = old.staticKey == p.staticKey ? peers[p.node]!.greatestTimestamp : 0
+                    peers[p.node]!.greatestTimestamp = 0
+                    peers[p.node]!.boot = nil
                     out.append(.reset(p.node))
+                } else if old.incarnation != p.incarnation, peers[p.node]!.current != nil, peers[p.node]!.pending == nil {
+                    // A new incarnation: a restart (its keys are gone) or only a refuted
+                    // suspicion. A handshake tells which (boot ID) and costs one round trip.
+                    peers[p.node]!.info = p
+                    peers[p.node]!.verifying = true
+                    out += startHandshake(p.node, now: now)
                 }
                 if old.endpoint != p.endpoint { peers[p.node]!.roamed = nil }
                 peers[p.node]!.info = p
@@ -282,7 +292,8 @@ public struct Tunnel: Sendable {
             peers[node]!.via = nil
             peers[node]!.nextDirectProbe = nil
         case .relay(let r):
-            peers[node]!.via = r
+            // Only through a member reached directly, never the sender itself: no loops.
+            if r != node, let relay = peers[r], relay.via == nil { peers[node]!.via = r }
         }
     }
 
@@ -325,7 +336,7 @@ public struct Tunnel: Sendable {
     public mutating func send(_ payload: [UInt8], to node: NodeID, now: Instant) -> (SendResult, [TunnelOutput]) {
         guard let peer = peers[node] else { return (.unknownPeer, []) }
         var out: [TunnelOutput] = []
-        if let kp = peer.current, usable(kp, now: now), peer.via != nil || peer.endpoint != nil {
+        if let kp = peer.current, usable(kp, now: now), peer.via != nil || peer.endpoint != nil, !(peer.verifying && peer.pending != nil) {
             if let o = emit(seal(payload, kp), for: node) { out.append(o) }
             noteSent(node, data: !payload.isEmpty, now: now)
             let rekey = (kp.isInitiator && now - kp.created >= settings.rekeyAfterTime) || kp.sendCounter >= settings.rekeyAfterMessages
@@ -466,8 +477,9 @@ public struct Tunnel: Sendable {
         let ts = readBE64(payload, 0)
         guard ts > peers[node]!.greatestTimestamp else { counters.drops.replay += 1; return [] }
         if let mine = peers[node]!.pending {
-            // Both sides initiated at once: the initiation from the lower static key wins.
-            if staticPublic < rs {
+            // Both sides initiated at once: the initiation from the lower static key wins
+            // (a direct probe never does: the peer's initiation is a real one).
+            if !mine.probe, staticPublic < rs {
                 counters.simultaneousWon += 1
                 return []
             }
@@ -518,6 +530,7 @@ public struct Tunnel: Sendable {
                          created: now, isInitiator: true)
         indices[receiverIndex] = .keypair(kp)
         peers[node]!.pending = nil
+        peers[node]!.verifying = false
         peers[node]!.attempts = 0
         peers[node]!.lastRTT = now - pending.sentAt
         install(kp, for: node)
@@ -688,6 +701,9 @@ public struct Tunnel: Sendable {
                 } else if peers[node]!.nextDirectProbe == nil {
                     peers[node]!.nextDirectProbe = now + settings.keepaliveTimeout
                 }
+            } else if let at = peers[node]!.nextDirectProbe, at <= now {
+                // Not probing now (no session, or a handshake under way): never a deadline in the past.
+                peers[node]!.nextDirectProbe = now + settings.keepaliveTimeout
             }
             for kp in [peers[node]!.current, peers[node]!.previous, peers[node]!.next].compactMap({ $0 })
             where now - kp.created >= settings.rejectAfterTime * 3 {
@@ -698,7 +714,9 @@ public struct Tunnel: Sendable {
             }
             let p = peers[node]!
             if let r = p.pending?.retryAt { next = min(next, r) }
-            if !p.staged.isEmpty, let n = p.next { next = min(next, n.created + settings.rekeyTimeout) }
+            if !p.staged.isEmpty, p.pending == nil, let n = p.next, n.created + settings.rekeyTimeout > now {
+                next = min(next, n.created + settings.rekeyTimeout)
+            }
             if let k = p.keepaliveDue { next = min(next, k) }
             if p.via != nil { next = min(next, p.nextDirectProbe ?? now + settings.keepaliveTimeout) }
             if let u = p.unansweredSince { next = min(next, u + settings.keepaliveTimeout + settings.rekeyTimeout) }
