@@ -33,6 +33,8 @@ public final class Daemon: @unchecked Sendable {
         /// The TUN device to carry overlay packets through (nil: none, `--no-tun`), and its MTU.
         public var tunName: String?
         public var mtu = Daemon.defaultMTU
+        /// Also hand received messages to `NodeRunner.messages` (for a program embedding the node).
+        public var streamMessages = false
         /// Stop on SIGTERM and SIGINT (off for a node embedded in another program: it calls `stop`).
         public var handleSignals = true
 
@@ -91,6 +93,8 @@ public final class Daemon: @unchecked Sendable {
     /// `backlogLimit`, handed to the next subscriber).
     let listeners = NIOLockedValueBox<(next: Int, sinks: [Int: @Sendable (Data) -> Void], backlog: [Data])>((0, [:], []))
     static let backlogLimit = 256
+    /// And at most this many bytes of them (JSON lines), the oldest dropped first.
+    static let backlogBytes = 32 << 20
 
     public init(config: Config, logger: Logger) {
         self.config = config
@@ -176,6 +180,8 @@ public final class Daemon: @unchecked Sendable {
             }
         }
         runner.onMessage = { [weak self] message in self?.publish(message) }
+        // `up` hands messages to `listen` only; a program embedding the node may read the stream.
+        runner.streamMessages = config.streamMessages
         runner.onSession = { [weak self] peer in self?.logger.debug("session established", metadata: ["peer": "\(peer.fingerprint)"]) }
         let bound: SocketAddress
         do {
@@ -547,7 +553,10 @@ public final class Daemon: @unchecked Sendable {
         let sinks = listeners.withLockedValue { l -> [@Sendable (Data) -> Void] in
             if l.sinks.isEmpty {
                 l.backlog.append(data)
-                if l.backlog.count > Self.backlogLimit { l.backlog.removeFirst() }
+                var bytes = l.backlog.reduce(0) { $0 + $1.count }
+                while l.backlog.count > Self.backlogLimit || (bytes > Self.backlogBytes && l.backlog.count > 1) {
+                    bytes -= l.backlog.removeFirst().count
+                }
             }
             return l.sinks.keys.sorted().compactMap { l.sinks[$0] }
         }

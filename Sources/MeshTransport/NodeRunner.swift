@@ -37,8 +37,10 @@ public final class NodeRunner: @unchecked Sendable {
     public var onMessage: (@Sendable (ReceivedMessage) -> Void)?
     /// Called when a session with a peer is established, on the event loop.
     public var onSession: (@Sendable (NodeID) -> Void)?
-    /// Messages received, in order per sender. Holds up to 1,024 unread ones (then drops the oldest).
+    /// Messages received, in order per sender. Holds up to 1,024 unread ones (then drops the
+    /// oldest); off (`streamMessages = false`) for a program that takes them by `onMessage`.
     public let messages: AsyncStream<ReceivedMessage>
+    public var streamMessages = true
     private let messagesContinuation: AsyncStream<ReceivedMessage>.Continuation
     private var pendingSends: [MessageID: EventLoopPromise<Void>] = [:]
     private var readsPending = false
@@ -303,7 +305,7 @@ public final class NodeRunner: @unchecked Sendable {
             case .message(let from, let bytes):
                 let m = ReceivedMessage(from: from, bytes: bytes, receivedAt: Date())
                 onMessage?(m)
-                messagesContinuation.yield(m)
+                if streamMessages { messagesContinuation.yield(m) }
             case .messageAcknowledged(let id):
                 pendingSends.removeValue(forKey: id)?.succeed(())
             case .messageFailed(let id, let why):

@@ -163,6 +163,11 @@ public struct Messenger: Sendable {
 
     /// Cuts queued messages into fragments while the window has room.
     mutating func fill(_ peer: NodeID, now: Instant) -> [MessengerOutput] {
+        // 2^32 fragments on one stream (terabytes): start the next generation before the
+        // sequence numbers could wrap.
+        if let o = outbound[peer], o.nextSeq > UInt32.max - UInt32(4 * settings.window), o.queue.count + o.awaiting.count > 0, o.cut == 0 {
+            return restart(peer, now: now)
+        }
         guard var o = outbound.removeValue(forKey: peer) else { return [] }
         defer { outbound[peer] = o }
         var out: [MessengerOutput] = []

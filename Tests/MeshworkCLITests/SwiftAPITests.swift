@@ -21,6 +21,7 @@ import Testing
             var config = Daemon.Config(token: token, keyPath: nil, state: StatePaths(directory: state), listenHost: "127.0.0.1", listenPort: 0,
                                        peers: peers, name: name)
             config.handleSignals = false
+            config.streamMessages = true
             daemon = Daemon(config: config, logger: logger)
             daemon.onReady = { [self] r in
                 runner = r
