@@ -113,7 +113,7 @@ public enum ControlProtocol {
         public var poolRejectedSignatures: Int
         public var poolRejectedChains: Int
         public var poolConflicts: Int
-        /// Reclaims made here (as successor), reclaim votes given, reclaims refused here
+        /// Reclaims made here (as successor), reclaim votes signed here (own included), reclaims refused here
         /// (too few votes, forged), and reclaims done by hand (--force) seen.
         public var poolReclaims: Int
         public var poolVotes: Int

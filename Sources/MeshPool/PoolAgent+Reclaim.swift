@@ -106,6 +106,7 @@ extension PoolAgent {
                 out.append(.persistVote(holding: x, successor: me))
             }
             p.votes[me] = v
+            counters.votes += 1  // votes signed here: the successor's own too
             p.claimedSum = claimedWeight(v, excluding: view.grants[x]?.range)
         }
         proposals[x] = p
