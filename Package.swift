@@ -71,6 +71,7 @@ let package = Package(
             dependencies: [
                 "MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon", "MeshSim", "MeshGossip", "MeshPool", "MeshTunnel", "MeshTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

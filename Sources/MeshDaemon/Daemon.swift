@@ -394,7 +394,7 @@ public final class Daemon: @unchecked Sendable {
         case "reclaim":
             let target = request.target ?? ""
             return runner.perform { node, now -> (Data, [NodeOutput]) in
-                func fail(_ why: String) -> (Data, [NodeOutput]) { ((try? encoder.encode(ControlProtocol.ErrorReply(error: why))) ?? Data(), []) }
+                func fail(_ why: String) -> (Data, [NodeOutput]) { (Self.errorReply(why), []) }
                 let id: NodeID
                 switch Self.resolve(node: target, in: node) {
                 case .success(let found): id = found
@@ -425,8 +425,13 @@ public final class Daemon: @unchecked Sendable {
             }
         default:
             return runner.loop.makeSucceededFuture(
-                (try? encoder.encode(ControlProtocol.ErrorReply(error: "unknown command '\(request.command)'"))) ?? Data())
+                Self.errorReply("unknown command '\(request.command)'"))
         }
+    }
+
+    /// A control-protocol error line.
+    static func errorReply(_ why: String) -> Data {
+        (try? JSONEncoder().encode(ControlProtocol.ErrorReply(error: why))) ?? Data()
     }
 
     // MARK: - Messages
@@ -435,9 +440,7 @@ public final class Daemon: @unchecked Sendable {
     /// acknowledged it or with why not.
     func send(_ request: ControlProtocol.Request) -> EventLoopFuture<Data> {
         let loop = runner.loop
-        let fail: @Sendable (String) -> EventLoopFuture<Data> = { why in
-            loop.makeSucceededFuture((try? JSONEncoder().encode(ControlProtocol.ErrorReply(error: why))) ?? Data())
-        }
+        let fail: @Sendable (String) -> EventLoopFuture<Data> = { loop.makeSucceededFuture(Self.errorReply($0)) }
         guard let text = request.data, let data = Data(base64Encoded: text) else { return fail("send: no message data in the request") }
         let bytes = [UInt8](data)
         let timeout = max(0.1, min(request.timeoutSeconds ?? 10, 3600))
@@ -486,9 +489,7 @@ public final class Daemon: @unchecked Sendable {
     func ping(_ request: ControlProtocol.Request) -> EventLoopFuture<Data> {
         let runner = self.runner!
         let loop = runner.loop
-        let fail: @Sendable (String) -> EventLoopFuture<Data> = { why in
-            loop.makeSucceededFuture((try? JSONEncoder().encode(ControlProtocol.ErrorReply(error: why))) ?? Data())
-        }
+        let fail: @Sendable (String) -> EventLoopFuture<Data> = { loop.makeSucceededFuture(Self.errorReply($0)) }
         let timeout = max(0.1, min(request.timeoutSeconds ?? 2, 60))
         let target = request.target ?? ""
         return runner.inspect { node, _ in Self.resolvePeer(target, in: node) }.flatMap { resolved -> EventLoopFuture<Data> in

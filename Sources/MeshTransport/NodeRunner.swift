@@ -268,16 +268,15 @@ public final class NodeRunner: @unchecked Sendable {
     fileprivate func received(_ envelope: AddressedEnvelope<ByteBuffer>) {
         guard node != nil, let source = Endpoint(envelope.remoteAddress) else { return }
         let bytes = Array(envelope.data.readableBytesView)
-        deliver(node.receive(datagram: bytes, from: source, now: now), flush: false)
+        deliver(node.receive(datagram: bytes, from: source, now: now))
         readsPending = true
     }
 
-    /// The end of one read burst: what the batch calls for, then one flush for all of it.
+    /// The end of one read burst: what the batch calls for (one acknowledgement per peer).
     fileprivate func readComplete() {
         guard node != nil, readsPending else { return }
         readsPending = false
         deliver(node.endOfBatch(now: now))
-        channel?.flush()
     }
 
     private func tick() {
@@ -286,9 +285,8 @@ public final class NodeRunner: @unchecked Sendable {
         deliver(node.tick(now: now))
     }
 
-    /// Acts on the node's outputs; with `flush`, pushes what was written to the socket now
-    /// (inside a read burst, `readComplete` flushes once at its end).
-    private func deliver(_ outputs: [NodeOutput], flush: Bool = true) {
+    /// Acts on the node's outputs (datagrams go out at once, by `sendto`).
+    private func deliver(_ outputs: [NodeOutput]) {
         for o in outputs {
             switch o {
             case .datagram(let bytes, let to):

@@ -5,6 +5,7 @@ import MeshCore
 import MeshCrypto
 import MeshDaemon
 import MeshTransport
+import NIOConcurrencyHelpers
 import NIOCore
 
 struct Bench: ParsableCommand {
@@ -162,9 +163,9 @@ struct BenchMessages: ParsableCommand {
         config.handleSignals = false
         let daemon = Daemon(config: config, logger: logger)
         let ready = DispatchSemaphore(value: 0)
-        let runnerBox = Box<NodeRunner>()
+        let runnerBox = NIOLockedValueBox<NodeRunner?>(nil)
         daemon.onReady = { runner in
-            runnerBox.value = runner
+            runnerBox.withLockedValue { $0 = runner }
             ready.signal()
         }
         let finished = DispatchSemaphore(value: 0)
@@ -173,7 +174,7 @@ struct BenchMessages: ParsableCommand {
             finished.signal()
         }
         thread.start()
-        guard ready.wait(timeout: .now() + 20) == .success, let runner = runnerBox.value, let port = runner.localAddress?.port else {
+        guard ready.wait(timeout: .now() + 20) == .success, let runner = runnerBox.withLockedValue({ $0 }), let port = runner.localAddress?.port else {
             throw CLIError("the local node did not start")
         }
         defer {
@@ -205,37 +206,21 @@ struct BenchMessages: ParsableCommand {
         let payload = [UInt8](repeating: 0x5a, count: size)
         let window = DispatchSemaphore(value: inFlight)
         let done = DispatchGroup()
-        let failures = NIOLockedBox(0)
+        let failures = NIOLockedValueBox(0)
         let start = DispatchTime.now()
         for _ in 0..<count {
             window.wait()
             done.enter()
             runner.send(to: target, payload, timeout: .seconds(60)).whenComplete { result in
-                if case .failure = result { failures.withLock { $0 += 1 } }
+                if case .failure = result { failures.withLockedValue { $0 += 1 } }
                 window.signal()
                 done.leave()
             }
         }
         done.wait()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-        return Row(path: "Meshwork messages (encrypted, acked)", sent: count, delivered: count - failures.withLock { $0 }, seconds: seconds, size: size)
+        return Row(path: "Meshwork messages (encrypted, acked)", sent: count, delivered: count - failures.withLockedValue { $0 }, seconds: seconds, size: size)
     }
-}
-
-final class Box<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: T?
-    var value: T? {
-        get { lock.lock(); defer { lock.unlock() }; return stored }
-        set { lock.lock(); stored = newValue; lock.unlock() }
-    }
-}
-
-final class NIOLockedBox<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: T
-    init(_ value: T) { stored = value }
-    func withLock<R>(_ body: (inout T) -> R) -> R { lock.lock(); defer { lock.unlock() }; return body(&stored) }
 }
 
 /// Reads lines from a pipe, blocking.
