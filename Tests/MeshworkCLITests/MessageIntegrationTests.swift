@@ -150,7 +150,7 @@ import Testing
         #expect(unknown.stderr.contains("unknown peer"), "\(unknown.stderr)")
 
         let big = cli.path("big")
-        FileManager.default.createFile(atPath: big, contents: Data(count: (1 << 20) + 1))
+        _ = FileManager.default.createFile(atPath: big, contents: Data(count: (1 << 20) + 1))
         let tooLarge = try cli.run(["send", "b", "--file", big, "--state", a.state])
         #expect(tooLarge.status == 1)
         #expect(tooLarge.stderr.contains("message too large: 1048577 bytes; the limit is 1048576 bytes"), "\(tooLarge.stderr)")
@@ -161,7 +161,7 @@ import Testing
 
         // Exactly 1 MiB goes through.
         let mib = cli.path("mib")
-        FileManager.default.createFile(atPath: mib, contents: Data((0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }))
+        _ = FileManager.default.createFile(atPath: mib, contents: Data((0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }))
         let whole = try cli.run(["send", "b", "--file", mib, "--state", a.state, "--timeout", "30s"])
         #expect(whole.status == 0, "\(whole.stderr)")
 
