@@ -37,6 +37,9 @@ public final class Daemon: @unchecked Sendable {
         public var streamMessages = false
         /// Stop on SIGTERM and SIGINT (off for a node embedded in another program: it calls `stop`).
         public var handleSignals = true
+        /// Serve Prometheus text at http://host:port/metrics (`up --metrics`; port 0: any free port).
+        public var metricsHost: String?
+        public var metricsPort = 0
 
         public init(token: MeshToken, keyPath: String?, state: StatePaths, listenHost: String, listenPort: Int, peers: [HostPort], name: String) {
             self.token = token
@@ -68,6 +71,8 @@ public final class Daemon: @unchecked Sendable {
     /// 1,500 (Ethernet) − 20 (IPv4) − 8 (UDP) − 30 (our transport header and tag) = 1,442;
     /// 1,420 leaves room for an IPv6 underlay (40-byte header), as WireGuard does.
     public static let defaultMTU = 1420
+    /// This build's version (`meshwork version`, the `meshwork_info` metric).
+    public static let version = "0.1.0"
 
     let config: Config
     let logger: Logger
@@ -75,6 +80,9 @@ public final class Daemon: @unchecked Sendable {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     var runner: NodeRunner!
     var control: ControlServer?
+    var metrics: MetricsServer?
+    /// Where the metrics server listens, as bound (set before the control socket opens).
+    var metricsEndpoint: String?
     var lockFD: Int32 = -1
     let started = Date()
     let statePath: String
@@ -212,6 +220,22 @@ public final class Daemon: @unchecked Sendable {
             logger.notice("overlay device up", metadata: ["tun": "\(tun.name)", "mtu": "\(config.mtu)"])
         }
 
+        if let host = config.metricsHost {
+            let exporter = MetricsExporter(version: Self.version, node: identity.nodeID.fingerprint, mesh: meshId)
+            let runner = self.runner!
+            do {
+                metrics = try MetricsServer.start(host: host, port: config.metricsPort, group: group) { [weak self] in
+                    guard let self else { return runner.loop.makeFailedFuture(StartError.other("shutting down")) }
+                    let endpoint = self.metricsEndpoint
+                    return runner.inspect { node, now in exporter.render(self.status(node, now: now, listen: boundEndpoint, metrics: endpoint)) }
+                }
+            } catch {
+                throw StartError.other("cannot serve metrics on \(host):\(config.metricsPort): \(error); choose another --metrics address or port")
+            }
+            metricsEndpoint = metrics?.localAddress.flatMap { Endpoint($0)?.description }
+            logger.notice("serving metrics", metadata: ["url": "http://\(metricsEndpoint ?? "?")/metrics"])
+        }
+
         let controlLoop = group.next()
         control = try ControlServer.start(path: dir + "/control.sock", group: group, handler: { [weak self] request in
             guard let self else { return controlLoop.makeFailedFuture(StartError.other("shutting down")) }
@@ -225,6 +249,8 @@ public final class Daemon: @unchecked Sendable {
             "listen": "\(boundEndpoint)", "incarnation": "\(incarnation)", "seeds": "\(seeds.map(\.description))",
         ])
         if seeds.isEmpty { logger.notice("no peers to join yet: waiting to be joined (give others --peer \(boundEndpoint))") }
+        // systemd (Type=notify): up once the socket is bound and the control socket answers.
+        SystemdNotify.send("READY=1\nSTATUS=node \(identity.nodeID.fingerprint) listening on \(boundEndpoint)")
 
         // Persist known peers within a second of a membership change.
         let loop = runner.loop
@@ -250,6 +276,8 @@ public final class Daemon: @unchecked Sendable {
             if !stopping.withLockedValue({ let was = $0; $0 = true; return was }) { done.succeed(1) }
         }
         let status = try done.futureResult.wait()
+        SystemdNotify.send("STOPPING=1")
+        metrics?.close()
         savePeers(blocking: true)  // here, on the main thread: never wait on the event loop
         saveView(blocking: true)
         control?.close()
@@ -281,6 +309,72 @@ public final class Daemon: @unchecked Sendable {
 
     // MARK: - Control
 
+    /// The snapshot `meshwork status` prints and the metrics endpoint exports.
+    func status(_ node: MeshNode, now: Instant, listen: String, metrics: String?) -> ControlProtocol.Status {
+        let token = config.token
+        let tunName = tun?.name, mtu = config.mtu
+        let usable = Self.usableRange(token)
+        var view = node.pool?.view
+        var leases = 0
+        var owned: [AddressRange] = []
+        for o in view?.ownership() ?? [] {
+            if o.kind == .lease { leases += 1 } else if o.owner == node.gossip.me.node { owned.append(o.range) }
+        }
+        let g = node.gossip
+        var pool = node.pool
+        let fenced = pool?.isFenced(now: now) ?? false
+        let departures = (pool?.departures(now: now) ?? []).map { d in
+            ControlProtocol.Departure(nodeId: d.node.hex, fingerprint: d.node.fingerprint, name: g.member(d.node)?.record.name,
+                                      goneSeconds: d.gone.seconds)
+        }
+        var counts = ControlProtocol.MemberCounts()
+        counts.alive = 1
+        for m in g.members.values {
+            switch m.status {
+            case .alive: counts.alive += 1
+            case .suspect: counts.suspect += 1
+            case .dead: counts.dead += 1
+            case .left: counts.left += 1
+            }
+        }
+        let c = node.counters, gc = g.counters
+        let tc = node.sessions?.tunnel.counters ?? TunnelCounters(), mc = node.sessions?.messenger.counters ?? MessengerCounters()
+        let oc = node.overlay
+        let rc = node.sessions?.relay ?? SessionLayer.RelayCounters()
+        let status = ControlProtocol.Status(
+            nodeId: g.me.node.hex, fingerprint: g.me.node.fingerprint, name: g.me.name, meshId: token.meshID.description,
+            meshName: token.name, listen: listen, endpoints: g.me.endpoints.map(\.description), incarnation: g.me.incarnation,
+            members: counts, uptimeSeconds: Date().timeIntervalSince(started), awareness: g.awareness,
+            counters: .init(datagramsIn: c.datagramsIn, datagramsOut: c.datagramsOut, bytesIn: c.bytesIn, bytesOut: c.bytesOut,
+                            dropsNotSealedForMesh: c.drops.notSealedForMesh, dropsMalformed: c.drops.malformed,
+                            dropsOther: c.drops.badVersion + c.drops.unknownType + c.drops.unhandledType,
+                            badSignatures: gc.badSignatures, probes: gc.probes, probesFailed: gc.probesFailed, refutations: gc.refutations,
+                            poolRejectedSignatures: node.pool?.view.counters.badSignatures ?? 0,
+                            poolRejectedChains: node.pool?.view.counters.badChains ?? 0,
+                            poolConflicts: node.pool?.counters.conflicts ?? 0,
+                            poolReclaims: node.pool?.counters.reclaims ?? 0, poolVotes: node.pool?.counters.votes ?? 0,
+                            poolRejectedReclaims: node.pool?.view.counters.badReclaims ?? 0,
+                            poolForcedReclaims: node.pool?.view.counters.forcedReclaims ?? 0,
+                            handshakesInitiated: tc.handshakesInitiated, handshakesCompleted: tc.handshakesCompleted,
+                            handshakesFailed: tc.handshakesFailed, sessions: node.sessions?.tunnel.sessionCount(now: now) ?? 0,
+                            packetsIn: tc.packetsIn, packetsOut: tc.packetsOut, payloadBytesIn: tc.bytesIn, payloadBytesOut: tc.bytesOut,
+                            dropsBadMAC: tc.drops.badMAC, dropsReplay: tc.drops.replay, dropsUnknownIndex: tc.drops.unknownIndex,
+                            dropsNotMember: tc.drops.notMember, dropsMalformedSession: tc.drops.malformed, dropsExpired: tc.drops.expired,
+                            dropsStaged: tc.drops.staged, messagesSent: mc.messagesSent, messagesAcknowledged: mc.messagesAcknowledged,
+                            messagesFailed: mc.messagesFailed, messagesReceived: mc.messagesDelivered, messageRetransmits: mc.retransmits,
+                            overlayPacketsFromTun: oc.packetsFromTun, overlayPacketsToTun: oc.packetsToTun,
+                            overlayDropsNoRoute: oc.dropsNoRoute, overlayDropsSpoofed: oc.dropsSpoofed, overlayDropsNotIPv4: oc.dropsNotIPv4,
+                            relayForwarded: rc.forwarded, relayForwardedBytes: rc.forwardedBytes, relayRefused: rc.refused,
+                            relaySentThrough: rc.sentThrough, relayReceivedThrough: rc.receivedThrough),
+            address: node.pool?.address.map { IPv4Address($0).description },
+            pool: token.pool.description, poolState: Self.describe(node.pool?.phase), poolPrefixLength: Int(token.pool.length),
+            poolWaiting: node.pool?.waitingReason, poolFenced: fenced, reclaimSeconds: token.reclaimSeconds,
+            poolDepartures: departures, tun: tunName, mtu: tunName == nil ? nil : mtu,
+            poolAddresses: Int(usable.count), poolLeases: leases, poolFreeAddresses: Int(usable.count) - leases,
+            poolOwnedAddresses: Int(owned.reduce(0) { $0 + $1.count }), ownedRanges: owned.map(\.description), metrics: metrics)
+        return status
+    }
+
     func answer(_ request: ControlProtocol.Request, listen: String) -> EventLoopFuture<Data> {
         let token = config.token
         let started = self.started
@@ -288,59 +382,9 @@ public final class Daemon: @unchecked Sendable {
         encoder.outputFormatting = [.sortedKeys]
         switch request.command {
         case "status":
-            let tunName = tun?.name, mtu = config.mtu
-            return runner.inspect { node, now in
-                let g = node.gossip
-                var pool = node.pool
-                let fenced = pool?.isFenced(now: now) ?? false
-                let departures = (pool?.departures(now: now) ?? []).map { d in
-                    ControlProtocol.Departure(nodeId: d.node.hex, fingerprint: d.node.fingerprint, name: g.member(d.node)?.record.name,
-                                              goneSeconds: d.gone.seconds)
-                }
-                var counts = ControlProtocol.MemberCounts()
-                counts.alive = 1
-                for m in g.members.values {
-                    switch m.status {
-                    case .alive: counts.alive += 1
-                    case .suspect: counts.suspect += 1
-                    case .dead: counts.dead += 1
-                    case .left: counts.left += 1
-                    }
-                }
-                let c = node.counters, gc = g.counters
-                let tc = node.sessions?.tunnel.counters ?? TunnelCounters(), mc = node.sessions?.messenger.counters ?? MessengerCounters()
-                let oc = node.overlay
-                let rc = node.sessions?.relay ?? SessionLayer.RelayCounters()
-                let status = ControlProtocol.Status(
-                    nodeId: g.me.node.hex, fingerprint: g.me.node.fingerprint, name: g.me.name, meshId: token.meshID.description,
-                    meshName: token.name, listen: listen, endpoints: g.me.endpoints.map(\.description), incarnation: g.me.incarnation,
-                    members: counts, uptimeSeconds: Date().timeIntervalSince(started), awareness: g.awareness,
-                    counters: .init(datagramsIn: c.datagramsIn, datagramsOut: c.datagramsOut, bytesIn: c.bytesIn, bytesOut: c.bytesOut,
-                                    dropsNotSealedForMesh: c.drops.notSealedForMesh, dropsMalformed: c.drops.malformed,
-                                    dropsOther: c.drops.badVersion + c.drops.unknownType + c.drops.unhandledType,
-                                    badSignatures: gc.badSignatures, probes: gc.probes, probesFailed: gc.probesFailed, refutations: gc.refutations,
-                                    poolRejectedSignatures: node.pool?.view.counters.badSignatures ?? 0,
-                                    poolRejectedChains: node.pool?.view.counters.badChains ?? 0,
-                                    poolConflicts: node.pool?.counters.conflicts ?? 0,
-                                    poolReclaims: node.pool?.counters.reclaims ?? 0, poolVotes: node.pool?.counters.votes ?? 0,
-                                    poolRejectedReclaims: node.pool?.view.counters.badReclaims ?? 0,
-                                    poolForcedReclaims: node.pool?.view.counters.forcedReclaims ?? 0,
-                                    handshakesInitiated: tc.handshakesInitiated, handshakesCompleted: tc.handshakesCompleted,
-                                    handshakesFailed: tc.handshakesFailed, sessions: node.sessions?.tunnel.sessionCount(now: now) ?? 0,
-                                    packetsIn: tc.packetsIn, packetsOut: tc.packetsOut, payloadBytesIn: tc.bytesIn, payloadBytesOut: tc.bytesOut,
-                                    dropsBadMAC: tc.drops.badMAC, dropsReplay: tc.drops.replay, dropsUnknownIndex: tc.drops.unknownIndex,
-                                    dropsNotMember: tc.drops.notMember, dropsMalformedSession: tc.drops.malformed, dropsExpired: tc.drops.expired,
-                                    dropsStaged: tc.drops.staged, messagesSent: mc.messagesSent, messagesAcknowledged: mc.messagesAcknowledged,
-                                    messagesFailed: mc.messagesFailed, messagesReceived: mc.messagesDelivered, messageRetransmits: mc.retransmits,
-                                    overlayPacketsFromTun: oc.packetsFromTun, overlayPacketsToTun: oc.packetsToTun,
-                                    overlayDropsNoRoute: oc.dropsNoRoute, overlayDropsSpoofed: oc.dropsSpoofed, overlayDropsNotIPv4: oc.dropsNotIPv4,
-                                    relayForwarded: rc.forwarded, relayForwardedBytes: rc.forwardedBytes, relayRefused: rc.refused,
-                                    relaySentThrough: rc.sentThrough, relayReceivedThrough: rc.receivedThrough),
-                    address: node.pool?.address.map { IPv4Address($0).description },
-                    pool: token.pool.description, poolState: Self.describe(node.pool?.phase), poolPrefixLength: Int(token.pool.length),
-                    poolWaiting: node.pool?.waitingReason, poolFenced: fenced, reclaimSeconds: token.reclaimSeconds,
-                    poolDepartures: departures, tun: tunName, mtu: tunName == nil ? nil : mtu)
-                return (try? encoder.encode(status)) ?? Data()
+            let metricsAddress = metricsEndpoint
+            return runner.inspect { [self] node, now in
+                (try? encoder.encode(self.status(node, now: now, listen: listen, metrics: metricsAddress))) ?? Data()
             }
         case "leases":
             return runner.inspect { node, _ in

@@ -1,10 +1,11 @@
 import ArgumentParser
 import MeshCrypto
+import MeshDaemon
 import MeshWire
 
 @main
 struct Meshwork: ParsableCommand {
-    static let version = "0.1.0"
+    static let version = Daemon.version
 
     static let configuration = CommandConfiguration(
         commandName: "meshwork",
@@ -13,6 +14,9 @@ struct Meshwork: ParsableCommand {
             Peers that hold the same mesh token find each other by gossip, share one overlay \
             address pool with no server, and talk over end-to-end encrypted sessions.
 
+            Try it on one machine, no root needed:
+              meshwork demo
+
             Start here:
               meshwork mesh create --name lab --pool 100.80.0.0/16 --out lab.mesh
               meshwork up --mesh lab.mesh                        # first host
@@ -20,7 +24,7 @@ struct Meshwork: ParsableCommand {
               meshwork status; meshwork peers; meshwork leases
             """,
         version: "meshwork \(version)",
-        subcommands: [Keygen.self, Mesh.self, Up.self, Status.self, Peers.self, Leases.self, Send.self, Listen.self, Ping.self, Leave.self, Pool.self, Sim.self, Bench.self, Version.self]
+        subcommands: [Demo.self, Keygen.self, Mesh.self, Up.self, Status.self, Peers.self, Leases.self, Send.self, Listen.self, Ping.self, Leave.self, Pool.self, ConfigCommand.self, Sim.self, Bench.self, Version.self]
     )
 }
 

@@ -28,24 +28,34 @@ struct Up: ParsableCommand {
             address; the device goes when the node stops. Without root, pass --no-tun: \
             membership, addresses and messages (meshwork send) work without the device.
 
+            Every flag can be set in a TOML file passed with --config instead, under the \
+            flag's own name (peers = [...] for --peer); a flag on the command line wins. \
+            'meshwork config check FILE' checks a file; deploy/meshwork.example.toml documents \
+            every key. --metrics HOST:PORT serves Prometheus text at /metrics. Under systemd \
+            (Type=notify) the node reports READY=1 once it listens.
+
             Examples:
-              meshwork up --mesh lab.mesh --listen 0.0.0.0:51830
+              meshwork up --config /etc/meshwork/meshwork.toml
+              meshwork up --mesh lab.mesh --listen 0.0.0.0:51830 --metrics 127.0.0.1:9477
               meshwork up --mesh lab.mesh --peer host1.example:51830 --name laptop
               meshwork up --mesh lab.mesh --state /tmp/n2 --listen 127.0.0.1:0 --peer 127.0.0.1:51830 --no-tun
             """
     )
 
-    @Option(name: .long, help: ArgumentHelp("The mesh token, or a file holding it.", valueName: "token-or-file"))
-    var mesh: String
+    @Option(name: .long, help: ArgumentHelp("A TOML config file; its keys are named after these flags (see deploy/meshwork.example.toml). Flags override it.", valueName: "file"))
+    var config: String?
+
+    @Option(name: .long, help: ArgumentHelp("The mesh token, or a file holding it (required here or in --config).", valueName: "token-or-file"))
+    var mesh: String?
 
     @Option(name: .long, help: ArgumentHelp("Identity key (made if absent). Default: the state directory's identity.key.", valueName: "file"))
     var key: String?
 
-    @Option(name: .long, help: ArgumentHelp("State directory.", valueName: "dir"))
+    @Option(name: .long, help: ArgumentHelp("State directory. Default: $MESHWORK_STATE, else \(StatePaths.defaultDirectory()).", valueName: "dir"))
     var state: String?
 
-    @Option(name: .long, help: ArgumentHelp("UDP address to listen on; port 0 picks a free port.", valueName: "host:port"))
-    var listen: String = "0.0.0.0:51830"
+    @Option(name: .long, help: ArgumentHelp("UDP address to listen on; port 0 picks a free port. Default: \(UpSettings.defaultListen).", valueName: "host:port"))
+    var listen: String?
 
     @Option(name: .long, help: ArgumentHelp("A member to join through (repeatable).", valueName: "host:port"))
     var peer: [String] = []
@@ -59,65 +69,81 @@ struct Up: ParsableCommand {
     @Flag(name: .long, help: "Run without a TUN device (no root needed; no IP traffic over the overlay).")
     var noTun = false
 
-    @Option(name: .long, help: ArgumentHelp("Name of the TUN device to make.", valueName: "name"))
-    var tun: String = "meshwork0"
+    @Option(name: .long, help: ArgumentHelp("Name of the TUN device to make. Default: \(UpSettings.defaultTun).", valueName: "name"))
+    var tun: String?
 
-    @Option(name: .long, help: ArgumentHelp("MTU of the TUN device (default 1420: a 1,500-byte underlay minus the overlay's overhead).", valueName: "bytes"))
-    var mtu: Int = Daemon.defaultMTU
+    @Option(name: .long, help: ArgumentHelp("MTU of the TUN device. Default: \(Daemon.defaultMTU) (a 1,500-byte underlay minus the overlay's overhead).", valueName: "bytes"))
+    var mtu: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error, critical.", valueName: "level"))
-    var logLevel: String = "info"
+    @Option(name: .long, help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error, critical. Default: \(UpSettings.defaultLogLevel).", valueName: "level"))
+    var logLevel: String?
+
+    @Option(name: .long, help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (no authentication: keep it on 127.0.0.1 or a management network). Off by default.", valueName: "host:port"))
+    var metrics: String?
+
+    /// What the command line sets (nil where a flag is absent, so the file's value stands).
+    var flags: UpSettings {
+        var s = UpSettings()
+        s.mesh = mesh
+        s.key = key
+        s.state = state
+        s.listen = listen
+        s.peers = peer.isEmpty ? nil : peer
+        s.name = name
+        s.address = address
+        s.tun = tun
+        s.noTun = noTun ? true : nil
+        s.mtu = mtu
+        s.logLevel = logLevel
+        s.metrics = metrics
+        return s
+    }
 
     func validate() throws {
-        _ = try listenAddress()
-        guard (576...65_535).contains(mtu) else { throw ValidationError("--mtu: \(mtu) is out of range: use 576 to 65535 (1420 suits a 1500-byte underlay)") }
-        for p in peer {
-            do { _ = try HostPort(parsing: p) } catch { throw ValidationError("--peer: \(error.description)") }
-        }
-        if let name, !Self.isValidName(name) {
-            throw ValidationError("--name: '\(name)' is invalid: use 1-\(64) characters from A-Z a-z 0-9 . _ -")
-        }
-        if let address, IPv4Address(address) == nil {
-            throw ValidationError("--address: '\(address)' is not an IPv4 address: write four decimal octets, e.g. 100.80.0.10")
-        }
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level: '\(logLevel)' is not a level: use trace, debug, info, notice, warning, error or critical")
+        if let p = flags.problems().first {
+            let flag = p.key == .peers ? "peer" : p.key.rawValue
+            throw ValidationError("--\(flag): \(p.message)")
         }
     }
 
-    static func isValidName(_ n: String) -> Bool { Names.isValid(n, limit: 64) }
-
-    func listenAddress() throws -> (String, Int) {
-        // Port 0 is allowed here (any free port), unlike a peer's address.
-        let text = listen.hasSuffix(":0") ? String(listen.dropLast(2)) + ":1" : listen
-        let hp: HostPort
-        do { hp = try HostPort(parsing: text) } catch { throw ValidationError("--listen: \(error.description.replacingOccurrences(of: "1 to 65535", with: "0 to 65535"))") }
-        guard Endpoint(hp.description) != nil else {
-            throw ValidationError("--listen: '\(listen)' must be an IP address and port, e.g. 0.0.0.0:51830 or [::]:51830")
+    /// The file (if any) overridden by the flags.
+    func settings() throws -> UpSettings {
+        guard let config else { return flags }
+        do {
+            return try UpSettings.load(path: config).overridden(by: flags)
+        } catch {
+            throw CLIError("--config: \(error.description)")
         }
-        return (hp.host, listen.hasSuffix(":0") ? 0 : Int(hp.port))
     }
 
     func run() throws {
-        let level = Logger.Level(rawValue: logLevel)!
+        let s = try settings()
+        let level = Logger.Level(rawValue: s.logLevel ?? UpSettings.defaultLogLevel)!
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level
             return h
         }
         let logger = Logger(label: "meshwork")
-        let token: MeshToken
-        do { token = try KeyStore.loadToken(mesh) } catch { throw CLIError("--mesh: \(error.description)") }
-        let (host, port) = try listenAddress()
-        let peers = try peer.map { try HostPort(parsing: $0) }
-        var config = Daemon.Config(
-            token: token, keyPath: key, state: StatePaths(directory: state), listenHost: host, listenPort: port, peers: peers,
-            name: name ?? Self.hostName())
-        if !noTun {
-            config.tunName = tun
-            config.mtu = mtu
+        guard let mesh = s.mesh else {
+            throw ValidationError("no mesh given: pass --mesh TOKEN-OR-FILE, or set 'mesh' in the --config file (make one with 'meshwork mesh create')")
         }
-        if let address {
+        let token: MeshToken
+        do { token = try KeyStore.loadToken(mesh) } catch { throw CLIError((config != nil && self.mesh == nil ? "mesh (in \(config!))" : "--mesh") + ": \(error.description)") }
+        let (host, port) = UpSettings.parseListen(s.listen ?? UpSettings.defaultListen)!
+        let peers = try (s.peers ?? []).map { try HostPort(parsing: $0) }
+        var config = Daemon.Config(
+            token: token, keyPath: s.key, state: StatePaths(directory: s.state), listenHost: host, listenPort: port, peers: peers,
+            name: s.name ?? Self.hostName())
+        if s.noTun != true {
+            config.tunName = s.tun ?? UpSettings.defaultTun
+            config.mtu = s.mtu ?? Daemon.defaultMTU
+        }
+        if let metrics = s.metrics, let (mh, mp) = UpSettings.parseListen(metrics) {
+            config.metricsHost = mh
+            config.metricsPort = mp
+        }
+        if let address = s.address {
             let a = IPv4Address(address)!
             guard token.pool.contains(a), a != token.pool.first, a != token.pool.last else {
                 throw ValidationError("--address: \(address) is not a usable address of the mesh pool \(token.pool)")

@@ -9,14 +9,15 @@ import Testing
         let state: String
         let log: String
 
-        init(cli: CLI, name: String, mesh: String, peers: [String]) throws {
+        init(cli: CLI, name: String, mesh: String, peers: [String], extra: [String] = [], environment: [String: String] = [:]) throws {
             self.name = name
             state = cli.path("state-\(name)")
             log = cli.path("\(name).log")
             process.executableURL = CLI.executable
             process.arguments = ["up", "--mesh", mesh, "--state", state, "--listen", "127.0.0.1:0", "--no-tun", "--name", name]
-                + peers.flatMap { ["--peer", $0] }
-            FileManager.default.createFile(atPath: log, contents: nil)
+                + peers.flatMap { ["--peer", $0] } + extra
+            if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             let handle = FileHandle(forWritingAtPath: log)!
             process.standardOutput = handle
             process.standardError = handle
