@@ -1,27 +1,30 @@
-# Meshwork: build, test and run. Each target installs what is missing first.
+# Meshwork: build, test and run. `make demo` and `make test` install what is missing first
+# (scripts/install-deps.sh: a Swift 6 toolchain through swiftly, libsodium-dev, pkg-config).
+SWIFTLY_BIN := $(or $(SWIFTLY_HOME_DIR),$(HOME)/.local/share/swiftly)/bin
+export PATH := $(PATH):$(SWIFTLY_BIN)
 SWIFT ?= swift
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build test deps release clean
+.PHONY: all deps build release demo test clean
 
 all: build
 
-## deps: install libsodium-dev (and pkg-config) with apt when pkg-config cannot find libsodium
+## deps: install what is missing (Swift 6, libsodium-dev, pkg-config) with apt-get and swiftly
 deps:
-	@if ! pkg-config --exists libsodium 2>/dev/null; then \
-		echo "Installing libsodium-dev and pkg-config with apt-get..."; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libsodium-dev pkg-config; \
-	fi
+	@./scripts/install-deps.sh
 
 ## build: debug build of the meshwork executable (.build/debug/meshwork)
 build: deps
-	$(SWIFT) build
+	$(SWIFT) build --product meshwork
 
 ## release: optimised build (.build/release/meshwork)
 release: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --product meshwork
 
-## test: the whole test suite
+## demo: build, then start a 5-node mesh on this machine and show it work (no root needed)
+demo: build
+	.build/debug/meshwork demo
+
+## test: the whole test suite (as root with /dev/net/tun, also the namespace lab)
 test: deps
 	$(SWIFT) test
 
