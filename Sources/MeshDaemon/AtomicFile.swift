@@ -88,7 +88,8 @@ public enum AtomicFile {
 
     /// Reads a whole file. With `secret: true`, refuses a file that group or others may
     /// read (as ssh does for private keys).
-    public static func read(_ path: String, secret: Bool = false) throws(FileError) -> [UInt8] {
+    /// Files larger than `limit` are refused rather than read into memory.
+    public static func read(_ path: String, secret: Bool = false, limit: Int = 1 << 20) throws(FileError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             let e = errno
@@ -98,8 +99,8 @@ public enum AtomicFile {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw .io(path: path, operation: "stat", errno: errno) }
         if secret, st.st_mode & 0o077 != 0 { throw .permissionsTooOpen(path: path, mode: UInt32(st.st_mode & 0o7777)) }
-        let limit = 1 << 20
-        guard st.st_size <= limit else { throw .io(path: path, operation: "read (file larger than 1 MiB)", errno: EFBIG) }
+        let tooLarge = "read (file larger than \(limit >> 20) MiB)"
+        guard st.st_size <= limit else { throw .io(path: path, operation: tooLarge, errno: EFBIG) }
         var out = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -110,7 +111,7 @@ public enum AtomicFile {
             }
             if n == 0 { break }
             out.append(contentsOf: chunk[0..<n])
-            if out.count > limit { throw .io(path: path, operation: "read (file larger than 1 MiB)", errno: EFBIG) }
+            if out.count > limit { throw .io(path: path, operation: tooLarge, errno: EFBIG) }
         }
         return out
     }

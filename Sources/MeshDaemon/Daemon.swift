@@ -376,8 +376,6 @@ public final class Daemon: @unchecked Sendable {
     }
 
     func answer(_ request: ControlProtocol.Request, listen: String) -> EventLoopFuture<Data> {
-        let token = config.token
-        let started = self.started
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         switch request.command {

@@ -31,6 +31,10 @@ public enum StateFileError: Error, CustomStringConvertible {
     }
 }
 
+/// The largest state file read: pool.json keeps every grant (about 360 bytes each, two
+/// per join), so a long-lived mesh outgrows the 1 MiB that bounds keys and tokens.
+public let stateFileLimit = 256 << 20
+
 extension StateFile {
     public func validate(path: String) throws {}
 
@@ -38,7 +42,7 @@ extension StateFile {
     /// is an error: it is reported, never silently replaced.
     public static func load(from path: String, meshId: String) throws -> Self? {
         guard AtomicFile.exists(path) else { return nil }
-        let bytes = try AtomicFile.read(path)
+        let bytes = try AtomicFile.read(path, limit: stateFileLimit)
         let state: Self
         do {
             state = try JSONDecoder().decode(Self.self, from: Data(bytes))

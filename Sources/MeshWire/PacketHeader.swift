@@ -48,7 +48,7 @@ public struct PacketHeader: Hashable, Sendable, WireCodable {
 public enum MessageType: UInt8, Sendable, CaseIterable {
     /// Membership gossip, sealed with the mesh gossip key.
     case gossip = 0x01
-    /// Address-pool exchange (DISCOVER, OFFER, REQUEST, ACK, NAK, RELEASE, DECLINE), sealed with the gossip key.
+    /// Address-pool exchange (DISCOVER, OFFER, REQUEST, ACK, NAK, DECLINE, GRANTS, DIGEST, RECLAIM ASK/VOTE), sealed with the gossip key.
     case pool = 0x02
     /// Noise IKpsk2 handshake, first message.
     case handshakeInitiation = 0x03

@@ -52,7 +52,7 @@ extension Mesh {
         @Flag(name: .long, help: "Replace an existing --out file.")
         var force = false
 
-        @Option(name: .long, help: ArgumentHelp("Lease time offered with each address.", valueName: "duration"))
+        @Option(name: .long, help: ArgumentHelp("Lease time, recorded in the token. Not enforced yet: a node keeps its address while it is a member, and --reclaim after it is gone.", valueName: "duration"))
         var lease: String = DurationText.format(seconds: UInt64(MeshToken.defaultLeaseSeconds))
 
         @Option(name: .long, help: ArgumentHelp("How long a node must be confirmed dead before its addresses are reclaimed.", valueName: "duration"))

@@ -22,7 +22,8 @@ struct GossipSim: ParsableCommand {
         commandName: "gossip",
         abstract: "Simulate membership: how fast joins and crashes reach everyone, and at what cost.",
         discussion: """
-            Boots N nodes by real joins, waits until every node knows every other, then for \
+            Starts N nodes as a settled mesh (every node knows every other; --boot-by-joining \
+            boots it by real joins instead), then for \
             --duration of simulated time adds new nodes and crashes running ones (N/20 of \
             each, 3 to 50), measuring each until every running node knows.
 

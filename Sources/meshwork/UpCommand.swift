@@ -130,6 +130,9 @@ struct Up: ParsableCommand {
         }
         let token: MeshToken
         do { token = try KeyStore.loadToken(mesh) } catch { throw CLIError((config != nil && self.mesh == nil ? "mesh (in \(config!))" : "--mesh") + ": \(error.description)") }
+        if !mesh.hasPrefix("mwmesh"), KeyStore.isReadableByOthers(mesh) {
+            logger.warning("\(mesh) is readable by other users and holds the mesh secret; run 'chmod 600 \(mesh)'")
+        }
         let (host, port) = UpSettings.parseListen(s.listen ?? UpSettings.defaultListen)!
         let peers = try (s.peers ?? []).map { try HostPort(parsing: $0) }
         var config = Daemon.Config(

@@ -119,6 +119,24 @@ import Testing
         #expect((o["settings"] as? [String: String])?["tun"] == "meshwork0")
     }
 
+    /// The config shipped in the Kubernetes ConfigMap is one `up` accepts.
+    @Test func theKubernetesConfigMapHoldsAValidConfig() throws {
+        let cli = CLI()
+        defer { cli.cleanup() }
+        let yaml = try String(contentsOfFile: Self.repoRoot + "/deploy/kubernetes/configmap.yaml", encoding: .utf8)
+        let lines = yaml.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let start = lines.firstIndex(where: { $0.trimmingCharacters(in: .whitespaces) == "meshwork.toml: |" }) else {
+            Issue.record("no meshwork.toml in configmap.yaml")
+            return
+        }
+        let body = lines[(start + 1)...].prefix { $0.isEmpty || $0.hasPrefix("    ") }.map { $0.dropFirst(min(4, $0.count)) }.joined(separator: "\n")
+        #expect(body.contains("mesh = \"/etc/meshwork/secret/mesh.token\""))
+        try body.replacingOccurrences(of: "/etc/meshwork/secret/mesh.token", with: Self.repoRoot + "/Keys/TEST-ONLY-lab.mesh")
+            .write(toFile: cli.path("k8s.toml"), atomically: true, encoding: .utf8)
+        let r = try cli.run(["config", "check", cli.path("k8s.toml")])
+        #expect(r.status == 0, "\(r.stderr)")
+    }
+
     @Test func configCheckNamesTheBadKeyAndValue() throws {
         let cli = CLI()
         defer { cli.cleanup() }
@@ -385,5 +403,21 @@ import Testing
         let leave = try cli.run(["leave", "--state", a.state])
         #expect(leave.status == 0, "\(leave.stderr)")
         #expect(receive(until: "STOPPING=1", within: 15), "\(received)")
+    }
+}
+
+/// State files outgrow the 1 MiB that bounds keys and tokens.
+@Suite struct StateFileSizeTests {
+    @Test func aPoolFileOverOneMebibyteStillLoads() throws {
+        let dir = NSTemporaryDirectory() + "meshwork-state-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Valid JSON, 3 MiB of it whitespace: what matters is the size.
+        let json = "{\"version\":1,\"meshId\":\"m1\",\"seq\":7,\"grants\":[]" + String(repeating: " ", count: 3 << 20) + "}"
+        try json.write(toFile: dir + "/pool.json", atomically: true, encoding: .utf8)
+        let loaded = try PoolStateFile.load(from: dir + "/pool.json", meshId: "m1")
+        #expect(loaded?.seq == 7)
+        // Keys and tokens keep the small bound.
+        #expect(throws: FileError.self) { _ = try AtomicFile.read(dir + "/pool.json") }
     }
 }
