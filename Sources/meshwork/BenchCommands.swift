@@ -158,29 +158,12 @@ struct BenchMessages: ParsableCommand {
 
         var logger = Logger(label: "bench")
         logger.logLevel = .error
-        var config = Daemon.Config(token: token, keyPath: nil, state: StatePaths(directory: dir + "/a"), listenHost: "127.0.0.1",
+        let config = Daemon.Config(token: token, keyPath: nil, state: StatePaths(directory: dir + "/a"), listenHost: "127.0.0.1",
                                    listenPort: 0, peers: [], name: "bench-a")
-        config.handleSignals = false
-        let daemon = Daemon(config: config, logger: logger)
-        let ready = DispatchSemaphore(value: 0)
-        let runnerBox = NIOLockedValueBox<NodeRunner?>(nil)
-        daemon.onReady = { runner in
-            runnerBox.withLockedValue { $0 = runner }
-            ready.signal()
-        }
-        let finished = DispatchSemaphore(value: 0)
-        let thread = Thread {
-            _ = try? daemon.run()
-            finished.signal()
-        }
-        thread.start()
-        guard ready.wait(timeout: .now() + 20) == .success, let runner = runnerBox.withLockedValue({ $0 }), let port = runner.localAddress?.port else {
-            throw CLIError("the local node did not start")
-        }
-        defer {
-            daemon.stop()
-            _ = finished.wait(timeout: .now() + 10)
-        }
+        let node = try EmbeddedNode.start(config, logger: logger, timeout: 20)
+        let runner = node.runner
+        guard let port = runner.localAddress?.port else { throw CLIError("the local node did not start") }
+        defer { node.stop() }
 
         let peer = Process()
         peer.executableURL = URL(fileURLWithPath: Self.executable)

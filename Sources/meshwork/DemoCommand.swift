@@ -89,17 +89,19 @@ struct Demo: ParsableCommand {
     /// A running node and what the demo has seen of it.
     final class Node: @unchecked Sendable {
         let name: String
-        let daemon: Daemon
-        let started = Date()
-        var runner: NodeRunner?
-        var id: NodeID?
-        var listen = ""
+        let node: EmbeddedNode
+        let started: Date
+        let id: NodeID
+        let listen: String
         var joinedAt: Double?
         var addressAt: Double?
-        let finished = DispatchSemaphore(value: 0)
-        init(name: String, daemon: Daemon) {
+        var runner: NodeRunner { node.runner }
+        init(name: String, node: EmbeddedNode, started: Date, id: NodeID, listen: String) {
             self.name = name
-            self.daemon = daemon
+            self.node = node
+            self.started = started
+            self.id = id
+            self.listen = listen
         }
     }
 
@@ -130,56 +132,36 @@ struct Demo: ParsableCommand {
         var failure: String?
         defer {
             // Stop every node (each tells the others it is leaving), in parallel.
-            for n in running { n.daemon.stop() }
-            for n in running { _ = n.finished.wait(timeout: .now() + 10) }
+            for n in running { n.node.daemon.stop() }
+            for n in running { _ = n.node.finished.wait(timeout: .now() + 10) }
         }
 
         func start(_ name: String, peers: [HostPort]) throws -> Node {
-            var config = Daemon.Config(token: token, keyPath: nil, state: StatePaths(directory: "\(dir)/\(name)"), listenHost: "127.0.0.1",
+            let config = Daemon.Config(token: token, keyPath: nil, state: StatePaths(directory: "\(dir)/\(name)"), listenHost: "127.0.0.1",
                                        listenPort: 0, peers: peers, name: name)
-            config.handleSignals = false
-            let daemon = Daemon(config: config, logger: logger)
-            let node = Node(name: name, daemon: daemon)
-            let ready = DispatchSemaphore(value: 0)
-            let box = NIOLockedValueBox<NodeRunner?>(nil)
-            daemon.onReady = { runner in
-                box.withLockedValue { $0 = runner }
-                ready.signal()
-            }
-            let failed = NIOLockedValueBox<String?>(nil)
-            Thread {
-                do { _ = try daemon.run() } catch let e as any CustomStringConvertible { failed.withLockedValue { $0 = e.description } } catch {
-                    failed.withLockedValue { $0 = "\(error)" }
-                }
-                node.finished.signal()
-                ready.signal()
-            }.start()
-            guard ready.wait(timeout: .now() + max(1, deadline.timeIntervalSinceNow)) == .success, let runner = box.withLockedValue({ $0 }),
-                  let port = runner.localAddress?.port else {
-                throw CLIError("\(name) did not start: \(failed.withLockedValue { $0 } ?? "timed out")")
-            }
-            node.runner = runner
-            node.listen = "127.0.0.1:\(port)"
-            node.id = try runner.inspect { n, _ in n.gossip.me.node }.wait()
-            return node
+            let started = Date()
+            let node = try EmbeddedNode.start(config, logger: logger, timeout: deadline.timeIntervalSinceNow)
+            guard let port = node.runner.localAddress?.port else { throw CLIError("\(name) did not start: no UDP port") }
+            let id = try node.runner.inspect { n, _ in n.gossip.me.node }.wait()
+            return Node(name: name, node: node, started: started, id: id, listen: "127.0.0.1:\(port)")
         }
 
         do {
             let first = try start(names[0], peers: [])
             running.append(first)
-            say("\(elapsed())  \(first.name) up on \(first.listen): node \(first.id!.fingerprint), the genesis, owns the whole pool")
+            say("\(elapsed())  \(first.name) up on \(first.listen): node \(first.id.fingerprint), the genesis, owns the whole pool")
             let seed = try HostPort(parsing: first.listen)
             for name in names.dropFirst() {
                 let n = try start(name, peers: [seed])
                 running.append(n)
-                say("\(elapsed())  \(n.name) up on \(n.listen): node \(n.id!.fingerprint), joining through \(first.name)")
+                say("\(elapsed())  \(n.name) up on \(n.listen): node \(n.id.fingerprint), joining through \(first.name)")
             }
 
             // Watch membership and the pool until every node sees all others and holds an address.
             while true {
                 var pending = 0
                 for n in running {
-                    let (alive, address) = try n.runner!.inspect { node, _ in
+                    let (alive, address) = try n.runner.inspect { node, _ in
                         (node.gossip.members.values.filter { $0.status == .alive }.count, node.pool?.address)
                     }.wait()
                     let now = Date().timeIntervalSince(n.started)
@@ -214,7 +196,7 @@ struct Demo: ParsableCommand {
                 let sentAt = DispatchTime.now()
                 group.enter()
                 let remaining = max(1, deadline.timeIntervalSinceNow)
-                n.runner!.send(to: to.id!, Array(text.utf8), timeout: .milliseconds(Int64(remaining * 1000))).whenComplete { result in
+                n.runner.send(to: to.id, Array(text.utf8), timeout: .milliseconds(Int64(remaining * 1000))).whenComplete { result in
                     let ms = Double(DispatchTime.now().uptimeNanoseconds - sentAt.uptimeNanoseconds) / 1e6
                     switch result {
                     case .success: acked.withLockedValue { $0[i] = ms }
@@ -241,7 +223,7 @@ struct Demo: ParsableCommand {
                 let to = running[(i + 1) % running.count]
                 let status = try ControlClient.request("status", stateDirectory: "\(dir)/\(n.name)")
                 let s = try JSONDecoder().decode(ControlProtocol.Status.self, from: status)
-                let handshake = try n.runner!.inspect { node, _ in node.sessions?.tunnel.lastRTT(of: to.id!) }.wait()
+                let handshake = try n.runner.inspect { node, _ in node.sessions?.tunnel.lastRTT(of: to.id) }.wait()
                 rows.append(NodeReport(
                     name: n.name, nodeId: s.nodeId, fingerprint: s.fingerprint, listen: n.listen, address: s.address, owned: s.ownedRanges,
                     sentTo: to.name, messagesSent: s.counters.messagesSent, messagesAcknowledged: s.counters.messagesAcknowledged,
