@@ -56,12 +56,13 @@ public enum ControlProtocol {
         public var tun: String?
         public var mtu: Int?
         /// Usable addresses of the pool; those leased in this node's view; those not
-        /// leased; and those in the free ranges this node owns (its `ownedRanges`).
-        public var poolAddresses: Int
-        public var poolLeases: Int
-        public var poolFreeAddresses: Int
-        public var poolOwnedAddresses: Int
-        public var ownedRanges: [String]
+        /// leased; and those in the free ranges this node owns (its `ownedRanges`). Optional
+        /// only so that a newer CLI can read an older node's answer.
+        public var poolAddresses: Int?
+        public var poolLeases: Int?
+        public var poolFreeAddresses: Int?
+        public var poolOwnedAddresses: Int?
+        public var ownedRanges: [String]?
         /// Where Prometheus metrics are served (`up --metrics`), as bound.
         public var metrics: String?
     }

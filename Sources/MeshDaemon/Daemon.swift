@@ -37,6 +37,8 @@ public final class Daemon: @unchecked Sendable {
         public var streamMessages = false
         /// Stop on SIGTERM and SIGINT (off for a node embedded in another program: it calls `stop`).
         public var handleSignals = true
+        /// Tell systemd (`$NOTIFY_SOCKET`) when the node is ready and when it stops.
+        public var notifySystemd = true
         /// Serve Prometheus text at http://host:port/metrics (`up --metrics`; port 0: any free port).
         public var metricsHost: String?
         public var metricsPort = 0
@@ -81,8 +83,11 @@ public final class Daemon: @unchecked Sendable {
     var runner: NodeRunner!
     var control: ControlServer?
     var metrics: MetricsServer?
-    /// Where the metrics server listens, as bound (set before the control socket opens).
+    /// Where the metrics server listens, as bound (set before the node starts).
     var metricsEndpoint: String?
+    /// The running node and its UDP address, once started: what a scrape reads.
+    let live = NIOLockedValueBox<(runner: NodeRunner, listen: String)?>(nil)
+    var runnerStarted = false
     var lockFD: Int32 = -1
     let started = Date()
     let statePath: String
@@ -116,8 +121,31 @@ public final class Daemon: @unchecked Sendable {
         AddressRange(token.pool.network.value + 1, token.pool.last.value - 1)
     }
 
-    /// Runs until a signal; returns the process exit status.
+    /// Runs until a signal; returns the process exit status. A start that fails part-way
+    /// undoes what it did (sockets, threads, device, lock) before it throws.
     public func run() throws -> Int32 {
+        do {
+            return try runNode()
+        } catch {
+            abandonStart()
+            throw error
+        }
+    }
+
+    /// After a failed start: close whatever was opened, so an embedding program keeps nothing.
+    func abandonStart() {
+        metrics?.close()
+        control?.close()
+        if let runner, runnerStarted { _ = try? runner.close().wait() }
+        tun?.close()
+        try? group.syncShutdownGracefully()
+        if lockFD >= 0 {
+            close(lockFD)
+            lockFD = -1
+        }
+    }
+
+    func runNode() throws -> Int32 {
         let dir = config.state.directory
         try AtomicFile.makeDirectory(dir, mode: 0o700)
         try lock(dir)
@@ -144,6 +172,11 @@ public final class Daemon: @unchecked Sendable {
         let savedVotes = try savedPool?.decodedVotes() ?? [:]
         poolState.withLockedValue {
             $0 = (Dictionary(savedGrants.map { ($0.ref, $0) }, uniquingKeysWith: { a, _ in a }), savedPool?.seq ?? 0, savedVotes)
+        }
+        // Metrics before anything is saved or sent: a port that is taken fails the start
+        // before this run takes an incarnation or joins anything.
+        if let host = config.metricsHost {
+            try startMetrics(host: host, node: identity.nodeID.fingerprint, mesh: meshId)
         }
         incarnation = (saved?.incarnation ?? 0) + 1
         // Saved before any packet leaves: a crash now can never reuse this incarnation.
@@ -212,28 +245,14 @@ public final class Daemon: @unchecked Sendable {
         } catch {
             throw StartError.bind("\(config.listenHost):\(config.listenPort)", "\(error)")
         }
+        runnerStarted = true
         let boundEndpoint = Endpoint(bound)?.description ?? "\(bound)"
+        live.withLockedValue { $0 = (runner, boundEndpoint) }
         if let tun {
             runner.attach(tun)
             // A restarted node may hold its lease already.
             if let a = try runner.inspect({ node, _ in node.pool?.address }).wait() { configureTun(address: a) }
             logger.notice("overlay device up", metadata: ["tun": "\(tun.name)", "mtu": "\(config.mtu)"])
-        }
-
-        if let host = config.metricsHost {
-            let exporter = MetricsExporter(version: Self.version, node: identity.nodeID.fingerprint, mesh: meshId)
-            let runner = self.runner!
-            do {
-                metrics = try MetricsServer.start(host: host, port: config.metricsPort, group: group) { [weak self] in
-                    guard let self else { return runner.loop.makeFailedFuture(StartError.other("shutting down")) }
-                    let endpoint = self.metricsEndpoint
-                    return runner.inspect { node, now in exporter.render(self.status(node, now: now, listen: boundEndpoint, metrics: endpoint)) }
-                }
-            } catch {
-                throw StartError.other("cannot serve metrics on \(host):\(config.metricsPort): \(error); choose another --metrics address or port")
-            }
-            metricsEndpoint = metrics?.localAddress.flatMap { Endpoint($0)?.description }
-            logger.notice("serving metrics", metadata: ["url": "http://\(metricsEndpoint ?? "?")/metrics"])
         }
 
         let controlLoop = group.next()
@@ -249,8 +268,6 @@ public final class Daemon: @unchecked Sendable {
             "listen": "\(boundEndpoint)", "incarnation": "\(incarnation)", "seeds": "\(seeds.map(\.description))",
         ])
         if seeds.isEmpty { logger.notice("no peers to join yet: waiting to be joined (give others --peer \(boundEndpoint))") }
-        // systemd (Type=notify): up once the socket is bound and the control socket answers.
-        SystemdNotify.send("READY=1\nSTATUS=node \(identity.nodeID.fingerprint) listening on \(boundEndpoint)")
 
         // Persist known peers within a second of a membership change.
         let loop = runner.loop
@@ -271,12 +288,17 @@ public final class Daemon: @unchecked Sendable {
         }
         stopHandler = stop
         if config.handleSignals { installSignals { stop(false) } }
+        // systemd (Type=notify): ready once the socket is bound, the control socket answers
+        // and a SIGTERM would be handled.
+        if config.notifySystemd {
+            SystemdNotify.send("READY=1\nSTATUS=node \(identity.nodeID.fingerprint) listening on \(boundEndpoint)")
+        }
         if let onReady, let runner { DispatchQueue.global().async { onReady(runner) } }
         runner.onFatal = { _ in
             if !stopping.withLockedValue({ let was = $0; $0 = true; return was }) { done.succeed(1) }
         }
         let status = try done.futureResult.wait()
-        SystemdNotify.send("STOPPING=1")
+        if config.notifySystemd { SystemdNotify.send("STOPPING=1") }
         metrics?.close()
         savePeers(blocking: true)  // here, on the main thread: never wait on the event loop
         saveView(blocking: true)
@@ -284,7 +306,37 @@ public final class Daemon: @unchecked Sendable {
         tun?.close()  // its reader hands packets to the event loop: stop it first
         try? group.syncShutdownGracefully()
         unlink(dir + "/control.sock")
+        close(lockFD)
+        lockFD = -1
         return status
+    }
+
+    /// Serves `GET /metrics` on `host:config.metricsPort`; a scrape before the node is up
+    /// gets 503. Renders are cached for a second, so scrapes cannot load the event loop.
+    func startMetrics(host: String, node: String, mesh: String) throws {
+        let exporter = MetricsExporter(version: Self.version, node: node, mesh: mesh)
+        let cache = NIOLockedValueBox<(at: NIODeadline, body: [UInt8])?>(nil)
+        let endpoint = NIOLockedValueBox<String?>(nil)
+        let loop = group.next()
+        do {
+            metrics = try MetricsServer.start(host: host, port: config.metricsPort, group: group) { [weak self] in
+                guard let self, let (runner, listen) = self.live.withLockedValue({ $0 }) else {
+                    return loop.makeFailedFuture(StartError.other("the node is not up yet"))
+                }
+                if let c = cache.withLockedValue({ $0 }), NIODeadline.now() < c.at + .seconds(1) { return loop.makeSucceededFuture(c.body) }
+                let address = endpoint.withLockedValue { $0 }
+                return runner.inspect { node, now in
+                    let body = exporter.render(self.status(node, now: now, listen: listen, metrics: address))
+                    cache.withLockedValue { $0 = (NIODeadline.now(), body) }
+                    return body
+                }
+            }
+        } catch {
+            throw StartError.other("cannot serve metrics on \(host):\(config.metricsPort): \(error); choose another --metrics address or port")
+        }
+        metricsEndpoint = metrics?.localAddress.flatMap { Endpoint($0)?.description }
+        endpoint.withLockedValue { $0 = metricsEndpoint }
+        logger.notice("serving metrics", metadata: ["url": "http://\(metricsEndpoint ?? "?")/metrics"])
     }
 
     /// Gives the TUN device the leased address with the pool's prefix (the kernel then

@@ -39,7 +39,7 @@ public final class MetricsExporter: Sendable {
             ("bad_mac", { $0.dropsBadMAC }), ("replay", { $0.dropsReplay }), ("unknown_index", { $0.dropsUnknownIndex }),
             ("not_member", { $0.dropsNotMember }), ("malformed_session", { $0.dropsMalformedSession }), ("expired", { $0.dropsExpired }),
             ("staged_overflow", { $0.dropsStaged }), ("no_route", { $0.overlayDropsNoRoute }), ("spoofed_source", { $0.overlayDropsSpoofed }),
-            ("not_ipv4", { $0.overlayDropsNotIPv4 }), ("relay_refused", { $0.relayRefused }),
+            ("not_ipv4", { $0.overlayDropsNotIPv4 }),
         ]
         var cs = [
             counter("datagrams", "UDP datagrams received and sent (all kinds).", [("direction", "in")]) { $0.datagramsIn },
@@ -70,6 +70,8 @@ public final class MetricsExporter: Sendable {
             counter("gossip_refutations", "Suspicions of this node that it refuted.") { $0.refutations },
             counter("pool_conflicts", "Conflicting pool grants resolved.") { $0.poolConflicts },
             counter("pool_reclaims", "Pool space reclaimed from departed nodes.") { $0.poolReclaims },
+            counter("pool_votes", "Reclaim votes counted here (this node's own included).") { $0.poolVotes },
+            counter("pool_forced_reclaims", "Forced reclaims ('meshwork pool reclaim --force', by any member) accepted.") { $0.poolForcedReclaims },
         ]
         for (reason, read) in drops {
             cs.append(counter("drops", "Packets dropped, by reason.", [("reason", reason)], read))
@@ -81,10 +83,10 @@ public final class MetricsExporter: Sendable {
             gauge("members", "Members by status (alive includes this node).", [("status", "suspect")]) { Double($0.members.suspect) },
             gauge("members", "Members by status (alive includes this node).", [("status", "dead")]) { Double($0.members.dead) },
             gauge("members", "Members by status (alive includes this node).", [("status", "left")]) { Double($0.members.left) },
-            gauge("leases", "Leases in this node's view of the pool.") { Double($0.poolLeases) },
-            gauge("pool_addresses", "Usable addresses in the pool.") { Double($0.poolAddresses) },
-            gauge("pool_free_addresses", "Usable addresses not leased to anyone.") { Double($0.poolFreeAddresses) },
-            gauge("pool_owned_addresses", "Addresses in the free ranges this node owns.") { Double($0.poolOwnedAddresses) },
+            gauge("leases", "Leases in this node's view of the pool.") { Double($0.poolLeases ?? 0) },
+            gauge("pool_addresses", "Usable addresses in the pool.") { Double($0.poolAddresses ?? 0) },
+            gauge("pool_free_addresses", "Usable addresses not leased to anyone.") { Double($0.poolFreeAddresses ?? 0) },
+            gauge("pool_owned_addresses", "Addresses in the free ranges this node owns.") { Double($0.poolOwnedAddresses ?? 0) },
             gauge("address_leased", "1 when this node holds an overlay address.") { $0.address == nil ? 0 : 1 },
             gauge("sessions", "Live Noise sessions.") { Double($0.counters.sessions) },
             gauge("pool_fenced", "1 when this node is cut off from most of the pool and does not grant.") { $0.poolFenced ? 1 : 0 },
@@ -120,11 +122,18 @@ public final class MetricsServer: Sendable {
     public static func start(host: String, port: Int, group: any EventLoopGroup,
                              render: @escaping @Sendable () -> EventLoopFuture<[UInt8]>) throws -> MetricsServer
     {
+        let open = NIOLockedValueBox(0)
         let channel = try ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 16)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                // A scraper needs one connection; a few more are allowed, idle ones are closed.
+                let count = open.withLockedValue { $0 += 1; return $0 }
+                channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
+                guard count <= maxConnections else { return channel.close() }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idleTimeout))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(Handler(render: render))
                 }
@@ -135,6 +144,11 @@ public final class MetricsServer: Sendable {
 
     public func close() { try? channel.close().wait() }
 
+    /// Connections open at once, at most; more are closed at once.
+    static let maxConnections = 16
+    /// A connection with no traffic either way for this long is closed.
+    static let idleTimeout = TimeAmount.seconds(30)
+
     final class Handler: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
@@ -142,6 +156,14 @@ public final class MetricsServer: Sendable {
         var head: HTTPRequestHead?
 
         init(render: @escaping @Sendable () -> EventLoopFuture<[UInt8]>) { self.render = render }
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if event is IdleStateHandler.IdleStateEvent {
+                context.close(promise: nil)
+            } else {
+                context.fireUserInboundEventTriggered(event)
+            }
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {

@@ -1,5 +1,6 @@
 import Foundation
 import MeshCore
+import MeshCrypto
 import TOMLKit
 
 /// Every setting of `meshwork up`, from its flags or a TOML config file (`up --config`).
@@ -96,7 +97,24 @@ public struct UpSettings: Sendable, Equatable {
             bad(.logLevel, "'\(logLevel)' is not a level: use trace, debug, info, notice, warning, error or critical")
         }
         if let metrics, let why = Self.metricsProblem(metrics) { bad(.metrics, why) }
+        if noTun == true, tun != nil || mtu != nil {
+            bad(.noTun, "is set, and so is \(tun != nil ? "tun" : "mtu"): a node without a device has no device name or MTU; remove one of them")
+        }
         return out
+    }
+
+    /// What can be checked only with the mesh token in hand.
+    public func problems(with token: MeshToken) -> [Problem] {
+        guard let address, let a = IPv4Address(address) else { return [] }
+        guard token.pool.contains(a), a != token.pool.first, a != token.pool.last else {
+            return [Problem(key: .address, message: "\(address) is not a usable address of the mesh pool \(token.pool)")]
+        }
+        return []
+    }
+
+    /// Whether `mesh` holds a token itself rather than naming a file.
+    public static func isToken(_ mesh: String) -> Bool {
+        mesh.trimmingCharacters(in: .whitespaces).range(of: #"^mwmesh[0-9]+\."#, options: .regularExpression) != nil
     }
 
     /// `--listen`: an IP address and a port (0: any free port).
@@ -162,7 +180,7 @@ public struct UpSettings: Sendable, Equatable {
             guard let p, !p.hasPrefix("/"), !folder.isEmpty else { return p }
             return folder + "/" + p
         }
-        if let m = s.mesh, !m.trimmingCharacters(in: .whitespaces).hasPrefix("mwmesh") { s.mesh = anchored(m) }
+        if let m = s.mesh, !isToken(m) { s.mesh = anchored(m) }
         s.key = anchored(s.key)
         s.state = anchored(s.state)
         return s
@@ -231,8 +249,9 @@ public struct UpSettings: Sendable, Equatable {
     public static func line(of key: String, in text: String) -> Int? {
         for (i, l) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let t = l.drop { $0 == " " || $0 == "\t" }
-            for k in [key, "\"\(key)\""] where t.hasPrefix(k) {
-                if t.dropFirst(k.count).drop(while: { $0 == " " || $0 == "\t" }).hasPrefix("=") { return i + 1 }
+            for k in [key, "\"\(key)\"", "'\(key)'"] where t.hasPrefix(k) {
+                let rest = t.dropFirst(k.count).drop(while: { $0 == " " || $0 == "\t" })
+                if rest.hasPrefix("=") || rest.hasPrefix(".") { return i + 1 }  // `key = …` or a dotted `key.sub = …`
             }
             if t.hasPrefix("[\(key)]") || t.hasPrefix("[[\(key)]]") { return i + 1 }
         }

@@ -47,9 +47,13 @@ struct ConfigCommand: ParsableCommand {
             do {
                 let s = try UpSettings.load(path: file)
                 if let mesh = s.mesh {
-                    do { _ = try KeyStore.loadToken(mesh) } catch {
-                        throw UpSettings.FileError(file: file, line: (try? String(contentsOfFile: file, encoding: .utf8)).flatMap { UpSettings.line(of: "mesh", in: $0) }, key: "mesh", message: error.description)
+                    func fail(_ key: UpSettings.Key, _ message: String) -> UpSettings.FileError {
+                        let text = try? String(contentsOfFile: file, encoding: .utf8)
+                        return UpSettings.FileError(file: file, line: text.flatMap { UpSettings.line(of: key.rawValue, in: $0) }, key: key.rawValue, message: message)
                     }
+                    let token: MeshToken
+                    do { token = try KeyStore.loadToken(mesh) } catch { throw fail(.mesh, error.description) }
+                    if let p = s.problems(with: token).first { throw fail(p.key, p.message) }
                 }
                 let effective = Self.effective(s)
                 if json {
@@ -74,7 +78,7 @@ struct ConfigCommand: ParsableCommand {
             func v(_ value: String?, _ fallback: String) -> String { value ?? "\(fallback) (default)" }
             let tunOff = s.noTun == true
             return [
-                ("mesh", s.mesh.map { $0.hasPrefix("mwmesh") ? "(a token)" : $0 } ?? "(not set: pass --mesh)"),
+                ("mesh", s.mesh.map { UpSettings.isToken($0) ? "(a token)" : $0 } ?? "(not set: pass --mesh)"),
                 ("key", v(s.key, "STATE/identity.key")),
                 ("state", v(s.state, StatePaths.defaultDirectory())),
                 ("listen", v(s.listen, UpSettings.defaultListen)),

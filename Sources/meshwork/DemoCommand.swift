@@ -142,7 +142,7 @@ struct Demo: ParsableCommand {
             let started = Date()
             let node = try EmbeddedNode.start(config, logger: logger, timeout: deadline.timeIntervalSinceNow)
             guard let port = node.runner.localAddress?.port else { throw CLIError("\(name) did not start: no UDP port") }
-            let id = try node.runner.inspect { n, _ in n.gossip.me.node }.wait()
+            let id = try wait(node.runner.inspect { n, _ in n.gossip.me.node }, seconds: 10, what: name)
             return Node(name: name, node: node, started: started, id: id, listen: "127.0.0.1:\(port)")
         }
 
@@ -161,9 +161,10 @@ struct Demo: ParsableCommand {
             while true {
                 var pending = 0
                 for n in running {
-                    let (alive, address) = try n.runner.inspect { node, _ in
+                    if let why = n.node.stoppedReason { throw CLIError("\(n.name) stopped: \(why)") }
+                    let (alive, address) = try wait(n.runner.inspect { node, _ in
                         (node.gossip.members.values.filter { $0.status == .alive }.count, node.pool?.address)
-                    }.wait()
+                    }, seconds: max(1, deadline.timeIntervalSinceNow), what: n.name)
                     let now = Date().timeIntervalSince(n.started)
                     if n.joinedAt == nil, alive == nodes - 1 {
                         n.joinedAt = now
@@ -205,7 +206,10 @@ struct Demo: ParsableCommand {
                     group.leave()
                 }
             }
-            group.wait()
+            if group.wait(timeout: .now() + max(1, deadline.timeIntervalSinceNow) + 2) == .timedOut {
+                let stopped = running.compactMap { n in n.node.stoppedReason.map { "\(n.name) stopped: \($0)" } }
+                throw CLIError(stopped.first ?? "messages not acknowledged within \(timeout)")
+            }
             for (i, n) in running.enumerated() {
                 let to = running[(i + 1) % running.count]
                 if let ms = acked.withLockedValue({ $0[i] }) {
@@ -223,9 +227,9 @@ struct Demo: ParsableCommand {
                 let to = running[(i + 1) % running.count]
                 let status = try ControlClient.request("status", stateDirectory: "\(dir)/\(n.name)")
                 let s = try JSONDecoder().decode(ControlProtocol.Status.self, from: status)
-                let handshake = try n.runner.inspect { node, _ in node.sessions?.tunnel.lastRTT(of: to.id) }.wait()
+                let handshake = try wait(n.runner.inspect { node, _ in node.sessions?.tunnel.lastRTT(of: to.id) }, seconds: 10, what: n.name)
                 rows.append(NodeReport(
-                    name: n.name, nodeId: s.nodeId, fingerprint: s.fingerprint, listen: n.listen, address: s.address, owned: s.ownedRanges,
+                    name: n.name, nodeId: s.nodeId, fingerprint: s.fingerprint, listen: n.listen, address: s.address, owned: s.ownedRanges ?? [],
                     sentTo: to.name, messagesSent: s.counters.messagesSent, messagesAcknowledged: s.counters.messagesAcknowledged,
                     messagesReceived: s.counters.messagesReceived, secondsToAddress: n.addressAt,
                     handshakeMilliseconds: handshake.map { $0.seconds * 1000 }, acknowledgedMilliseconds: acked.withLockedValue { $0[i] }))
@@ -239,10 +243,11 @@ struct Demo: ParsableCommand {
             }
             try finish(Report(ok: failure == nil, error: failure, mesh: token.name, meshId: token.meshID.description, pool: pool.description,
                               seconds: Date().timeIntervalSince(t0), nodes: rows))
-        } catch let e as CLIError {
-            failure = e.message
+        } catch {
+            let message = (error as? CLIError)?.message ?? "\(error)"
+            failure = message
             if json {
-                try printJSON(Report(ok: false, error: e.message, mesh: token.name, meshId: token.meshID.description, pool: pool.description,
+                try printJSON(Report(ok: false, error: message, mesh: token.name, meshId: token.meshID.description, pool: pool.description,
                                      seconds: Date().timeIntervalSince(t0), nodes: []))
             }
         }

@@ -106,14 +106,37 @@ struct Up: ParsableCommand {
         }
     }
 
-    /// The file (if any) overridden by the flags.
+    /// The file (if any) overridden by the flags. A config file that is wrong is a usage
+    /// error (exit 64: a supervisor should not retry it), named as `config check` names it.
     func settings() throws -> UpSettings {
         guard let config else { return flags }
+        var s: UpSettings
         do {
-            return try UpSettings.load(path: config).overridden(by: flags)
+            s = try UpSettings.load(path: config).overridden(by: flags)
         } catch {
-            throw CLIError("--config: \(error.description)")
+            throw usageError("--config: \(error.description)")
         }
+        // A device asked for on the command line wins over the file's `no-tun = true`.
+        if flags.noTun == nil, flags.tun != nil || flags.mtu != nil { s.noTun = false }
+        return s
+    }
+
+    /// Where a setting came from, for messages: the flag, or the key and line in the file.
+    func origin(of key: UpSettings.Key) -> String {
+        let setByFlag: Bool
+        switch key {
+        case .mesh: setByFlag = mesh != nil
+        case .address: setByFlag = address != nil
+        default: setByFlag = true
+        }
+        guard !setByFlag, let config else { return "--\(key.rawValue)" }
+        let line = (try? String(contentsOfFile: config, encoding: .utf8)).flatMap { UpSettings.line(of: key.rawValue, in: $0) }
+        return "\(config)\(line.map { ":\($0)" } ?? ""): \(key.rawValue)"
+    }
+
+    func usageError(_ message: String) -> ExitCode {
+        printErr("Error: \(message)")
+        return ExitCode(64)
     }
 
     func run() throws {
@@ -129,8 +152,9 @@ struct Up: ParsableCommand {
             throw ValidationError("no mesh given: pass --mesh TOKEN-OR-FILE, or set 'mesh' in the --config file (make one with 'meshwork mesh create')")
         }
         let token: MeshToken
-        do { token = try KeyStore.loadToken(mesh) } catch { throw CLIError((config != nil && self.mesh == nil ? "mesh (in \(config!))" : "--mesh") + ": \(error.description)") }
-        if !mesh.hasPrefix("mwmesh"), KeyStore.isReadableByOthers(mesh) {
+        do { token = try KeyStore.loadToken(mesh) } catch { throw CLIError("\(origin(of: .mesh)): \(error.description)") }
+        if let p = s.problems(with: token).first { throw usageError("\(origin(of: p.key)): \(p.message)") }
+        if !UpSettings.isToken(mesh), KeyStore.isReadableByOthers(mesh) {
             logger.warning("\(mesh) is readable by other users and holds the mesh secret; run 'chmod 600 \(mesh)'")
         }
         let (host, port) = UpSettings.parseListen(s.listen ?? UpSettings.defaultListen)!
@@ -146,13 +170,7 @@ struct Up: ParsableCommand {
             config.metricsHost = mh
             config.metricsPort = mp
         }
-        if let address = s.address {
-            let a = IPv4Address(address)!
-            guard token.pool.contains(a), a != token.pool.first, a != token.pool.last else {
-                throw ValidationError("--address: \(address) is not a usable address of the mesh pool \(token.pool)")
-            }
-            config.address = a.value
-        }
+        if let address = s.address { config.address = IPv4Address(address)!.value }
         let status: Int32
         do {
             status = try Daemon(config: config, logger: logger).run()

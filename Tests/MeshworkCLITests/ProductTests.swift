@@ -20,14 +20,14 @@ import Testing
             name = "web-1"
             address = "100.80.0.10"
             tun = "mw1"
-            no-tun = true
+            no-tun = false
             mtu = 1400
             log-level = "debug"
             metrics = "127.0.0.1:9477"
             """)
         #expect(s.mesh == "lab.mesh" && s.key == "id.key" && s.state == "st" && s.listen == "127.0.0.1:0")
         #expect(s.peers == ["a.example:51830", "192.0.2.1:1"] && s.name == "web-1" && s.address == "100.80.0.10")
-        #expect(s.tun == "mw1" && s.noTun == true && s.mtu == 1400 && s.logLevel == "debug" && s.metrics == "127.0.0.1:9477")
+        #expect(s.tun == "mw1" && s.noTun == false && s.mtu == 1400 && s.logLevel == "debug" && s.metrics == "127.0.0.1:9477")
         // Every key of the file is a flag of `up`: none is left unread.
         #expect(UpSettings.Key.allCases.count == 12)
     }
@@ -60,6 +60,9 @@ import Testing
              "t.toml:1: metrics: '9477' must be an IP address and a port, e.g. 127.0.0.1:9477 (the endpoint has no authentication: keep it off public addresses)"),
             ("mesh = \"\"", "t.toml:1: mesh: is empty: give a mesh token, or the path of a file holding one"),
             ("mtu = = 3", "t.toml:1: not valid TOML: Error while parsing value: could not determine value type"),
+            ("# quoted\n'mtu' = 70000", "t.toml:2: mtu: 70000 is out of range: use 576 to 65535 (1420 suits a 1500-byte underlay)"),
+            ("mtu.x = 1", "t.toml:1: mtu: must be an integer, not a table"),
+            ("no-tun = true\ntun = \"mw1\"", "t.toml:1: no-tun: is set, and so is tun: a node without a device has no device name or MTU; remove one of them"),
         ]
         for (text, expected) in cases {
             #expect(error(text) == expected, "for: \(text)")
@@ -157,12 +160,22 @@ import Testing
         #expect(m.status == 1)
         #expect(m.stderr == "Error: \(cli.path("nomesh.toml")):1: mesh: '\(cli.path("missing.mesh"))' is neither a file nor a mesh token (a token starts with 'mwmesh1.'); check the path, or make a token with 'meshwork mesh create'\n")
 
+        // The address must be in the token's pool: known only with the token in hand.
+        try "mesh = \"\(Self.repoRoot)/Keys/TEST-ONLY-lab.mesh\"\naddress = \"10.0.0.5\"\n".write(toFile: cli.path("addr.toml"), atomically: true, encoding: .utf8)
+        let pool = try cli.json(try cli.run(["mesh", "inspect", Self.repoRoot + "/Keys/TEST-ONLY-lab.mesh", "--json"]).stdout)["pool"] as? String ?? "?"
+        let addr = try cli.run(["config", "check", cli.path("addr.toml")])
+        #expect(addr.status == 1)
+        #expect(addr.stderr == "Error: \(cli.path("addr.toml")):2: address: 10.0.0.5 is not a usable address of the mesh pool \(pool)\n")
+        let upAddr = try cli.run(["up", "--config", cli.path("addr.toml"), "--no-tun", "--state", cli.path("st")])
+        #expect(upAddr.status == 64 && upAddr.stderr == "Error: \(cli.path("addr.toml")):2: address: 10.0.0.5 is not a usable address of the mesh pool \(pool)\n")
+        #expect(!cli.exists("st"))
+
         let none = try cli.run(["config", "check", cli.path("absent.toml")])
         #expect(none.status == 1 && none.stderr == "Error: \(cli.path("absent.toml")): no such file\n")
 
         // `up` refuses the same file with the same words, and starts nothing.
         let up = try cli.run(["up", "--config", cli.path("bad.toml"), "--state", cli.path("st")])
-        #expect(up.status == 1)
+        #expect(up.status == 64)
         #expect(up.stderr.contains("--config: \(cli.path("bad.toml")):3: mtu: 70000 is out of range"))
         #expect(!cli.exists("st"))
         let noMesh = try cli.run(["up", "--no-tun", "--state", cli.path("st")])
@@ -294,6 +307,33 @@ import Testing
         return nil
     }
 
+    /// A metrics port that is taken stops the start before the node saves or sends anything.
+    @Test func aTakenMetricsPortFailsTheStartCleanly() throws {
+        let cli = CLI()
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer {
+            close(fd)
+            cli.cleanup()
+        }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        #expect(ok)
+        let port = UInt16(bigEndian: addr.sin_port)
+        let create = try cli.run(["mesh", "create", "--name", "ptest", "--pool", "100.96.0.0/24", "--key", cli.path("st/identity.key"), "--out", cli.path("p.mesh")])
+        #expect(create.status == 0)
+        let r = try cli.run(["up", "--mesh", cli.path("p.mesh"), "--state", cli.path("st"), "--listen", "127.0.0.1:0", "--no-tun",
+                             "--metrics", "127.0.0.1:\(port)"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("cannot serve metrics on 127.0.0.1:\(port):") && r.stderr.contains("choose another --metrics address or port"), "\(r.stderr)")
+        #expect(!cli.exists("st/node.json"), "the failed start took an incarnation")
+        #expect(!cli.exists("st/control.sock"))
+    }
+
     @Test func metricsAreServedAndMoveWithTraffic() throws {
         let cli = CLI()
         var daemons: [Daemon] = []
@@ -349,8 +389,12 @@ import Testing
 
         let sent = try cli.run(["send", "--state", a.state, "b", "hello metrics"])
         #expect(sent.status == 0, "\(sent.stderr)")
-        let second = try Self.httpGet(metrics, "/metrics").body
-        #expect(Self.value(second, "meshwork_messages_total{event=\"acknowledged\"}") == 1)
+        // A scrape is rendered at most once a second: wait for the next rendering.
+        var second = ""
+        #expect(CLI.eventually(5, every: 0.2) {
+            second = (try? Self.httpGet(metrics, "/metrics").body) ?? ""
+            return Self.value(second, "meshwork_messages_total{event=\"acknowledged\"}") == 1
+        }, "the acknowledged message never showed: \(second)")
         #expect(Self.value(second, "meshwork_messages_total{event=\"sent\"}") == 1)
         #expect((Self.value(second, "meshwork_handshakes_total{result=\"completed\"}") ?? 0) >= 1)
         #expect((Self.value(second, "meshwork_packets_total{direction=\"out\"}") ?? 0) >= 1)
