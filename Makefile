@@ -16,9 +16,10 @@ deps:
 build: deps
 	$(SWIFT) build --product meshwork
 
-## release: optimised build (.build/release/meshwork)
+## release: optimised build with the Swift runtime linked in (.build/release/meshwork; runs
+## on any glibc host with libstdc++ and libsodium, no Swift needed)
 release: deps
-	$(SWIFT) build -c release --product meshwork
+	$(SWIFT) build -c release --static-swift-stdlib --product meshwork
 
 ## demo: build, then start a 5-node mesh on this machine and show it work (no root needed)
 demo: build
