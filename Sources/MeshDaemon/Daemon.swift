@@ -88,6 +88,8 @@ public final class Daemon: @unchecked Sendable {
     /// The running node and its UDP address, once started: what a scrape reads.
     let live = NIOLockedValueBox<(runner: NodeRunner, listen: String)?>(nil)
     var runnerStarted = false
+    /// Whether the pool has ever been reachable by majority in this run (event loop only).
+    var hadQuorum = false
     var lockFD: Int32 = -1
     let started = Date()
     let statePath: String
@@ -763,7 +765,14 @@ public final class Daemon: @unchecked Sendable {
                            metadata: ["from": "\(from.fingerprint)", "range": "\(range)"])
         case .fenced(true):
             logger.warning("fenced: no contact with members holding most of the pool for half the reclaim time; not granting addresses")
-        case .fenced(false): logger.notice("no longer fenced: in contact with members holding most of the pool")
+        case .fenced(false):
+            // Every node starts fenced (unreported) until it first reaches most of the pool.
+            if hadQuorum {
+                logger.notice("no longer fenced: in contact with members holding most of the pool")
+            } else {
+                logger.debug("in contact with members holding most of the pool: granting addresses")
+            }
+            hadQuorum = true
         }
     }
 

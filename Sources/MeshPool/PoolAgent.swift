@@ -119,7 +119,9 @@ public struct PoolAgent: Sendable {
     var absentSince: [NodeID: Instant] = [:]
     /// When this node last saw live members (itself included) holding most of the pool.
     var lastQuorumAt: Instant?
-    var fencedReported = false
+    /// The fence as last reported: a node starts fenced (it knows no majority yet), and
+    /// that start is not an event; reaching a majority is, and so is every change after.
+    var fencedReported = true
     var nextReclaimCheck: Instant
     /// Holding → the successor this node voted for (persisted; it never votes for two).
     public internal(set) var votedFor: [Bytes32: NodeID]
