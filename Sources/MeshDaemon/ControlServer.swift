@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -10,6 +11,10 @@ public final class ControlServer: Sendable {
     /// Starts a subscription: given a function that writes one line to the client, returns
     /// the function that ends it (called when the client goes away).
     public typealias Subscribe = @Sendable (_ write: @escaping @Sendable (Data) -> Void) -> (@Sendable () -> Void)
+    /// Bytes of messages queued for one `listen` subscriber that is not reading, at most;
+    /// past it, the subscriber is disconnected.
+    public static let subscriberQueueLimit = 32 << 20
+
     /// The longest request line: a `send` of 1 MiB in base64, and some.
     public static let requestLimit = 2 << 20
 
@@ -69,11 +74,23 @@ public final class ControlServer: Sendable {
             if let req = try? JSONDecoder().decode(ControlProtocol.Request.self, from: line) {
                 if req.command == "listen", let subscribe {
                     let channel = context.channel
+                    // A subscriber that stops reading is cut off once this much waits for it,
+                    // rather than held in memory without bound.
+                    let queued = NIOLockedValueBox(0)
                     unsubscribe = subscribe { data in
-                        var out = channel.allocator.buffer(capacity: data.count + 1)
+                        let size = data.count + 1
+                        let over = queued.withLockedValue { q -> Bool in
+                            q += size
+                            return q > ControlServer.subscriberQueueLimit
+                        }
+                        if over {
+                            channel.close(promise: nil)
+                            return
+                        }
+                        var out = channel.allocator.buffer(capacity: size)
                         out.writeBytes(data)
                         out.writeInteger(UInt8(0x0a))
-                        channel.writeAndFlush(out, promise: nil)
+                        channel.writeAndFlush(out).whenComplete { _ in queued.withLockedValue { $0 -= size } }
                     }
                     return
                 }

@@ -126,6 +126,54 @@ import Testing
         #expect(after["sessions"] as? Int == 1)
     }
 
+    /// A `listen` client that stops reading is disconnected once 32 MiB wait for it; the
+    /// node is not held hostage (nor its memory).
+    @Test func aListenerThatStopsReadingIsCutOff() throws {
+        let cli = CLI()
+        var daemons: [Daemon] = []
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer {
+            close(fd)
+            for d in daemons where d.process.isRunning { d.kill(SIGKILL) }
+            cli.cleanup()
+        }
+        let (a, b) = try startPair(cli)
+        daemons = [a, b]
+        var small: Int32 = 4096
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: Array((b.state + "/control.sock").utf8) + [0]) }
+        let connected = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        #expect(connected == 0)
+        let request = Array("{\"command\":\"listen\"}\n".utf8)
+        #expect(request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) } == request.count)
+
+        // 40 messages of 1 MiB: about 53 MiB of JSON lines for a client that reads nothing.
+        try Data(repeating: 0x41, count: 1 << 20).write(to: URL(fileURLWithPath: cli.path("big")))
+        for round in 0..<5 {  // eight senders at a time
+            let senders = try (0..<8).map { _ in try Background(CLI.executable, ["send", "--state", a.state, "b", "--file", cli.path("big"), "--timeout", "30s"]) }
+            for s in senders {
+                let r = s.finish(within: 60)
+                #expect(r.exited && s.process.terminationStatus == 0, "round \(round): \(r.stderr)")
+            }
+        }
+        // Now read: what was queued before the cut, then the end of the stream.
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var total = 0, sawEnd = false
+        var buf = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n == 0 { sawEnd = true; break }
+            if n < 0 { break }
+            total += n
+        }
+        #expect(sawEnd, "the node kept the silent listener connected (\(total) bytes read)")
+        #expect(total < 40 * (1 << 20), "every message reached a client that was cut off?")
+        #expect(status(cli, b) != nil, "the node stopped answering")
+    }
+
     @Test func sendFailsClearlyWhenItCannotBeDelivered() throws {
         let cli = CLI()
         var daemons: [Daemon] = []
