@@ -171,6 +171,8 @@ public enum ControlProtocol {
         public var relayRefused: Int
         public var relaySentThrough: Int
         public var relayReceivedThrough: Int
+        /// Datagrams the kernel refused to send (sendto failed: no route, buffer full).
+        public var sendErrors: Int?
     }
 
     /// The answer to `ping`: one round trip, and the path it took.

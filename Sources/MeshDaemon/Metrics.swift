@@ -46,6 +46,7 @@ public final class MetricsExporter: Sendable {
             counter("datagrams", "UDP datagrams received and sent (all kinds).", [("direction", "out")]) { $0.datagramsOut },
             counter("datagram_bytes", "UDP payload bytes received and sent.", [("direction", "in")]) { $0.bytesIn },
             counter("datagram_bytes", "UDP payload bytes received and sent.", [("direction", "out")]) { $0.bytesOut },
+            counter("send_errors", "Datagrams the kernel refused to send (no route to the peer, a full socket buffer).") { $0.sendErrors ?? 0 },
             counter("handshakes", "Noise handshakes by result.", [("result", "initiated")]) { $0.handshakesInitiated },
             counter("handshakes", "Noise handshakes by result.", [("result", "completed")]) { $0.handshakesCompleted },
             counter("handshakes", "Noise handshakes by result.", [("result", "failed")]) { $0.handshakesFailed },

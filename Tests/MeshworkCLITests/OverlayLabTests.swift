@@ -249,6 +249,10 @@ struct OverlayLabTests {
         let relay = try Self.sh(["ip", "netns", "exec", b.ns, CLI.executable.path, "status", "--state", b.state, "--json"])
         let counters = (try? JSONSerialization.jsonObject(with: Data(relay.out.utf8)) as? [String: Any])?["counters"] as? [String: Any]
         #expect((counters?["relayForwarded"] as? Int ?? 0) >= 10, "b relayed too little: \(counters?["relayForwarded"] ?? "nil")")
+        // a's direct tries at c have no route: the kernel refuses them, and a counts them.
+        let sender = try Self.sh(["ip", "netns", "exec", a.ns, CLI.executable.path, "status", "--state", a.state, "--json"])
+        let aCounters = (try? JSONSerialization.jsonObject(with: Data(sender.out.utf8)) as? [String: Any])?["counters"] as? [String: Any]
+        #expect((aCounters?["sendErrors"] as? Int ?? 0) >= 1, "a counted no refused sends: \(aCounters?["sendErrors"] ?? "nil")")
 
         // A direct link between a and c appears: traffic moves back to it.
         func path() -> String? {

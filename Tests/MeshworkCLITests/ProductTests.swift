@@ -383,6 +383,7 @@ import Testing
         #expect(Self.value(body, "meshwork_address_leased") == 1)
         #expect(Self.value(body, "meshwork_drops_total{reason=\"bad_mac\"}") == 0)
         #expect(Self.value(body, "meshwork_relay_packets_total{role=\"forwarded\"}") == 0)
+        #expect(Self.value(body, "meshwork_send_errors_total") == 0)
         let acked0 = Self.value(body, "meshwork_messages_total{event=\"acknowledged\"}")
         let out0 = Self.value(body, "meshwork_datagrams_total{direction=\"out\"}") ?? -1
         #expect(acked0 == 0)
