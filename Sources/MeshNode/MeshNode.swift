@@ -257,14 +257,6 @@ public struct MeshNode: Sendable {
         result.reserveCapacity(outputs.count)
         var membershipChanged = false
         var recordsChanged = false
-        defer {
-            if membershipChanged, pool != nil {
-                refreshPoolMembers()
-                // A node still without an address retries as soon as someone appears.
-                result += emitPool(pool!.retryNow(now: lastNow))
-            }
-            if membershipChanged || recordsChanged { result += refreshSessionPeers() }
-        }
         for o in outputs {
             if case .event(let e) = o {
                 switch e {
@@ -280,6 +272,14 @@ public struct MeshNode: Sendable {
                 result.append(.event(e))
             }
         }
+        // Not in a `defer`: what a defer appends to `result` is lost, as the value returned
+        // is taken before it runs (these outputs were once lost that way).
+        if membershipChanged, pool != nil {
+            refreshPoolMembers()
+            // A node still without an address retries as soon as someone appears.
+            result += emitPool(pool!.retryNow(now: lastNow))
+        }
+        if membershipChanged || recordsChanged { result += refreshSessionPeers() }
         return result
     }
 }

@@ -285,6 +285,13 @@ public struct PoolAgent: Sendable {
     // MARK: - Client
 
     mutating func startDiscover(now: Instant, _ out: inout [Output]) {
+        // Nobody to ask yet (a join under way): no DISCOVER into the void and no backoff
+        // for it. The first member to appear starts discovery at once (`retryNow`).
+        if members.isEmpty {
+            phase = .exhausted(retryAt: now + settings.backoffBase * 5)
+            waitingReason = "no other member known yet: waiting to join the mesh"
+            return
+        }
         // Blind (no grants known yet): fetch a member's view first, then discover.
         if !view.hasGenesis, warmUntil == nil, !members.isEmpty {
             warmUntil = now + settings.warmUp
