@@ -25,13 +25,14 @@ public final class ControlServer: Sendable {
     public static func start(
         path: String, group: any EventLoopGroup,
         handler: @escaping @Sendable (ControlProtocol.Request) -> EventLoopFuture<Data>,
-        subscribe: Subscribe? = nil
+        subscribe: Subscribe? = nil,
+        onSubscriberCut: (@Sendable () -> Void)? = nil
     ) throws -> ControlServer {
         unlink(path)
         let channel = try ServerBootstrap(group: group)
             .childChannelInitializer { child in
                 child.eventLoop.makeCompletedFuture {
-                    try child.pipeline.syncOperations.addHandler(LineHandler(handler: handler, subscribe: subscribe))
+                    try child.pipeline.syncOperations.addHandler(LineHandler(handler: handler, subscribe: subscribe, onCut: onSubscriberCut))
                 }
             }
             .bind(unixDomainSocketPath: path)
@@ -49,12 +50,16 @@ public final class ControlServer: Sendable {
         typealias OutboundOut = ByteBuffer
         let handler: @Sendable (ControlProtocol.Request) -> EventLoopFuture<Data>
         let subscribe: Subscribe?
+        let onCut: (@Sendable () -> Void)?
         var buffer: [UInt8] = []
         var unsubscribe: (@Sendable () -> Void)?
 
-        init(handler: @escaping @Sendable (ControlProtocol.Request) -> EventLoopFuture<Data>, subscribe: Subscribe?) {
+        init(handler: @escaping @Sendable (ControlProtocol.Request) -> EventLoopFuture<Data>, subscribe: Subscribe?,
+             onCut: (@Sendable () -> Void)?)
+        {
             self.handler = handler
             self.subscribe = subscribe
+            self.onCut = onCut
         }
 
         func channelInactive(context: ChannelHandlerContext) {
@@ -74,23 +79,40 @@ public final class ControlServer: Sendable {
             if let req = try? JSONDecoder().decode(ControlProtocol.Request.self, from: line) {
                 if req.command == "listen", let subscribe {
                     let channel = context.channel
+                    let onCut = self.onCut
                     // A subscriber that stops reading is cut off once this much waits for it,
-                    // rather than held in memory without bound.
-                    let queued = NIOLockedValueBox(0)
+                    // rather than held in memory without bound. The backlog handed over at
+                    // the start (itself bounded) does not count against it.
+                    let state = NIOLockedValueBox((queued: 0, replaying: true, cut: false))
                     unsubscribe = subscribe { data in
                         let size = data.count + 1
-                        let over = queued.withLockedValue { q -> Bool in
-                            q += size
-                            return q > ControlServer.subscriberQueueLimit
+                        let (counted, cutNow, wasCut) = state.withLockedValue { s -> (Bool, Bool, Bool) in
+                            if s.cut { return (false, false, true) }
+                            if s.replaying { return (false, false, false) }
+                            s.queued += size
+                            if s.queued > ControlServer.subscriberQueueLimit {
+                                s.cut = true
+                                return (true, true, false)
+                            }
+                            return (true, false, false)
                         }
-                        if over {
+                        if wasCut { return }
+                        if cutNow {
+                            onCut?()
                             channel.close(promise: nil)
                             return
                         }
                         var out = channel.allocator.buffer(capacity: size)
                         out.writeBytes(data)
                         out.writeInteger(UInt8(0x0a))
-                        channel.writeAndFlush(out).whenComplete { _ in queued.withLockedValue { $0 -= size } }
+                        let done = channel.writeAndFlush(out)
+                        if counted { done.whenComplete { _ in state.withLockedValue { $0.queued -= size } } }
+                    }
+                    state.withLockedValue { $0.replaying = false }
+                    // The backlog's writes may have found the client gone already.
+                    if !channel.isActive {
+                        unsubscribe?()
+                        unsubscribe = nil
                     }
                     return
                 }

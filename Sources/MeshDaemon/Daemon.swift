@@ -263,6 +263,8 @@ public final class Daemon: @unchecked Sendable {
             return self.answer(request, listen: boundEndpoint)
         }, subscribe: { [weak self] write in
             self?.subscribe(write) ?? {}
+        }, onSubscriberCut: { [weak self] in
+            self?.logger.warning("a 'meshwork listen' client stopped reading: disconnected it with 32 MiB of messages waiting (they are dropped)")
         })
 
         logger.notice("meshwork up", metadata: [
@@ -422,7 +424,7 @@ public final class Daemon: @unchecked Sendable {
                             relaySentThrough: rc.sentThrough, relayReceivedThrough: rc.receivedThrough,
                             sendErrors: runner?.sendErrors),
             address: node.pool?.address.map { IPv4Address($0).description },
-            pool: token.pool.description, poolState: Self.describe(node.pool?.phase), poolPrefixLength: Int(token.pool.length),
+            pool: token.pool.description, poolState: node.pool?.isWaitingForMembers == true ? "waiting" : Self.describe(node.pool?.phase), poolPrefixLength: Int(token.pool.length),
             poolWaiting: node.pool?.waitingReason, poolFenced: fenced, reclaimSeconds: token.reclaimSeconds,
             poolDepartures: departures, tun: tunName, mtu: tunName == nil ? nil : mtu,
             poolAddresses: Int(usable.count), poolLeases: leases, poolFreeAddresses: Int(usable.count) - leases,

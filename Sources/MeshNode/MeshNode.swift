@@ -256,11 +256,15 @@ public struct MeshNode: Sendable {
         var result: [NodeOutput] = []
         result.reserveCapacity(outputs.count)
         var membershipChanged = false
+        var membersGained = false
         var recordsChanged = false
         for o in outputs {
             if case .event(let e) = o {
                 switch e {
-                case .joined, .died, .left, .forgotten, .recovered: membershipChanged = true
+                case .joined, .recovered:
+                    membershipChanged = true
+                    membersGained = true
+                case .died, .left, .forgotten: membershipChanged = true
                 case .updated: recordsChanged = true
                 default: break
                 }
@@ -276,8 +280,9 @@ public struct MeshNode: Sendable {
         // is taken before it runs (these outputs were once lost that way).
         if membershipChanged, pool != nil {
             refreshPoolMembers()
-            // A node still without an address retries as soon as someone appears.
-            result += emitPool(pool!.retryNow(now: lastNow))
+            // A node still without an address retries as soon as someone appears (not when
+            // someone goes: that would undo its backoff in a churning mesh).
+            if membersGained { result += emitPool(pool!.retryNow(now: lastNow)) }
         }
         if membershipChanged || recordsChanged { result += refreshSessionPeers() }
         return result

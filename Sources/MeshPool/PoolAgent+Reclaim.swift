@@ -65,7 +65,8 @@ extension PoolAgent {
         absentSince = absentSince.filter { gone.contains($0.key) }
         for d in gone where absentSince[d] == nil { absentSince[d] = now }
         let fenced = isFenced(now: now)
-        if fenced != fencedReported {
+        let stillStarting = fencedReported == nil && now - startedAt < settings.reclaimTime * 0.5
+        if fenced != fencedReported, !(fenced && stillStarting) {
             fencedReported = fenced
             out.append(.event(.fenced(fenced)))
         }

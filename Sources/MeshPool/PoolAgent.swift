@@ -119,9 +119,11 @@ public struct PoolAgent: Sendable {
     var absentSince: [NodeID: Instant] = [:]
     /// When this node last saw live members (itself included) holding most of the pool.
     var lastQuorumAt: Instant?
-    /// The fence as last reported: a node starts fenced (it knows no majority yet), and
-    /// that start is not an event; reaching a majority is, and so is every change after.
-    var fencedReported = true
+    /// The fence as last reported: nil at the start, when a node is fenced because it knows
+    /// no majority yet. That is an event only if it lasts half the reclaim time; reaching a
+    /// majority is, and so is every change after.
+    var fencedReported: Bool?
+    let startedAt: Instant
     var nextReclaimCheck: Instant
     /// Holding → the successor this node voted for (persisted; it never votes for two).
     public internal(set) var votedFor: [Bytes32: NodeID]
@@ -148,6 +150,7 @@ public struct PoolAgent: Sendable {
     public init(me: NodeID, view: RingView, auth: any RecordAuthenticator, seq: UInt64, settings: Settings = Settings(),
                 preferred: UInt32? = nil, votes: [Bytes32: NodeID] = [:], seed: UInt64, now: Instant) {
         self.me = me
+        startedAt = now
         votedFor = votes
         nextReclaimCheck = now
         self.view = view
@@ -159,6 +162,12 @@ public struct PoolAgent: Sendable {
         xid = UInt32(truncatingIfNeeded: rng.next())
         // The first digest exchange comes 2-4 s after start, to catch up quickly.
         nextSyncAt = now + Span.seconds(2) * (1 + Double(rng.next() % 1000) / 1000)
+    }
+
+    /// Without an address and without a live member to ask for one (a join under way).
+    public var isWaitingForMembers: Bool {
+        if case .exhausted = phase, members.isEmpty { return true }
+        return false
     }
 
     /// The address this node holds, if bound.
@@ -288,6 +297,7 @@ public struct PoolAgent: Sendable {
         // Nobody to ask yet (a join under way): no DISCOVER into the void and no backoff
         // for it. The first member to appear starts discovery at once (`retryNow`).
         if members.isEmpty {
+            warmUntil = nil
             phase = .exhausted(retryAt: now + settings.backoffBase * 5)
             waitingReason = "no other member known yet: waiting to join the mesh"
             return

@@ -125,7 +125,10 @@ struct Listen: ParsableCommand {
                 return count.map { seen < $0 } ?? true
             }
         } catch { throw CLIError("\(error)") }
-        if let count, seen < count { throw CLIError("the node stopped after \(seen) of \(count) messages") }
+        // The node ended the stream: it stopped, or it cut this listener off for falling
+        // 32 MiB behind (its log says which).
+        if let count, seen < count { throw CLIError("the node closed the connection after \(seen) of \(count) messages (it stopped, or this listener fell 32 MiB behind)") }
+        if count == nil { throw CLIError("the node closed the connection after \(seen) messages (it stopped, or this listener fell 32 MiB behind)") }
     }
 }
 

@@ -237,7 +237,7 @@ struct Status: ParsableCommand {
             ("Device", s.tun.map { "\($0), MTU \(s.mtu ?? 0)" } ?? "none (--no-tun)"),
             ("Members", "\(m.alive) alive, \(m.suspect) suspect, \(m.dead) dead, \(m.left) left"),
             ("Granting", s.poolFenced
-                ? "no: fenced (no contact with members holding most of the pool for half the reclaim time)" : "yes"),
+                ? "no: fenced (not in contact with members holding most of the pool: normal while joining; a warning after half the reclaim time)" : "yes"),
             ("Gone owners", s.poolDepartures.isEmpty ? "none" : s.poolDepartures.map {
                 "\($0.name ?? $0.fingerprint) \(DurationText.format(seconds: UInt64($0.goneSeconds))) (reclaim after \(DurationText.format(seconds: UInt64(s.reclaimSeconds))))"
             }.joined(separator: ", ")),

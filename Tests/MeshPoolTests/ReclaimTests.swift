@@ -36,6 +36,40 @@ import Testing
         h.view(of: [s.gen, s.toOne, s.toTwo, s.toThree, s.lease3] + extra)
     }
 
+    func fenceEvents(_ out: [PoolAgent.Output]) -> [Bool] {
+        out.compactMap { if case .event(.fenced(let f)) = $0 { return f } else { return nil } }
+    }
+
+    /// Every node starts fenced until it reaches most of the pool: not an event, unless it
+    /// lasts half the reclaim time (then it is reported, once).
+    @Test func aNodeFencedFromItsStartIsReportedAfterHalfTheReclaimTime() {
+        var settings = PoolAgent.Settings()
+        settings.reclaimTime = .seconds(20)
+        let t0 = Instant.zero
+        // Node 1 holds a quarter and reaches no one.
+        var cut = PoolAgent(me: id[1], view: view(setup()), auth: h.auths[1], seq: 1, settings: settings, seed: 1, now: t0)
+        var events: [Bool] = []
+        var t = t0
+        while t < t0 + .seconds(9.5) {
+            events += fenceEvents(cut.tick(now: t))
+            t = t + .seconds(0.5)
+        }
+        #expect(events.isEmpty, "reported during the start grace: \(events)")
+        let fenced = cut.isFenced(now: t)
+        #expect(fenced)
+        while t < t0 + .seconds(15) {
+            events += fenceEvents(cut.tick(now: t))
+            t = t + .seconds(0.5)
+        }
+        #expect(events == [true])
+
+        // The genesis node alone holds the whole pool: not fenced, said once.
+        var genesis = PoolAgent(me: id[0], view: h.view(of: [setup().gen]), auth: h.auths[0], seq: 0, settings: settings, seed: 2, now: t0)
+        var g: [Bool] = []
+        for k in 0..<10 { g += fenceEvents(genesis.tick(now: t0 + .seconds(Double(k)))) }
+        #expect(g == [false])
+    }
+
     func vote(by i: Int, holding: Grant, cutoff: UInt64, successor: Int, in v: RingView) -> ReclaimVote {
         var v = v
         let mine = RangeSet(v.ownership().filter { $0.owner == id[i] }.map(\.range)).subtracting(RangeSet(holding.range)).ranges
