@@ -68,8 +68,9 @@ struct OverlayLabTests {
     }
 
     /// ping's average RTT in ms, or nil if any reply was missing.
-    static func ping(from ns: String, _ address: String, count: Int = 5, source: String? = nil) throws -> Double? {
-        let r = try sh(["ip", "netns", "exec", ns, "ping", "-n", "-c", "\(count)", "-i", "0.2", "-W", "2"] + (source.map { ["-I", $0] } ?? []) + [address],
+    static func ping(from ns: String, _ address: String, count: Int = 5, source: String? = nil, size: Int? = nil) throws -> Double? {
+        let r = try sh(["ip", "netns", "exec", ns, "ping", "-n", "-c", "\(count)", "-i", "0.2", "-W", "2"] + (source.map { ["-I", $0] } ?? [])
+                       + (size.map { ["-s", "\($0)", "-M", "do"] } ?? []) + [address],
                        timeout: 30)
         guard r.status == 0, let line = r.out.split(separator: "\n").first(where: { $0.contains("rtt min/avg") }) else { return nil }
         let fields = line.split(separator: "=").last?.split(separator: "/") ?? []
@@ -209,6 +210,9 @@ struct OverlayLabTests {
 
         // Once a knows c's lease, a reaches c's overlay address through b.
         #expect(CLI.eventually(60, every: 0.5) { (try? Self.ping(from: a.ns, c.overlay, count: 1)) != nil }, "a never reached c through b")
+        // A full-size packet (1,420 bytes, the device's MTU, not fragmented by a) crosses the
+        // relay too: its 1,513-byte datagram to b is IP-fragmented on the 1,500-byte link.
+        #expect(try Self.ping(from: a.ns, c.overlay, count: 3, size: 1420 - 28) != nil, "a full-size packet did not cross the relay")
         let peers = try Self.sh(["ip", "netns", "exec", a.ns, CLI.executable.path, "peers", "--state", a.state, "--json"])
         let list = ((try? JSONSerialization.jsonObject(with: Data(peers.out.utf8)) as? [String: Any])?["peers"] as? [[String: Any]]) ?? []
         let toC = list.first { $0["name"] as? String == "c" }
