@@ -17,11 +17,11 @@ struct Meshwork: ParsableCommand {
             Try it on one machine, no root needed:
               meshwork demo
 
-            Start here:
-              meshwork mesh create --name lab --pool 100.80.0.0/16 --out lab.mesh
-              meshwork up --mesh lab.mesh                        # first host
-              meshwork up --mesh lab.mesh --peer host1:51830     # every other host
-              meshwork status; meshwork peers; meshwork leases
+            Across hosts (as root, for the TUN device; 'up --no-tun' runs without one):
+              sudo meshwork mesh create --name lab --pool 100.80.0.0/16 --out lab.mesh
+              sudo meshwork up --mesh lab.mesh                        # first host
+              sudo meshwork up --mesh lab.mesh --peer host1:51830     # every other host
+              sudo meshwork status; sudo meshwork peers; sudo meshwork leases
             """,
         version: "meshwork \(version)",
         subcommands: [Demo.self, Keygen.self, Mesh.self, Up.self, Status.self, Peers.self, Leases.self, Send.self, Listen.self, Ping.self, Leave.self, Pool.self, ConfigCommand.self, Sim.self, Bench.self, Version.self]
