@@ -164,6 +164,8 @@ public enum ControlProtocol {
         public var overlayDropsNoRoute: Int
         public var overlayDropsSpoofed: Int
         public var overlayDropsNotIPv4: Int
+        /// Received from a member for an address that is not this node's (optional for older nodes).
+        public var overlayDropsWrongDestination: Int?
         /// Relaying: datagrams (and bytes) this node carried between two other members,
         /// requests it refused, and this node's own datagrams sent or received through a relay.
         public var relayForwarded: Int

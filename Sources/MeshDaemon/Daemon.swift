@@ -420,6 +420,7 @@ public final class Daemon: @unchecked Sendable {
                             messagesFailed: mc.messagesFailed, messagesReceived: mc.messagesDelivered, messageRetransmits: mc.retransmits,
                             overlayPacketsFromTun: oc.packetsFromTun, overlayPacketsToTun: oc.packetsToTun,
                             overlayDropsNoRoute: oc.dropsNoRoute, overlayDropsSpoofed: oc.dropsSpoofed, overlayDropsNotIPv4: oc.dropsNotIPv4,
+                            overlayDropsWrongDestination: oc.dropsWrongDestination,
                             relayForwarded: rc.forwarded, relayForwardedBytes: rc.forwardedBytes, relayRefused: rc.refused,
                             relaySentThrough: rc.sentThrough, relayReceivedThrough: rc.receivedThrough,
                             sendErrors: runner?.sendErrors),

@@ -39,7 +39,7 @@ public final class MetricsExporter: Sendable {
             ("bad_mac", { $0.dropsBadMAC }), ("replay", { $0.dropsReplay }), ("unknown_index", { $0.dropsUnknownIndex }),
             ("not_member", { $0.dropsNotMember }), ("malformed_session", { $0.dropsMalformedSession }), ("expired", { $0.dropsExpired }),
             ("staged_overflow", { $0.dropsStaged }), ("no_route", { $0.overlayDropsNoRoute }), ("spoofed_source", { $0.overlayDropsSpoofed }),
-            ("not_ipv4", { $0.overlayDropsNotIPv4 }),
+            ("not_ipv4", { $0.overlayDropsNotIPv4 }), ("wrong_destination", { $0.overlayDropsWrongDestination ?? 0 }),
         ]
         var cs = [
             counter("datagrams", "UDP datagrams received and sent (all kinds).", [("direction", "in")]) { $0.datagramsIn },

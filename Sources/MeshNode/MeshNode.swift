@@ -99,6 +99,11 @@ public struct MeshNode: Sendable {
         guard ip.count >= 20, ip[0] >> 4 == 4 else { overlay.dropsNotIPv4 += 1; return [] }
         let source = UInt32(ip[12]) << 24 | UInt32(ip[13]) << 16 | UInt32(ip[14]) << 8 | UInt32(ip[15])
         guard pool?.leaseHolder(of: source) == from else { overlay.dropsSpoofed += 1; return [] }
+        // Only for this node's own address: a member cannot make this host route a packet
+        // on (to its other networks, when it forwards IP), and a sender with a stale view
+        // (this node's lease moved) does not get its packet delivered to the wrong address.
+        let destination = UInt32(ip[16]) << 24 | UInt32(ip[17]) << 16 | UInt32(ip[18]) << 8 | UInt32(ip[19])
+        guard let mine = pool?.address, destination == mine else { overlay.dropsWrongDestination += 1; return [] }
         overlay.packetsToTun += 1
         return [.packet(ip)]
     }
@@ -317,6 +322,8 @@ public struct OverlayCounters: Sendable, Equatable, Codable {
     public var dropsSpoofed = 0
     /// Not IPv4 (the overlay carries IPv4 today).
     public var dropsNotIPv4 = 0
+    /// From a member, for an address that is not this node's lease.
+    public var dropsWrongDestination = 0
     public init() {}
 }
 
