@@ -146,16 +146,30 @@ public struct Messenger: Sendable {
     public mutating func send(_ bytes: [UInt8], to peer: NodeID, deadline: Instant, now: Instant)
         -> (Result<MessageID, SendError>, [MessengerOutput]) {
         guard bytes.count <= settings.maxMessageSize else { return (.failure(.tooLarge(limit: settings.maxMessageSize)), []) }
-        var o = outbound[peer] ?? Outbound(rto: settings.initialRTO)
-        guard o.queuedBytes + bytes.count <= settings.maxQueuedBytes else { return (.failure(.queueFull(limit: settings.maxQueuedBytes)), []) }
+        guard let id = enqueue(bytes, to: peer, deadline: deadline) else {
+            return (.failure(.queueFull(limit: settings.maxQueuedBytes)), [])
+        }
+        counters.messagesSent += 1
+        return (.success(id), fill(peer, now: now))
+    }
+
+    /// Appends a message to the peer's queue; nil if the queue is full. A function of its
+    /// own so that its copy of the peer's state is gone before `fill` changes the queue:
+    /// a second reference would make every change copy the whole queue (copy on write).
+    mutating func enqueue(_ bytes: [UInt8], to peer: NodeID, deadline: Instant) -> MessageID? {
+        let known = outbound[peer] != nil
+        var o = outbound.removeValue(forKey: peer) ?? Outbound(rto: settings.initialRTO)
+        guard o.queuedBytes + bytes.count <= settings.maxQueuedBytes else {
+            if known { outbound[peer] = o }
+            return nil
+        }
         let id = MessageID(raw: nextID)
         nextID += 1
         o.queue.append(Message(id: id, number: o.nextNumber, bytes: bytes, deadline: deadline))
         o.nextNumber += 1
         o.queuedBytes += bytes.count
         outbound[peer] = o
-        counters.messagesSent += 1
-        return (.success(id), fill(peer, now: now))
+        return id
     }
 
     /// Messages to `peer` not yet acknowledged.
@@ -218,19 +232,19 @@ public struct Messenger: Sendable {
     mutating func receiveData(_ p: [UInt8], from peer: NodeID) -> [MessengerOutput] {
         guard p.count >= Self.dataHeader else { counters.malformed += 1; return [] }
         let epoch = readBE64(p, 1), generation = readBE32(p, 9), seq = readBE32(p, 13)
-        var s: Inbound
-        if let have = inbound[peer] {
-            s = have
-            if epoch != s.epoch {
-                guard !s.retired.contains(epoch) else { return [] }  // a late packet from the sender's last run
-                s = Inbound(epoch: epoch, generation: generation, retired: Array((s.retired + [s.epoch]).suffix(4)))
-            } else if generation < s.generation {
+        // Taken out of the dictionary while it changes (no copy of its buffer per packet).
+        var s = inbound.removeValue(forKey: peer) ?? Inbound(epoch: epoch, generation: generation)
+        if epoch != s.epoch {
+            guard !s.retired.contains(epoch) else {  // a late packet from the sender's last run
+                inbound[peer] = s
                 return []
-            } else if generation > s.generation {
-                s = Inbound(epoch: epoch, generation: generation, delivered: s.delivered, retired: s.retired)
             }
-        } else {
-            s = Inbound(epoch: epoch, generation: generation)
+            s = Inbound(epoch: epoch, generation: generation, retired: Array((s.retired + [s.epoch]).suffix(4)))
+        } else if generation < s.generation {
+            inbound[peer] = s
+            return []
+        } else if generation > s.generation {
+            s = Inbound(epoch: epoch, generation: generation, delivered: s.delivered, retired: s.retired)
         }
         var out: [MessengerOutput] = []
         s.latest = seq
@@ -303,10 +317,19 @@ public struct Messenger: Sendable {
     }
 
     mutating func receiveAck(_ p: [UInt8], from peer: NodeID, now: Instant) -> [MessengerOutput] {
-        guard p.count == Self.ackSize else { counters.malformed += 1; return [] }
-        guard readBE64(p, 1) == epoch, var o = outbound[peer], readBE32(p, 9) == o.generation else { return [] }
+        guard let out = applyAck(p, from: peer, now: now) else { return [] }
+        return out + fill(peer, now: now)
+    }
+
+    /// The acknowledgement's effect on the peer's state; nil if it does not apply. Its own
+    /// function, as `enqueue`, so that no second reference to the state outlives it.
+    mutating func applyAck(_ p: [UInt8], from peer: NodeID, now: Instant) -> [MessengerOutput]? {
+        guard p.count == Self.ackSize else { counters.malformed += 1; return nil }
+        guard readBE64(p, 1) == epoch, outbound[peer]?.generation == readBE32(p, 9) else { return nil }
         let cumulative = readBE32(p, 13), echo = readBE32(p, 17)
-        guard cumulative <= o.nextSeq else { counters.malformed += 1; return [] }
+        guard cumulative <= outbound[peer]!.nextSeq else { counters.malformed += 1; return nil }
+        // Taken out of the dictionary while it changes (no copy of its arrays per ack).
+        var o = outbound.removeValue(forKey: peer)!
         var out: [MessengerOutput] = []
         // Time the round trip of the fragment whose arrival caused this acknowledgement,
         // if it was sent once (Karn) and not already timed.
@@ -354,7 +377,7 @@ public struct Messenger: Sendable {
             }
         }
         outbound[peer] = o
-        return out + fill(peer, now: now)
+        return out
     }
 
     /// RFC 6298 round-trip estimate.
