@@ -103,10 +103,12 @@ fi
 
 if [ "$cmd" = info ]; then
   [ -f "$dir/hosts" ] || die "no lab '$prefix' (no $dir/hosts)"
+  [ -n "$MESHWORK" ] && [ -x "$MESHWORK" ] || die "no meshwork binary: set MESHWORK=/path/to/meshwork"
   while read -r name ns underlay; do
     state="$dir/state-$name"
-    overlay=$(ip netns exec "$ns" "$MESHWORK" status --state "$state" --json 2>/dev/null \
-      | sed -n 's/.*"address":"\([0-9.]*\)".*/\1/p')
+    # A stopped node has no address to report ("none"); that must not end the listing.
+    overlay=$(ip netns exec "$ns" "$MESHWORK" status --state "$state" --json </dev/null 2>/dev/null \
+      | sed -n 's/.*"address":"\([0-9.]*\)".*/\1/p' || true)
     echo "$name $ns $underlay ${overlay:-none} $state"
   done < "$dir/hosts"
   exit 0
