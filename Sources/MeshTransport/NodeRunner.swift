@@ -290,10 +290,10 @@ public final class NodeRunner: @unchecked Sendable {
         for o in outputs {
             switch o {
             case .datagram(let bytes, let to):
-                guard channel != nil, udpFD >= 0, let address = to.socketAddress else { continue }
+                guard channel != nil, udpFD >= 0 else { continue }
                 let fd = udpFD
-                let sent = address.withSockAddr { sa, len in
-                    bytes.withUnsafeBytes { Glibc.sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), sa, socklen_t(len)) }
+                let sent = to.withSockAddr { sa, len in
+                    bytes.withUnsafeBytes { Glibc.sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), sa, len) }
                 }
                 if sent < 0 { sendErrors += 1 }
             case .event(let e):

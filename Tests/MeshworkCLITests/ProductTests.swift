@@ -1,5 +1,8 @@
 import Foundation
+import MeshCore
 import MeshDaemon
+import MeshTransport
+import NIOCore
 import Testing
 
 /// The config file as `up --config` and `config check` read it (no processes).
@@ -307,6 +310,54 @@ import Testing
         return nil
     }
 
+    /// Two nodes over an IPv6 underlay (::1): join, addresses, an acknowledged message.
+    @Test func nodesWorkOverIPv6() throws {
+        // Skip where the machine has no IPv6 loopback.
+        let probe = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
+        var sin6 = sockaddr_in6()
+        sin6.sin6_family = sa_family_t(AF_INET6)
+        sin6.sin6_addr.__in6_u.__u6_addr8.15 = 1
+        let v6 = probe >= 0 && withUnsafePointer(to: &sin6) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } } == 0
+        close(probe)
+        guard v6 else {
+            print("note: IPv6 test skipped: this machine cannot bind a UDP socket to ::1")
+            return
+        }
+        let cli = CLI()
+        var nodes: [Process] = []
+        defer {
+            for p in nodes where p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            cli.cleanup()
+        }
+        let create = try cli.run(["mesh", "create", "--name", "v6test", "--pool", "100.97.0.0/24", "--key", cli.path("a/identity.key"), "--out", cli.path("v.mesh")])
+        #expect(create.status == 0)
+        func start(_ name: String, _ extra: [String]) throws -> Process {
+            let p = Process()
+            p.executableURL = CLI.executable
+            p.arguments = ["up", "--mesh", cli.path("v.mesh"), "--state", cli.path(name), "--listen", "[::1]:0", "--no-tun", "--name", name] + extra
+            p.standardInput = FileHandle.nullDevice
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        nodes.append(try start("a", []))
+        var listen = ""
+        #expect(CLI.eventually(10, every: 0.1) {
+            listen = status(cli, cli.path("a"))?["listen"] as? String ?? ""
+            return listen.hasPrefix("[::1]:")
+        }, "a did not listen on ::1: \(listen)")
+        nodes.append(try start("b", ["--peer", listen]))
+        for n in ["a", "b"] {
+            #expect(CLI.eventually(20, every: 0.1) {
+                guard let s = status(cli, cli.path(n)), s["address"] is String, let m = s["members"] as? [String: Int] else { return false }
+                return m["alive"] == 2
+            }, "\(n) did not settle over IPv6")
+        }
+        let sent = try cli.run(["send", "--state", cli.path("b"), "a", "hello over IPv6"])
+        #expect(sent.status == 0, "\(sent.stderr)")
+    }
+
     /// A metrics port that is taken stops the start before the node saves or sends anything.
     @Test func aTakenMetricsPortFailsTheStartCleanly() throws {
         let cli = CLI()
@@ -464,5 +515,24 @@ import Testing
         #expect(loaded?.seq == 7)
         // Keys and tokens keep the small bound.
         #expect(throws: FileError.self) { _ = try AtomicFile.read(dir + "/pool.json") }
+    }
+}
+
+/// Socket addresses and endpoints convert byte for byte (every datagram does, both ways).
+@Suite struct SocketAddressTests {
+    @Test func endpointsAndSocketAddressesRoundTrip() throws {
+        for text in ["192.0.2.7:51830", "127.0.0.1:1", "[2001:db8::1]:9", "[::1]:65535", "[fe80::1:2:3:4]:443"] {
+            let e = try #require(Endpoint(text))
+            let sa = try #require(e.socketAddress)
+            #expect(Endpoint(sa) == e, "\(text)")
+            #expect(sa.port == Int(e.port))
+            // NIO's own text of the address agrees with ours.
+            #expect(try SocketAddress(ipAddress: e.hostText, port: Int(e.port)) == sa)
+        }
+        // A peer reached over an IPv6 socket with an IPv4-mapped address is an IPv4 peer.
+        let mapped = try SocketAddress(ipAddress: "::ffff:192.0.2.7", port: 5)
+        #expect(Endpoint(mapped) == Endpoint("192.0.2.7:5"))
+        #expect(Endpoint(try SocketAddress(ipAddress: "2001:db8::1", port: 9)) == Endpoint("[2001:db8::1]:9"))
+        #expect(Endpoint(try SocketAddress(ipAddress: "10.1.2.3", port: 80)) == Endpoint("10.1.2.3:80"))
     }
 }
