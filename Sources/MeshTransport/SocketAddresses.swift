@@ -36,7 +36,6 @@ extension Endpoint {
 
     /// Calls `body` with this endpoint as a `sockaddr_in` or `sockaddr_in6` (for `sendto`),
     /// built from its bytes: no text, no allocation.
-
     public func withSockAddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
         switch address {
         case .v4(let a):

@@ -157,8 +157,9 @@ public struct Messenger: Sendable {
     /// own so that its copy of the peer's state is gone before `fill` changes the queue:
     /// a second reference would make every change copy the whole queue (copy on write).
     mutating func enqueue(_ bytes: [UInt8], to peer: NodeID, deadline: Instant) -> MessageID? {
-        let known = outbound[peer] != nil
-        var o = outbound.removeValue(forKey: peer) ?? Outbound(rto: settings.initialRTO)
+        let had = outbound.removeValue(forKey: peer)
+        let known = had != nil
+        var o = had ?? Outbound(rto: settings.initialRTO)
         guard o.queuedBytes + bytes.count <= settings.maxQueuedBytes else {
             if known { outbound[peer] = o }
             return nil
@@ -325,11 +326,19 @@ public struct Messenger: Sendable {
     /// function, as `enqueue`, so that no second reference to the state outlives it.
     mutating func applyAck(_ p: [UInt8], from peer: NodeID, now: Instant) -> [MessengerOutput]? {
         guard p.count == Self.ackSize else { counters.malformed += 1; return nil }
-        guard readBE64(p, 1) == epoch, outbound[peer]?.generation == readBE32(p, 9) else { return nil }
-        let cumulative = readBE32(p, 13), echo = readBE32(p, 17)
-        guard cumulative <= outbound[peer]!.nextSeq else { counters.malformed += 1; return nil }
+        guard readBE64(p, 1) == epoch else { return nil }
         // Taken out of the dictionary while it changes (no copy of its arrays per ack).
-        var o = outbound.removeValue(forKey: peer)!
+        guard var o = outbound.removeValue(forKey: peer) else { return nil }
+        guard readBE32(p, 9) == o.generation else {
+            outbound[peer] = o
+            return nil
+        }
+        let cumulative = readBE32(p, 13), echo = readBE32(p, 17)
+        guard cumulative <= o.nextSeq else {
+            outbound[peer] = o
+            counters.malformed += 1
+            return nil
+        }
         var out: [MessengerOutput] = []
         // Time the round trip of the fragment whose arrival caused this acknowledgement,
         // if it was sent once (Karn) and not already timed.
