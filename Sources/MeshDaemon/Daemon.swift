@@ -854,15 +854,7 @@ public final class Daemon: @unchecked Sendable {
         var out: [Endpoint] = []
         var p: UnsafeMutablePointer<addrinfo>? = first
         while let ai = p {
-            if let sa = ai.pointee.ai_addr {
-                var addr: SocketAddress?
-                switch Int32(sa.pointee.sa_family) {
-                case AF_INET: addr = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { SocketAddress($0.pointee, host: hp.host) }
-                case AF_INET6: addr = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { SocketAddress($0.pointee, host: hp.host) }
-                default: addr = nil
-                }
-                if let addr, let e = Endpoint(addr) { out.append(e) }
-            }
+            if let sa = ai.pointee.ai_addr, let addr = SocketAddress(UnsafePointer(sa)), let e = Endpoint(addr) { out.append(e) }
             p = ai.pointee.ai_next
         }
         return out

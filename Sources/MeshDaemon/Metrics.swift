@@ -18,11 +18,18 @@ public final class MetricsExporter: Sendable {
 
     public init(version: String, node: String, mesh: String) {
         let r = registry
-        func counter(_ name: String, _ help: String, _ labels: [(String, String)] = [], _ read: @escaping @Sendable (ControlProtocol.Counters) -> Int)
-            -> (Counter, @Sendable (ControlProtocol.Status) -> Int)
+        typealias Read = @Sendable (ControlProtocol.Counters) -> Int
+        /// One counter, or one per value of `label`: a family shares its name and help.
+        func family(_ name: String, _ help: String, _ label: String = "", _ members: [(String, Read)])
+            -> [(Counter, @Sendable (ControlProtocol.Status) -> Int)]
         {
-            let c = r.makeCounter(descriptor: MetricNameDescriptor(namespace: "meshwork", metricName: name, unitName: "total", helpText: help), labels: labels)
-            return (c, { read($0.counters) })
+            let descriptor = MetricNameDescriptor(namespace: "meshwork", metricName: name, unitName: "total", helpText: help)
+            return members.map { value, read in
+                (r.makeCounter(descriptor: descriptor, labels: label.isEmpty ? [] : [(label, value)]), { read($0.counters) })
+            }
+        }
+        func counter(_ name: String, _ help: String, _ read: @escaping Read) -> [(Counter, @Sendable (ControlProtocol.Status) -> Int)] {
+            family(name, help, "", [("", read)])
         }
         func gauge(_ name: String, _ help: String, _ labels: [(String, String)] = [], _ read: @escaping @Sendable (ControlProtocol.Status) -> Double)
             -> (Gauge, @Sendable (ControlProtocol.Status) -> Double)
@@ -32,51 +39,40 @@ public final class MetricsExporter: Sendable {
         r.makeGauge(descriptor: MetricNameDescriptor(namespace: "meshwork", metricName: "info", unitName: "", helpText: "This node: its version, node ID fingerprint and mesh ID (always 1)."),
                     labels: [("version", version), ("node", node), ("mesh", mesh)]).set(to: 1)
 
-        let drops: [(String, @Sendable (ControlProtocol.Counters) -> Int)] = [
-            ("not_sealed_for_mesh", { $0.dropsNotSealedForMesh }), ("malformed", { $0.dropsMalformed }), ("other", { $0.dropsOther }),
-            ("bad_signature", { $0.badSignatures }), ("pool_bad_signature", { $0.poolRejectedSignatures }),
-            ("pool_bad_chain", { $0.poolRejectedChains }), ("pool_bad_reclaim", { $0.poolRejectedReclaims }),
-            ("bad_mac", { $0.dropsBadMAC }), ("replay", { $0.dropsReplay }), ("unknown_index", { $0.dropsUnknownIndex }),
-            ("not_member", { $0.dropsNotMember }), ("malformed_session", { $0.dropsMalformedSession }), ("expired", { $0.dropsExpired }),
-            ("staged_overflow", { $0.dropsStaged }), ("no_route", { $0.overlayDropsNoRoute }), ("spoofed_source", { $0.overlayDropsSpoofed }),
-            ("not_ipv4", { $0.overlayDropsNotIPv4 }), ("wrong_destination", { $0.overlayDropsWrongDestination ?? 0 }),
-        ]
-        var cs = [
-            counter("datagrams", "UDP datagrams received and sent (all kinds).", [("direction", "in")]) { $0.datagramsIn },
-            counter("datagrams", "UDP datagrams received and sent (all kinds).", [("direction", "out")]) { $0.datagramsOut },
-            counter("datagram_bytes", "UDP payload bytes received and sent.", [("direction", "in")]) { $0.bytesIn },
-            counter("datagram_bytes", "UDP payload bytes received and sent.", [("direction", "out")]) { $0.bytesOut },
+        let cs = [
+            family("datagrams", "UDP datagrams received and sent (all kinds).", "direction", [("in", { $0.datagramsIn }), ("out", { $0.datagramsOut })]),
+            family("datagram_bytes", "UDP payload bytes received and sent.", "direction", [("in", { $0.bytesIn }), ("out", { $0.bytesOut })]),
             counter("send_errors", "Datagrams the kernel refused to send (no route to the peer, a full socket buffer).") { $0.sendErrors ?? 0 },
-            counter("handshakes", "Noise handshakes by result.", [("result", "initiated")]) { $0.handshakesInitiated },
-            counter("handshakes", "Noise handshakes by result.", [("result", "completed")]) { $0.handshakesCompleted },
-            counter("handshakes", "Noise handshakes by result.", [("result", "failed")]) { $0.handshakesFailed },
-            counter("packets", "Session transport packets opened and sealed.", [("direction", "in")]) { $0.packetsIn },
-            counter("packets", "Session transport packets opened and sealed.", [("direction", "out")]) { $0.packetsOut },
-            counter("payload_bytes", "Plaintext bytes carried by sessions.", [("direction", "in")]) { $0.payloadBytesIn },
-            counter("payload_bytes", "Plaintext bytes carried by sessions.", [("direction", "out")]) { $0.payloadBytesOut },
-            counter("overlay_packets", "IP packets read from and written to the TUN device.", [("direction", "from_tun")]) { $0.overlayPacketsFromTun },
-            counter("overlay_packets", "IP packets read from and written to the TUN device.", [("direction", "to_tun")]) { $0.overlayPacketsToTun },
-            counter("relay_packets", "Relayed datagrams: forwarded for others, sent and received through a relay.", [("role", "forwarded")]) { $0.relayForwarded },
-            counter("relay_packets", "Relayed datagrams: forwarded for others, sent and received through a relay.", [("role", "sent_through")]) { $0.relaySentThrough },
-            counter("relay_packets", "Relayed datagrams: forwarded for others, sent and received through a relay.", [("role", "received_through")]) { $0.relayReceivedThrough },
+            family("handshakes", "Noise handshakes by result.", "result",
+                   [("initiated", { $0.handshakesInitiated }), ("completed", { $0.handshakesCompleted }), ("failed", { $0.handshakesFailed })]),
+            family("packets", "Session transport packets opened and sealed.", "direction", [("in", { $0.packetsIn }), ("out", { $0.packetsOut })]),
+            family("payload_bytes", "Plaintext bytes carried by sessions.", "direction", [("in", { $0.payloadBytesIn }), ("out", { $0.payloadBytesOut })]),
+            family("overlay_packets", "IP packets read from and written to the TUN device.", "direction",
+                   [("from_tun", { $0.overlayPacketsFromTun }), ("to_tun", { $0.overlayPacketsToTun })]),
+            family("relay_packets", "Relayed datagrams: forwarded for others, sent and received through a relay.", "role",
+                   [("forwarded", { $0.relayForwarded }), ("sent_through", { $0.relaySentThrough }), ("received_through", { $0.relayReceivedThrough })]),
             counter("relay_forwarded_bytes", "Bytes forwarded for other members.") { $0.relayForwardedBytes },
             counter("relay_refused", "Relay requests refused (target not reached directly, nesting, loops).") { $0.relayRefused },
-            counter("messages", "Application messages (meshwork send / listen).", [("event", "sent")]) { $0.messagesSent },
-            counter("messages", "Application messages (meshwork send / listen).", [("event", "acknowledged")]) { $0.messagesAcknowledged },
-            counter("messages", "Application messages (meshwork send / listen).", [("event", "failed")]) { $0.messagesFailed },
-            counter("messages", "Application messages (meshwork send / listen).", [("event", "received")]) { $0.messagesReceived },
+            family("messages", "Application messages (meshwork send / listen).", "event",
+                   [("sent", { $0.messagesSent }), ("acknowledged", { $0.messagesAcknowledged }), ("failed", { $0.messagesFailed }),
+                    ("received", { $0.messagesReceived })]),
             counter("message_retransmits", "Message fragments sent again.") { $0.messageRetransmits },
-            counter("gossip_probes", "SWIM probes sent, and those that failed.", [("result", "sent")]) { $0.probes },
-            counter("gossip_probes", "SWIM probes sent, and those that failed.", [("result", "failed")]) { $0.probesFailed },
+            family("gossip_probes", "SWIM probes sent, and those that failed.", "result", [("sent", { $0.probes }), ("failed", { $0.probesFailed })]),
             counter("gossip_refutations", "Suspicions of this node that it refuted.") { $0.refutations },
             counter("pool_conflicts", "Conflicting pool grants resolved.") { $0.poolConflicts },
             counter("pool_reclaims", "Pool space reclaimed from departed nodes.") { $0.poolReclaims },
             counter("pool_votes", "Reclaim votes counted here (this node's own included).") { $0.poolVotes },
             counter("pool_forced_reclaims", "Forced reclaims ('meshwork pool reclaim --force', by any member) accepted.") { $0.poolForcedReclaims },
-        ]
-        for (reason, read) in drops {
-            cs.append(counter("drops", "Packets dropped, by reason.", [("reason", reason)], read))
-        }
+            family("drops", "Packets dropped, by reason.", "reason", [
+                ("not_sealed_for_mesh", { $0.dropsNotSealedForMesh }), ("malformed", { $0.dropsMalformed }), ("other", { $0.dropsOther }),
+                ("bad_signature", { $0.badSignatures }), ("pool_bad_signature", { $0.poolRejectedSignatures }),
+                ("pool_bad_chain", { $0.poolRejectedChains }), ("pool_bad_reclaim", { $0.poolRejectedReclaims }),
+                ("bad_mac", { $0.dropsBadMAC }), ("replay", { $0.dropsReplay }), ("unknown_index", { $0.dropsUnknownIndex }),
+                ("not_member", { $0.dropsNotMember }), ("malformed_session", { $0.dropsMalformedSession }), ("expired", { $0.dropsExpired }),
+                ("staged_overflow", { $0.dropsStaged }), ("no_route", { $0.overlayDropsNoRoute }), ("spoofed_source", { $0.overlayDropsSpoofed }),
+                ("not_ipv4", { $0.overlayDropsNotIPv4 }), ("wrong_destination", { $0.overlayDropsWrongDestination ?? 0 }),
+            ]),
+        ].flatMap { $0 }
         counters = cs
         gauges = [
             gauge("up_seconds", "Seconds since this node started.") { $0.uptimeSeconds },

@@ -245,6 +245,12 @@ public struct UpSettings: Sendable, Equatable {
         return s
     }
 
+    /// A problem with `key` as the file at `path` sets it, at the key's line.
+    public static func fileError(_ key: Key, _ message: String, in path: String) -> FileError {
+        let line = (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Self.line(of: key.rawValue, in: $0) }
+        return FileError(file: path, line: line, key: key.rawValue, message: message)
+    }
+
     /// The line (from 1) where `key` is set at the top level of TOML `text`, if found.
     public static func line(of key: String, in text: String) -> Int? {
         for (i, l) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {

@@ -63,7 +63,7 @@ extension Endpoint {
 
 extension SocketAddress {
     /// The socket address at `sa` (IPv4 or IPv6 only).
-    init?(_ sa: UnsafePointer<sockaddr>) {
+    public init?(_ sa: UnsafePointer<sockaddr>) {
         switch Int32(sa.pointee.sa_family) {
         case AF_INET:
             self = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { SocketAddress($0.pointee, host: "") }

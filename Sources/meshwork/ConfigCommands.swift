@@ -47,13 +47,9 @@ struct ConfigCommand: ParsableCommand {
             do {
                 let s = try UpSettings.load(path: file)
                 if let mesh = s.mesh {
-                    func fail(_ key: UpSettings.Key, _ message: String) -> UpSettings.FileError {
-                        let text = try? String(contentsOfFile: file, encoding: .utf8)
-                        return UpSettings.FileError(file: file, line: text.flatMap { UpSettings.line(of: key.rawValue, in: $0) }, key: key.rawValue, message: message)
-                    }
                     let token: MeshToken
-                    do { token = try KeyStore.loadToken(mesh) } catch { throw fail(.mesh, error.description) }
-                    if let p = s.problems(with: token).first { throw fail(p.key, p.message) }
+                    do { token = try KeyStore.loadToken(mesh) } catch { throw UpSettings.fileError(.mesh, error.description, in: file) }
+                    if let p = s.problems(with: token).first { throw UpSettings.fileError(p.key, p.message, in: file) }
                 }
                 let effective = Self.effective(s)
                 if json {

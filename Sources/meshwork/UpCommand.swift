@@ -121,17 +121,16 @@ struct Up: ParsableCommand {
         return s
     }
 
-    /// Where a setting came from, for messages: the flag, or the key and line in the file.
-    func origin(of key: UpSettings.Key) -> String {
+    /// A problem named where the setting came from: the flag, or the key and line in the file.
+    func problem(_ key: UpSettings.Key, _ message: String) -> String {
         let setByFlag: Bool
         switch key {
         case .mesh: setByFlag = mesh != nil
         case .address: setByFlag = address != nil
         default: setByFlag = true
         }
-        guard !setByFlag, let config else { return "--\(key.rawValue)" }
-        let line = (try? String(contentsOfFile: config, encoding: .utf8)).flatMap { UpSettings.line(of: key.rawValue, in: $0) }
-        return "\(config)\(line.map { ":\($0)" } ?? ""): \(key.rawValue)"
+        guard !setByFlag, let config else { return "--\(key.rawValue): \(message)" }
+        return UpSettings.fileError(key, message, in: config).description
     }
 
     func usageError(_ message: String) -> ExitCode {
@@ -152,8 +151,8 @@ struct Up: ParsableCommand {
             throw ValidationError("no mesh given: pass --mesh TOKEN-OR-FILE, or set 'mesh' in the --config file (make one with 'meshwork mesh create')")
         }
         let token: MeshToken
-        do { token = try KeyStore.loadToken(mesh) } catch { throw CLIError("\(origin(of: .mesh)): \(error.description)") }
-        if let p = s.problems(with: token).first { throw usageError("\(origin(of: p.key)): \(p.message)") }
+        do { token = try KeyStore.loadToken(mesh) } catch { throw CLIError(problem(.mesh, error.description)) }
+        if let p = s.problems(with: token).first { throw usageError(problem(p.key, p.message)) }
         if !UpSettings.isToken(mesh), KeyStore.isReadableByOthers(mesh) {
             logger.warning("\(mesh) is readable by other users and holds the mesh secret; run 'chmod 600 \(mesh)'")
         }
