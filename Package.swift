@@ -89,7 +89,7 @@ let package = Package(
         .testTarget(name: "MeshWireTests", dependencies: ["MeshCore", "MeshWire"], swiftSettings: strict),
         .testTarget(name: "MeshCryptoTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshDaemon"], swiftSettings: strict),
         .testTarget(name: "MeshGossipTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode", "MeshSim"], swiftSettings: strict),
-        .testTarget(name: "MeshPoolTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshPool", "MeshSim"], swiftSettings: strict),
+        .testTarget(name: "MeshPoolTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshPool", "MeshNode", "MeshSim"], swiftSettings: strict),
         .testTarget(name: "MeshTunnelTests", dependencies: ["MeshCore", "MeshCrypto", "MeshTunnel", "MeshSim"], swiftSettings: strict),
         .testTarget(name: "MeshworkCLITests", dependencies: ["meshwork", "MeshCore", "MeshCrypto", "MeshDaemon", "MeshTransport", "MeshNode",
                                                              .product(name: "NIOCore", package: "swift-nio")], swiftSettings: strict),

@@ -2,6 +2,7 @@ import MeshCore
 import MeshCrypto
 import MeshGossip
 import MeshNode
+import MeshPool
 
 /// A deterministic discrete-event simulation of many `MeshNode`s on a virtual network.
 ///
@@ -25,6 +26,10 @@ public final class Simulation: VirtualTimeSimulation {
         let identity: NodeIdentity?
         /// Kept beside `node` so that checking it never touches (or copies) the node.
         public internal(set) var isUp = false
+        /// What the node made durable (its `pool.json`), when the mesh has a pool.
+        public internal(set) var disk = SimDisk()
+        /// Pool history as this node lived it (Simulation+Pool.swift).
+        public internal(set) var poolLog = SimPoolLog()
     }
 
     enum Event {
@@ -38,7 +43,7 @@ public final class Simulation: VirtualTimeSimulation {
     public let settings: GossipSettings
     public let realCrypto: Bool
     public private(set) var now = Instant.zero
-    public private(set) var nodes: [SimNode] = []
+    public internal(set) var nodes: [SimNode] = []
     var rng: SeededRandom
     var queue = EventQueue<Event>()
     var byEndpoint: [Endpoint: Int] = [:]
@@ -54,9 +59,21 @@ public final class Simulation: VirtualTimeSimulation {
 
     /// Called for every membership event, with the index of the node that saw it.
     public var observer: ((Instant, Int, MembershipEvent) -> Void)?
+    /// Called for every pool event, with the index of the node that had it.
+    public var poolObserver: ((Instant, Int, PoolEvent) -> Void)?
+    /// Every time a node took an address that another running node held: (when, address,
+    /// holder, taker). Empty in every correct run.
+    public internal(set) var duplicateAddresses: [(Instant, UInt32, Int, Int)] = []
 
-    public init(seed: UInt64, settings: GossipSettings = .lan, network: Network = Network(), realCrypto: Bool = false) {
+    /// The address pool, if the simulated mesh has one (node 0 is then its genesis node).
+    public let pool: AddressRange?
+    public let poolSettings: PoolAgent.Settings
+
+    public init(seed: UInt64, settings: GossipSettings = .lan, network: Network = Network(), realCrypto: Bool = false,
+                pool: AddressRange? = nil, poolSettings: PoolAgent.Settings = .init()) {
         self.seed = seed
+        self.pool = pool
+        self.poolSettings = poolSettings
         self.settings = settings
         self.network = network
         self.realCrypto = realCrypto
@@ -89,9 +106,10 @@ public final class Simulation: VirtualTimeSimulation {
         return index
     }
 
-    /// Stops a node at once, as `kill -9` would: no goodbye.
+    /// Stops a node at once, as `kill -9` would: no goodbye (what it persisted stays).
     public func crash(_ i: Int) {
         if nodes[i].isUp { upCount -= 1 }
+        nodes[i].poolLog.bound = nil
         nodes[i].isUp = false
         nodes[i].node = nil
         nodes[i].wakeAt = .distantFuture
@@ -133,12 +151,12 @@ public final class Simulation: VirtualTimeSimulation {
             switch event {
             case .action(let f): f()
             case .wake(let i):
-                guard nodes[i].wakeAt == at, nodes[i].isUp else { continue }
+                guard nodes[i].wakeAt == at, nodes[i].isUp, !nodes[i].poolLog.asleep else { continue }
                 nodes[i].wakeAt = .distantFuture
                 let out = withNode(i) { $0.tick(now: now) }
                 handle(i, out)
             case .deliver(let bytes, let from, let to):
-                guard nodes[to].isUp else { continue }
+                guard nodes[to].isUp, !nodes[to].poolLog.asleep else { continue }
                 let out = withNode(to) { $0.receive(datagram: bytes, from: from, now: now) }
                 handle(to, out)
             }
@@ -234,7 +252,7 @@ public final class Simulation: VirtualTimeSimulation {
         let sealer: any PacketSealer = realCrypto ? GossipSealer(secret: secret) : NullSealer()
         var gossip = Gossip(me: record, settings: settings, auth: auth, seed: rng.next(), now: now)
         if !preload.isEmpty { gossip.restore(preload, now: now) }
-        var node = MeshNode(gossip: gossip, sealer: sealer)
+        var node = MeshNode(gossip: gossip, pool: makePoolAgent(i, auth: auth), sealer: sealer)
         let out = node.join(seeds: seeds.map { nodes[$0].endpoint }, now: now)
         nodes[i].node = node
         nodes[i].isUp = true
@@ -256,7 +274,11 @@ public final class Simulation: VirtualTimeSimulation {
                 queue.push(now + delay, .deliver(bytes, from: nodes[i].endpoint, to: j))
             case .event(let e):
                 observer?(now, i, e)
-            case .persist, .pool, .message, .messageAcknowledged, .messageFailed, .sessionEstablished, .packet, .pong:
+            case .persist(let grants, let seq, let votes):
+                nodes[i].disk.write(grants: grants, seq: seq, votes: votes)
+            case .pool(let e):
+                recordPool(i, e)
+            case .message, .messageAcknowledged, .messageFailed, .sessionEstablished, .packet, .pong:
                 break
             }
         }
