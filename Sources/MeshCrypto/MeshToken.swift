@@ -9,12 +9,14 @@ import MeshWire
 ///
 /// ```
 /// u8   version (1)
-/// u8   flags (0; reserved)
+/// u8   flags (bit 0: an admin key follows the genesis node ID; the others reserved, 0)
 /// u8   name length, name (1-32 bytes of A-Z a-z 0-9 . _ -)
 /// u32  pool network address, u8 pool prefix length (8-28)
 /// u32  lease seconds, u32 reclaim seconds
 /// 32   mesh secret
 /// 32   genesis node ID (Ed25519 public key of the node that owns the pool at first)
+/// 32   admin key (Ed25519 public key; only with flag bit 0): the one signer of forced
+///      reclaims (`meshwork pool reclaim --force`). Its secret half stays with the operator.
 /// u8   bootstrap count (0-16), then each: u8 host length, host, u16 port
 /// ```
 ///
@@ -26,8 +28,9 @@ public struct MeshToken: Sendable {
     public static let bootstrapLimit = 16
     public static let poolLengths: ClosedRange<UInt8> = 8...28
     public static let timingLimits: ClosedRange<UInt32> = 1...(365 * 86400)
-    public static let defaultLeaseSeconds: UInt32 = 3600
+    public static let defaultLeaseSeconds: UInt32 = 86400
     public static let defaultReclaimSeconds: UInt32 = 86400
+    static let flagAdmin: UInt8 = 0x01
 
     public let name: String
     public let pool: IPv4Prefix
@@ -35,6 +38,9 @@ public struct MeshToken: Sendable {
     public let reclaimSeconds: UInt32
     public let secret: MeshSecret
     public let genesis: NodeID
+    /// The operator's admin key, if the mesh has one (`mesh create` makes it): the only key
+    /// whose signature makes a forced reclaim valid. Nil: no break-glass in this mesh.
+    public let admin: NodeID?
     public let bootstrap: [HostPort]
 
     public var meshID: MeshID { secret.meshID }
@@ -77,7 +83,7 @@ public struct MeshToken: Sendable {
     public init(
         name: String, pool: IPv4Prefix, leaseSeconds: UInt32 = MeshToken.defaultLeaseSeconds,
         reclaimSeconds: UInt32 = MeshToken.defaultReclaimSeconds, secret: MeshSecret, genesis: NodeID,
-        bootstrap: [HostPort] = []
+        admin: NodeID? = nil, bootstrap: [HostPort] = []
     ) throws(TokenError) {
         guard Self.isValidName(name) else { throw .badName(name) }
         guard pool.length <= Self.poolLengths.upperBound else { throw .poolTooSmall(pool) }
@@ -91,6 +97,7 @@ public struct MeshToken: Sendable {
         self.reclaimSeconds = reclaimSeconds
         self.secret = secret
         self.genesis = genesis
+        self.admin = admin
         self.bootstrap = bootstrap
     }
 
@@ -103,13 +110,14 @@ public struct MeshToken: Sendable {
     func payload() -> [UInt8] {
         var w = WireWriter(capacity: 128)
         w.writeUInt8(Self.version)
-        w.writeUInt8(0)
+        w.writeUInt8(admin == nil ? 0 : Self.flagAdmin)
         w.writeString(.u8, name)
         w.write(pool)
         w.writeUInt32(leaseSeconds)
         w.writeUInt32(reclaimSeconds)
         secret.withUnsafeBytes { w.writeBytes($0) }
         w.write(genesis)
+        if let admin { w.write(admin) }
         w.writeArray(.u8, bootstrap)
         return w.bytes
     }
@@ -121,7 +129,7 @@ public struct MeshToken: Sendable {
             let version = try r.readUInt8("token version")
             guard version == Self.version else { throw TokenError.unsupportedVersion("v\(version)") }
             let flags = try r.readUInt8("token flags")
-            guard flags == 0 else { throw TokenError.unsupportedVersion("v\(version) with flags \(flags)") }
+            guard flags & ~Self.flagAdmin == 0 else { throw TokenError.unsupportedVersion("v\(version) with flags \(flags)") }
             let name = try r.readString(.u8, limit: nameLimit, "mesh name")
             let pool = try r.read(IPv4Prefix.self)
             let lease = try r.readUInt32("lease seconds")
@@ -129,12 +137,13 @@ public struct MeshToken: Sendable {
             var secretBytes = try r.readBytes(MeshSecret.byteCount, "mesh secret")
             defer { secureZero(&secretBytes) }
             let genesis = try r.read(NodeID.self)
+            let admin = flags & Self.flagAdmin != 0 ? try r.read(NodeID.self) : nil
             let bootstrap = try r.readArray(of: HostPort.self, .u8, limit: bootstrapLimit, minimumElementSize: 4, "bootstrap endpoints")
             try r.expectEnd()
             let secret = try MeshSecret(bytes: secretBytes)
             return try MeshToken(
                 name: name, pool: pool, leaseSeconds: lease, reclaimSeconds: reclaim, secret: secret,
-                genesis: genesis, bootstrap: bootstrap)
+                genesis: genesis, admin: admin, bootstrap: bootstrap)
         } catch let e as TokenError {
             throw e
         } catch let e as WireError {

@@ -12,11 +12,46 @@ public enum ControlProtocol {
         public var data: String?
         /// `send`: how long to wait for the acknowledgement.
         public var timeoutSeconds: Double?
-        public init(command: String, target: String? = nil, data: String? = nil, timeoutSeconds: Double? = nil) {
+        /// `reclaim`: the admin key's signature over each holding of the `reclaim-plan`.
+        public var authorizations: [Authorization]?
+        public init(command: String, target: String? = nil, data: String? = nil, timeoutSeconds: Double? = nil,
+                    authorizations: [Authorization]? = nil) {
             self.command = command
             self.target = target
             self.data = data
             self.timeoutSeconds = timeoutSeconds
+            self.authorizations = authorizations
+        }
+    }
+
+    /// One holding a forced reclaim would take (`reclaim-plan`), and with `signature` (hex)
+    /// the admin key's consent to it (`reclaim`). `signer` is the admin key's node ID (hex).
+    public struct Authorization: Codable, Sendable, Equatable {
+        public var holding: String
+        public var cutoff: UInt64
+        public var successor: String
+        public var signer: String?
+        public var signature: String?
+        public init(holding: String, cutoff: UInt64, successor: String, signer: String? = nil, signature: String? = nil) {
+            self.holding = holding
+            self.cutoff = cutoff
+            self.successor = successor
+            self.signer = signer
+            self.signature = signature
+        }
+    }
+
+    /// The answer to `reclaim-plan`: what the admin key must sign.
+    public struct ReclaimPlan: Codable, Sendable {
+        public var nodeId: String
+        public var fingerprint: String
+        public var admin: String
+        public var holdings: [Authorization]
+        public init(nodeId: String, fingerprint: String, admin: String, holdings: [Authorization]) {
+            self.nodeId = nodeId
+            self.fingerprint = fingerprint
+            self.admin = admin
+            self.holdings = holdings
         }
     }
 

@@ -205,10 +205,13 @@ public final class Daemon: @unchecked Sendable {
         let listenHost = config.listenHost
         let usable = Self.usableRange(config.token)
         let genesis = config.token.genesis
+        let admin = config.token.admin
         let poolSeq = savedPool?.seq ?? 0
+        let firstStart = saved == nil
         let preferred = config.address
         let poolSeed = random.next()
         let reclaimSeconds = config.token.reclaimSeconds
+        let leaseSeconds = config.token.leaseSeconds
 
         runner = NodeRunner(loop: group.next(), logger: logger) { [weak self] event, gossip in
             self?.log(event, gossip)
@@ -218,7 +221,7 @@ public final class Daemon: @unchecked Sendable {
             self?.log(event)
             switch event {
             case .leased(let a): self?.configureTun(address: a)
-            case .lost, .released: self?.configureTun(address: nil)  // not ours any more
+            case .lost, .released, .expired: self?.configureTun(address: nil)  // not ours any more
             default: break
             }
         }
@@ -231,12 +234,15 @@ public final class Daemon: @unchecked Sendable {
             bound = try runner.start(host: config.listenHost, port: config.listenPort, seeds: seeds) { address, now in
                 let endpoints = Self.advertised(listenHost: listenHost, bound: address)
                 let record = MemberRecord(node: identity.nodeID, incarnation: inc, name: name, endpoints: endpoints, x25519: x25519)
-                var view = RingView(pool: usable, genesis: genesis, auth: auth)
+                var view = RingView(pool: usable, genesis: genesis, admin: admin, auth: auth)
                 for g in savedGrants { view.insert(g) }
                 var poolSettings = PoolAgent.Settings()
                 poolSettings.reclaimTime = .seconds(Double(reclaimSeconds))
+                poolSettings.leaseTime = .seconds(Double(leaseSeconds))
+                // A node with an earlier run behind it (node.json) catches up with the mesh
+                // before it grants, whatever its pool.json says (docs/pool.md).
                 let pool = PoolAgent(me: identity.nodeID, view: view, auth: auth, seq: poolSeq, settings: poolSettings, preferred: preferred,
-                                     votes: savedVotes, seed: poolSeed, now: now)
+                                     votes: savedVotes, fresh: firstStart, seed: poolSeed, now: now)
                 var sodium = SodiumRandom()
                 let tunnel = Tunnel(staticKey: x25519Secret, psk: psk, random: sodium,
                                     epochNanos: wallAtStart &- UInt64(max(0, now.nanoseconds)))
@@ -491,8 +497,9 @@ public final class Daemon: @unchecked Sendable {
                 }
                 return (try? encoder.encode(ControlProtocol.Peers(peers: peers))) ?? Data()
             }
-        case "reclaim":
+        case "reclaim-plan", "reclaim":
             let target = request.target ?? ""
+            let admin = config.token.admin
             return runner.perform { node, now -> (Data, [NodeOutput]) in
                 func fail(_ why: String) -> (Data, [NodeOutput]) { (Self.errorReply(why), []) }
                 let id: NodeID
@@ -500,15 +507,45 @@ public final class Daemon: @unchecked Sendable {
                 case .success(let found): id = found
                 case .failure(let why): return fail(why.message)
                 }
-                let (result, outputs) = node.forceReclaim(id, now: now)
+                func failure(_ e: PoolAgent.ForceReclaimError) -> (Data, [NodeOutput]) {
+                    switch e {
+                    case .ownNode: return fail("\(id.fingerprint) is this node; a node cannot reclaim from itself")
+                    case .alive:
+                        return fail("\(id.fingerprint) is alive (membership says so); reclaim refuses a live node. Stop it, or wait until it is declared dead")
+                    case .holdsNothing: return fail("\(id.fingerprint) holds no part of the pool in this node's view; nothing to reclaim")
+                    case .noAdminKey:
+                        return fail("this mesh has no admin key (its token names none), so nothing can force a reclaim: any member could otherwise take the pool. "
+                            + "Meshwork reclaims \(id.fingerprint)'s space by itself once it has been gone the reclaim time and members holding most of the pool agree")
+                    case .notAuthorized:
+                        return fail("the admin signatures do not verify: --admin-key must be the key made with this mesh (mesh inspect shows its ID)")
+                    }
+                }
+                let plan: [ForcedHolding]
+                switch node.forceReclaimPlan(id) {
+                case .success(let p): plan = p
+                case .failure(let e): return failure(e)
+                }
+                if request.command == "reclaim-plan" {
+                    let reply = ControlProtocol.ReclaimPlan(
+                        nodeId: id.hex, fingerprint: id.fingerprint, admin: admin?.hex ?? "",
+                        holdings: plan.map { .init(holding: $0.holding.hex, cutoff: $0.cutoff, successor: $0.successor.hex) })
+                    return ((try? encoder.encode(reply)) ?? Data(), [])
+                }
+                var auths: [ForcedHolding: ReclaimVote] = [:]
+                for a in request.authorizations ?? [] {
+                    guard let h = Hex.decode(a.holding).flatMap({ Bytes32($0) }), let succ = NodeID(hex: a.successor),
+                          let signer = a.signer.flatMap({ NodeID(hex: $0) }), let sig = a.signature.flatMap({ Hex.decode($0) }), sig.count == 64 else {
+                        return fail("a malformed authorisation (holding, cutoff, successor, signer, signature in hex)")
+                    }
+                    guard signer == admin else { return failure(.notAuthorized) }
+                    auths[ForcedHolding(holding: h, cutoff: a.cutoff, successor: succ)] = ReclaimVote(signer: signer, signature: sig)
+                }
+                let (result, outputs) = node.forceReclaim(id, authorizations: auths, now: now)
                 switch result {
                 case .success(let ranges):
                     let reply = ControlProtocol.Reclaimed(nodeId: id.hex, fingerprint: id.fingerprint, ranges: ranges.map(\.description), forced: true)
                     return ((try? encoder.encode(reply)) ?? Data(), outputs)
-                case .failure(.ownNode): return fail("\(id.fingerprint) is this node; a node cannot reclaim from itself")
-                case .failure(.alive):
-                    return fail("\(id.fingerprint) is alive (membership says so); reclaim refuses a live node. Stop it, or wait until it is declared dead")
-                case .failure(.holdsNothing): return fail("\(id.fingerprint) holds no part of the pool in this node's view; nothing to reclaim")
+                case .failure(let e): return failure(e)
                 }
             }
         case "send":
@@ -764,6 +801,9 @@ public final class Daemon: @unchecked Sendable {
                            metadata: ["address": "\(IPv4Address(a))", "by": "\(by.fingerprint)"])
         case .exhausted: logger.warning("no member has free address space; retrying with backoff")
         case .released(let a): logger.notice("overlay address released", metadata: ["address": "\(IPv4Address(a))"])
+        case .expired(let a):
+            logger.warning("lease lapsed: cut off from members holding most of the pool for half the lease time; not using the address until they are reached",
+                           metadata: ["address": "\(IPv4Address(a))"])
         case .reclaimed(let from, let range, let forced):
             logger.warning(forced ? "took over a node's space by hand (--force)" : "reclaimed the space of a node gone longer than the reclaim time",
                            metadata: ["from": "\(from.fingerprint)", "range": "\(range)"])

@@ -59,11 +59,19 @@ public struct MeshNode: Sendable {
         return out
     }
 
-    /// `meshwork pool reclaim --force`: takes over everything `target` holds, without votes.
-    public mutating func forceReclaim(_ target: NodeID, now: Instant) -> (Result<[AddressRange], PoolAgent.ForceReclaimError>, [NodeOutput]) {
+    /// What the admin key must sign for `meshwork pool reclaim --force` of `target`.
+    public mutating func forceReclaimPlan(_ target: NodeID) -> Result<[ForcedHolding], PoolAgent.ForceReclaimError> {
+        guard pool != nil else { return .failure(.holdsNothing) }
+        return pool!.forceReclaimPlan(target)
+    }
+
+    /// `meshwork pool reclaim --force`: takes over what `target` holds, without votes, on the
+    /// strength of the admin key's signatures (`forceReclaimPlan`).
+    public mutating func forceReclaim(_ target: NodeID, authorizations: [ForcedHolding: ReclaimVote],
+                                      now: Instant) -> (Result<[AddressRange], PoolAgent.ForceReclaimError>, [NodeOutput]) {
         lastNow = now
         guard pool != nil else { return (.failure(.holdsNothing), []) }
-        switch pool!.forceReclaim(target, now: now) {
+        switch pool!.forceReclaim(target, authorizations: authorizations, now: now) {
         case .success(let (ranges, outputs)): return (.success(ranges), emitPool(outputs))
         case .failure(let e): return (.failure(e), [])
         }
@@ -229,11 +237,13 @@ public struct MeshNode: Sendable {
         return result
     }
 
-    /// The pool's members are gossip's live ones (alive or suspect).
+    /// The pool's members are gossip's live ones (alive or suspect); suspects are named
+    /// apart, as they do not count toward the fence's quorum.
     mutating func refreshPoolMembers() {
         guard pool != nil else { return }
-        let live = gossip.members.values.filter { $0.status <= .suspect }.map(\.node)
-        pool!.setMembers(live)
+        let live = gossip.members.values.filter { $0.status <= .suspect }
+        pool!.setMembers(live.map(\.node))
+        pool!.setSuspected(Set(live.filter { $0.status == .suspect }.map(\.node)))
     }
 
     mutating func emitPool(_ outputs: [PoolAgent.Output]) -> [NodeOutput] {
@@ -269,7 +279,7 @@ public struct MeshNode: Sendable {
                 case .joined, .recovered:
                     membershipChanged = true
                     membersGained = true
-                case .died, .left, .forgotten: membershipChanged = true
+                case .died, .left, .forgotten, .suspected: membershipChanged = true
                 case .updated: recordsChanged = true
                 default: break
                 }

@@ -129,64 +129,49 @@ extension Grant: WireCodable {
     }
 }
 
-/// One member's consent to a reclaim: "`signer`, holding `claimed`, agrees that `successor`
-/// takes what the departed node still holds by grant `holding`, after its grants up to
-/// `cutoff`". A reclaim stands once its votes' claimed addresses (outside the reclaimed
-/// range) are more than half the pool.
+/// One member's consent to a reclaim: "`signer`, whose newest grant had seq `seq`,
+/// agrees that `successor` takes what the departed node still holds by grant `holding`,
+/// after its grants up to `cutoff`". A vote carries no claim of weight: every view weighs
+/// it by what its fold says the signer held at `seq` (RingView.voteWeight), and a reclaim
+/// stands once its signers held a quorum of the pool. A forced reclaim carries one vote,
+/// by the mesh's admin key (its `seq` is 0).
 public struct ReclaimVote: Hashable, Sendable, WireCodable {
     public var signer: NodeID
-    /// The addresses the signer held when it voted (its space and its lease), sorted.
-    public var claimed: [AddressRange]
+    public var seq: UInt64
     public var signature: [UInt8]
 
-    public init(signer: NodeID, claimed: [AddressRange], signature: [UInt8] = [UInt8](repeating: 0, count: 64)) {
+    public init(signer: NodeID, seq: UInt64 = 0, signature: [UInt8] = [UInt8](repeating: 0, count: 64)) {
         self.signer = signer
-        self.claimed = claimed
+        self.seq = seq
         self.signature = signature
     }
 
-    public static let limit = 1024
-    public static let claimedLimit = 64
-    public static let minimumSize = 32 + 1 + 64
+    /// At most this many votes in a reclaim (about 58 KB: one datagram).
+    public static let limit = 550
+    public static let minimumSize = 32 + 8 + 64
 
-    public static func signedBytes(holding: Bytes32, cutoff: UInt64, successor: NodeID, claimed: [AddressRange]) -> [UInt8] {
-        var w = WireWriter(capacity: 96 + 8 * claimed.count)
-        w.writeBytes(Array("meshwork pool reclaim v1".utf8))
+    public static func signedBytes(holding: Bytes32, cutoff: UInt64, successor: NodeID, seq: UInt64) -> [UInt8] {
+        var w = WireWriter(capacity: 112)
+        w.writeBytes(Array("meshwork pool reclaim v2".utf8))
         w.writeBytes32(holding)
         w.writeUInt64(cutoff)
         w.write(successor)
-        writeRanges(claimed, to: &w)
+        w.writeUInt64(seq)
         return w.bytes
     }
 
-    public var encodedSize: Int { Self.minimumSize + 8 * claimed.count }
+    public var encodedSize: Int { Self.minimumSize }
 
     public init(from r: inout WireReader) throws(WireError) {
         signer = try r.read(NodeID.self)
-        let n = Int(try r.readUInt8("claimed count"))
-        guard n <= Self.claimedLimit else { throw .lengthExceedsLimit(field: "claimed", length: n, limit: Self.claimedLimit) }
-        var ranges: [AddressRange] = []
-        for _ in 0..<n {
-            let a = try r.readUInt32("claimed first"), b = try r.readUInt32("claimed last")
-            guard a <= b else { throw .invalidValue(field: "claimed", reason: "first > last") }
-            ranges.append(AddressRange(a, b))
-        }
-        claimed = ranges
+        seq = try r.readUInt64("vote seq")
         signature = try r.readBytes(64, "vote signature")
     }
 
     public func encode(to w: inout WireWriter) {
         w.write(signer)
-        Self.writeRanges(claimed, to: &w)
+        w.writeUInt64(seq)
         w.writeBytes(signature)
-    }
-
-    static func writeRanges(_ rs: [AddressRange], to w: inout WireWriter) {
-        w.writeUInt8(UInt8(clamping: rs.count))
-        for r in rs {
-            w.writeUInt32(r.first)
-            w.writeUInt32(r.last)
-        }
     }
 }
 

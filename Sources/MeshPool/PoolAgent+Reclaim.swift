@@ -16,8 +16,6 @@ extension PoolAgent {
         var target: NodeID
         var cutoff: UInt64
         var votes: [NodeID: ReclaimVote] = [:]
-        /// The sum of the votes' claimed addresses (an upper bound of their union).
-        var claimedSum: UInt64 = 0
         var nextAskAt: Instant
     }
 
@@ -25,12 +23,16 @@ extension PoolAgent {
         case ownNode
         case alive
         case holdsNothing
+        /// The mesh token names no admin key: nothing may force a reclaim.
+        case noAdminKey
+        /// No holding came with a valid admin signature.
+        case notAuthorized
     }
 
-    /// Whether this node must not grant now: it has not seen live members (itself
-    /// included) holding more than half the pool within half the reclaim time.
+    /// Whether this node must not grant now: the live members (itself included) do not
+    /// hold a quorum of the pool. Immediate, with no grace: on the minority side of a
+    /// partition nothing is granted that the majority could later reclaim (docs/pool.md).
     public mutating func isFenced(now: Instant) -> Bool {
-        if let q = lastQuorumAt, now - q <= settings.reclaimTime * 0.5 { return false }
         if hasQuorum() {
             lastQuorumAt = now
             return false
@@ -38,14 +40,46 @@ extension PoolAgent {
         return true
     }
 
-    /// Addresses (space and leases) held by this node and the live members, by this view.
-    public mutating func liveWeight() -> UInt64 {
-        var w: UInt64 = 0
-        for o in view.ownership() where o.owner == me || isMember(o.owner) { w += o.range.count }
-        return w
+    /// This node's own lease lapses as DHCP's does when it cannot be renewed: after half the
+    /// lease time without live members holding a quorum (renewal rides on membership), the
+    /// node stops using its address, before the others may reclaim it (after the whole
+    /// lease time). It takes it back (sticky) once it reaches a quorum again, if it is
+    /// still its own.
+    mutating func checkOwnLease(now: Instant, _ out: inout [Output]) {
+        guard case .bound(let a) = phase, isFenced(now: now), now - (lastQuorumAt ?? startedAt) >= settings.leaseTime * 0.5 else { return }
+        expireOwnLease(a, &out)
     }
 
-    mutating func hasQuorum() -> Bool { view.hasGenesis && RingView.isMajority(liveWeight(), of: view.pool) }
+    mutating func expireOwnLease(_ a: UInt32, _ out: inout [Output]) {
+        counters.leasesExpired += 1
+        phase = .exhausted(retryAt: lastNow + settings.backoffBase * 5)
+        leaseSuspended = true
+        waitingReason = "lease lapsed: cut off from members holding most of the pool for half the lease time; taking it back once they are reached"
+        out.append(.event(.expired(a)))
+    }
+
+    /// Addresses (space and leases) held by this node and the live members, by this view.
+    public mutating func liveWeight() -> UInt64 { liveHolding().weight }
+
+    /// What this node and the members membership says are alive (not suspected) hold, and
+    /// whether that includes the pool's first address (the tie-break at exactly half).
+    /// Suspects do not count: a partition fences its minority side as soon as membership
+    /// suspects the other side, seconds before it declares it dead.
+    mutating func liveHolding() -> (weight: UInt64, anchor: Bool) {
+        var w: UInt64 = 0
+        var anchor = false
+        for o in view.ownership() where o.owner == me || (isMember(o.owner) && !suspected.contains(o.owner)) {
+            w += o.range.count
+            if o.range.contains(view.pool.first) { anchor = true }
+        }
+        return (w, anchor)
+    }
+
+    mutating func hasQuorum() -> Bool {
+        guard view.hasGenesis else { return false }
+        let (w, anchor) = liveHolding()
+        return RingView.isQuorum(weight: w, holdsAnchor: anchor, of: view.pool)
+    }
 
     func isMember(_ id: NodeID) -> Bool {
         let i = insertionIndex(id)
@@ -65,6 +99,7 @@ extension PoolAgent {
         absentSince = absentSince.filter { gone.contains($0.key) }
         for d in gone where absentSince[d] == nil { absentSince[d] = now }
         let fenced = isFenced(now: now)
+        checkOwnLease(now: now, &out)
         let stillStarting = fencedReported == nil && now - startedAt < settings.reclaimTime * 0.5
         if fenced != fencedReported, !(fenced && stillStarting) {
             fencedReported = fenced
@@ -75,7 +110,9 @@ extension PoolAgent {
         proposals = proposals.filter { x, p in absentSince[p.target] != nil && held.contains(HeldBy(grant: x, owner: p.target)) }
         var considered = Set<Bytes32>()
         for (i, o) in own.enumerated() {
-            guard let since = absentSince[o.owner], now - since >= settings.reclaimTime, proposals[o.grant] == nil,
+            // Space after the reclaim time; a lease after the lease time (DHCP's expiry).
+            let after = o.kind == .lease ? settings.leaseTime : settings.reclaimTime
+            guard isCaughtUp, let since = absentSince[o.owner], now - since >= after, proposals[o.grant] == nil,
                   considered.insert(o.grant).inserted, successor(after: i, of: o.owner, in: own) == me else { continue }
             startProposal(holding: o.grant, target: o.owner, now: now, &out)
         }
@@ -108,7 +145,6 @@ extension PoolAgent {
             }
             p.votes[me] = v
             counters.votes += 1  // votes signed here: the successor's own too
-            p.claimedSum = claimedWeight(v, excluding: view.grants[x]?.range)
         }
         proposals[x] = p
         sendAsks(holding: x, &out)
@@ -144,7 +180,8 @@ extension PoolAgent {
     mutating func answerReclaimAsk(from successor: NodeID, holding x: Bytes32, cutoff: UInt64, now: Instant, _ out: inout [Output]) {
         guard let g = view.grants[x] else { return }
         let target = g.grantee
-        guard target != me, successor != target, let since = absentSince[target], now - since >= settings.reclaimTime else { return }
+        let after = g.kind == .lease ? settings.leaseTime : settings.reclaimTime
+        guard isCaughtUp, target != me, successor != target, let since = absentSince[target], now - since >= after else { return }
         if let known = view.highestSeq(of: target), known > cutoff {
             // The successor has not seen all the target's grants: send them, it will ask again.
             let newer = (view.byGrantor[target]?.grants ?? []).filter { $0.seq > cutoff }.sorted { $0.seq < $1.seq }
@@ -164,48 +201,51 @@ extension PoolAgent {
         out.append(.send(PoolPacket(sender: me, message: .reclaimVote(holding: x, cutoff: cutoff, vote: vote)), to: successor))
     }
 
-    /// This node's vote: what it holds (outside the reclaimed range), signed.
+    /// This node's vote, signed; nil if it holds nothing outside the reclaimed range (it
+    /// would weigh nothing).
     mutating func makeVote(holding x: Bytes32, cutoff: UInt64, successor: NodeID) -> ReclaimVote? {
         guard let g = view.grants[x] else { return nil }
-        var mine = RangeSet(view.ownership().filter { $0.owner == me }.map(\.range)).subtracting(RangeSet(g.range)).ranges
+        let mine = RangeSet(view.ownership().filter { $0.owner == me }.map(\.range)).subtracting(RangeSet(g.range))
         guard !mine.isEmpty else { return nil }
-        if mine.count > ReclaimVote.claimedLimit {
-            mine = Array(mine.sorted { $0.count > $1.count }.prefix(ReclaimVote.claimedLimit)).sorted()
-        }
-        var v = ReclaimVote(signer: me, claimed: mine)
-        v.signature = auth.sign(ReclaimVote.signedBytes(holding: x, cutoff: cutoff, successor: successor, claimed: mine))
-        return v
+        return ReclaimVote(signer: me, seq: seq, signature: auth.sign(ReclaimVote.signedBytes(holding: x, cutoff: cutoff, successor: successor, seq: seq)))
     }
 
-    func claimedWeight(_ v: ReclaimVote, excluding r: AddressRange?) -> UInt64 {
-        var s = RangeSet(v.claimed)
-        if let r { s = s.subtracting(RangeSet(r)) }
-        return s.count
-    }
-
+    /// A vote for one of this node's proposals. A vote whose seq is below the newest grant of
+    /// its signer that this node knows is stale (or a lie that would count space the signer
+    /// gave away before it voted) and is refused.
     mutating func takeReclaimVote(from: NodeID, holding x: Bytes32, cutoff: UInt64, vote: ReclaimVote, now: Instant, _ out: inout [Output]) {
-        guard let p = proposals[x], p.cutoff == cutoff, vote.signer == from, p.votes[from] == nil, let g = view.grants[x],
-              auth.verify(signature: vote.signature, message: ReclaimVote.signedBytes(holding: x, cutoff: cutoff, successor: me, claimed: vote.claimed),
+        guard let p = proposals[x], p.cutoff == cutoff, vote.signer == from, p.votes[from] == nil,
+              vote.seq >= view.highestSeq(of: from) ?? 0,
+              auth.verify(signature: vote.signature, message: ReclaimVote.signedBytes(holding: x, cutoff: cutoff, successor: me, seq: vote.seq),
                           signer: from) else { return }
         proposals[x]!.votes[from] = vote
-        proposals[x]!.claimedSum += claimedWeight(vote, excluding: g.range)
         completeIfMajority(holding: x, &out)
     }
 
-    /// Once the votes hold more than half the pool, signs the reclaim with as few votes as
-    /// that takes (largest holders first), records, persists and pushes it.
+    /// Once the voters hold a quorum (by this view's fold), signs the reclaim with the
+    /// votes, records, persists and pushes it. Votes go in largest holder first until the
+    /// quorum, then a quarter more as a margin (so that a voter granting onward soon after
+    /// it voted does not leave the reclaim short where that grant arrives first), within
+    /// one datagram.
     mutating func completeIfMajority(holding x: Bytes32, _ out: inout [Output]) {
-        guard let p = proposals[x], let parent = view.grants[x], RingView.isMajority(p.claimedSum, of: view.pool) else { return }
+        guard let p = proposals[x], let parent = view.grants[x] else { return }
         let exclude = RangeSet(parent.range)
-        let ranked = p.votes.values.map { ($0, claimedWeight($0, excluding: parent.range)) }
-            .sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0.signer < $1.0.signer }
-        var union = RangeSet(), chosen: [ReclaimVote] = []
-        for (v, _) in ranked {
+        var held: [NodeID: UInt64] = [:]
+        for o in view.ownership() where p.votes[o.owner] != nil && !exclude.contains(o.range.first) { held[o.owner, default: 0] += o.range.count }
+        let ranked = p.votes.values.sorted { (held[$0.signer] ?? 0, $1.signer) > (held[$1.signer] ?? 0, $0.signer) }
+        var chosen: [ReclaimVote] = []
+        var signers = Set<NodeID>()
+        var quorumAt: Int?
+        for v in ranked where held[v.signer] ?? 0 > 0 {
+            if let q = quorumAt, chosen.count >= q + (q + 3) / 4 { break }
+            guard chosen.count < ReclaimVote.limit else { break }
             chosen.append(v)
-            for r in v.claimed { union.insert(r) }
-            if RingView.isMajority(union.subtracting(exclude).count, of: view.pool) { break }
+            signers.insert(v.signer)
+            if quorumAt == nil, case .weight(let w) = view.voteWeight(chosen), RingView.isQuorum(w.subtracting(exclude), of: view.pool) {
+                quorumAt = chosen.count
+            }
         }
-        guard RingView.isMajority(union.subtracting(exclude).count, of: view.pool), chosen.count <= ReclaimVote.limit else { return }
+        guard quorumAt != nil else { return }
         proposals[x] = nil
         publishReclaim(of: parent, parentRef: x, cutoff: p.cutoff, votes: chosen, forced: false, &out)
     }
@@ -213,37 +253,74 @@ extension PoolAgent {
     @discardableResult
     mutating func publishReclaim(of parent: Grant, parentRef: Bytes32, cutoff: UInt64, votes: [ReclaimVote], forced: Bool,
                                  _ out: inout [Output]) -> Bool {
-        seq += 1
-        var r = Grant(grantor: me, seq: seq, parent: parentRef, range: parent.range, grantee: me, kind: .reclaim,
-                      cutoff: cutoff, forced: forced, votes: votes)
-        r.sign(with: auth)
+        guard let r = signNext(Grant(grantor: me, seq: 0, parent: parentRef, range: parent.range, grantee: me, kind: .reclaim,
+                                     cutoff: cutoff, forced: forced, votes: votes)) else { return false }
         out.append(.persist(grants: [r], seq: seq))
-        guard view.insert(r) == .added else { return false }
         counters.reclaims += 1
         out.append(.event(.reclaimed(from: parent.grantee, range: parent.range, forced: forced)))
         push([r], &out)
         return true
     }
 
-    /// `meshwork pool reclaim NODE --force`: takes everything `target` holds, now, without
-    /// votes. Unsafe while `target` might be alive (its grantees and this node's would then
-    /// hold the same addresses until the reclaim reaches them); refused while membership
-    /// says it is alive. Returns the ranges taken.
-    public mutating func forceReclaim(_ target: NodeID, now: Instant) -> Result<([AddressRange], [Output]), ForceReclaimError> {
-        lastNow = now
+    /// What the admin key must sign for `meshwork pool reclaim NODE --force`: each holding
+    /// of `target` in this view with its cutoff (the authorisation names this node as successor).
+    public mutating func forceReclaimPlan(_ target: NodeID) -> Result<[ForcedHolding], ForceReclaimError> {
         guard target != me else { return .failure(.ownNode) }
         guard !isMember(target) else { return .failure(.alive) }
+        guard view.admin != nil else { return .failure(.noAdminKey) }
+        var plan: [ForcedHolding] = []
+        var seen = Set<Bytes32>()
+        let cutoff = view.highestSeq(of: target) ?? 0
+        for o in view.ownership() where o.owner == target && seen.insert(o.grant).inserted && view.grants[o.grant] != nil {
+            plan.append(ForcedHolding(holding: o.grant, cutoff: cutoff, successor: me))
+        }
+        return plan.isEmpty ? .failure(.holdsNothing) : .success(plan)
+    }
+
+    /// `meshwork pool reclaim NODE --force`: takes what `target` holds, now, without votes,
+    /// on the strength of the admin key's signature over each holding of the plan
+    /// (`forceReclaimPlan`). Unsafe while `target` might be alive (its grantees and this
+    /// node's would then hold the same addresses until the reclaim reaches them); refused
+    /// while membership says it is alive. Returns the ranges taken.
+    public mutating func forceReclaim(_ target: NodeID, authorizations: [ForcedHolding: ReclaimVote],
+                                      now: Instant) -> Result<([AddressRange], [Output]), ForceReclaimError> {
+        lastNow = now
+        let plan: [ForcedHolding]
+        switch forceReclaimPlan(target) {
+        case .success(let p): plan = p
+        case .failure(let e): return .failure(e)
+        }
         var out: [Output] = []
         var taken: [AddressRange] = []
-        var seen = Set<Bytes32>()
-        for o in view.ownership() where o.owner == target && seen.insert(o.grant).inserted {
-            guard let parent = view.grants[o.grant] else { continue }
-            if publishReclaim(of: parent, parentRef: o.grant, cutoff: view.highestSeq(of: target) ?? 0, votes: [], forced: true, &out) {
+        for h in plan {
+            guard let parent = view.grants[h.holding], let auth = authorizations[h] else { continue }
+            if publishReclaim(of: parent, parentRef: h.holding, cutoff: h.cutoff, votes: [auth], forced: true, &out) {
                 taken.append(parent.range)
             }
         }
-        guard !taken.isEmpty else { return .failure(.holdsNothing) }
+        guard !taken.isEmpty else { return .failure(.notAuthorized) }
         flush(&out)
         return .success((taken, out))
+    }
+}
+
+/// One holding a forced reclaim takes, and what the admin key signs for it.
+public struct ForcedHolding: Hashable, Sendable {
+    public var holding: Bytes32
+    public var cutoff: UInt64
+    public var successor: NodeID
+
+    public init(holding: Bytes32, cutoff: UInt64, successor: NodeID) {
+        self.holding = holding
+        self.cutoff = cutoff
+        self.successor = successor
+    }
+
+    /// The bytes the admin key signs (those of a vote that claims nothing).
+    public var signedBytes: [UInt8] { ReclaimVote.signedBytes(holding: holding, cutoff: cutoff, successor: successor, seq: 0) }
+
+    /// The admin key's authorisation, made with the admin key where the operator keeps it.
+    public func authorize(with admin: some RecordAuthenticator, adminID: NodeID) -> ReclaimVote {
+        ReclaimVote(signer: adminID, signature: admin.sign(signedBytes))
     }
 }

@@ -45,10 +45,21 @@ public struct PoolAgent: Sendable {
         /// holdings may be reclaimed: the mesh token's reclaim time. A node cut off from
         /// members holding most of the pool for half of it stops granting (the fence).
         public var reclaimTime = Span.seconds(86400)
+        /// The mesh token's lease time, DHCP's: a lease whose holder is gone this long is
+        /// reclaimed (its address returns to the pool), and a holder cut off from members
+        /// holding most of the pool for half of it stops using its address.
+        public var leaseTime = Span.seconds(86400)
         /// How often departures and the fence are checked: a twentieth of the reclaim time,
         /// at least 1 s. A successor asks again for missing votes this often (at least 2 s).
         public var reclaimCheck: Span { Swift.max(.seconds(1), reclaimTime * 0.05) }
         public var reclaimAskInterval: Span { Swift.max(.seconds(2), reclaimCheck) }
+        /// A balancing round runs this long (with jitter up to twice it) after membership or
+        /// the view changes, and every `balanceInterval` besides.
+        public var balanceDelay = Span.milliseconds(500)
+        public var balanceInterval = Span.seconds(5)
+        /// A node catching up (after a restart or a suspend) asks members not yet heard
+        /// from this often.
+        public var catchUpInterval = Span.seconds(2)
         public init() {}
     }
 
@@ -88,12 +99,13 @@ public struct PoolAgent: Sendable {
     public let settings: Settings
     let auth: any RecordAuthenticator
     public internal(set) var view: RingView
-    public private(set) var phase: Phase = .idle
+    public internal(set) var phase: Phase = .idle
     /// The highest grant sequence number this node has used (persisted).
     public internal(set) var seq: UInt64
     var rng: SeededRandom
     var xid: UInt32
-    var members: [NodeID] = []
+    public internal(set) var members: [NodeID] = []
+    public internal(set) var suspected: Set<NodeID> = []
     var preferred: UInt32?
     var offers: [Offer] = []
     var offersUntil: Instant = .distantFuture
@@ -112,7 +124,7 @@ public struct PoolAgent: Sendable {
     var flushAt: Instant?
     var lastNow = Instant.zero
     /// Why the node is backing off, if it is (the outcome of its last attempt).
-    public private(set) var waitingReason: String?
+    public internal(set) var waitingReason: String?
     public internal(set) var counters = Counters()
     // Reclaim and the fence (PoolAgent+Reclaim.swift).
     /// Owners of space that membership says are gone, and since when (as this node saw it).
@@ -131,6 +143,20 @@ public struct PoolAgent: Sendable {
     var naksFenced = 0
     /// The grantor of the lease this node is bound by (told by DECLINE if it is lost).
     var boundBy: NodeID?
+    /// The node's own lease lapsed (cut off for half the lease time, or a long suspend):
+    /// not used again until the node reaches a quorum.
+    var leaseSuspended = false
+    /// When the next balancing round runs (PoolAgent+Balance.swift).
+    var nextBalanceAt = Instant.distantFuture
+    // Catching up after a restart or a suspend (PoolAgent+CatchUp.swift).
+    /// Whether this node has caught up with members holding a quorum since it (re)started.
+    public internal(set) var isCaughtUp: Bool
+    /// Members heard from while catching up, with what their digests said they hold
+    /// (grant count by grantor key).
+    public internal(set) var heardFrom: [NodeID: [UInt64: UInt32]] = [:]
+    var nextCatchUpAskAt = Instant.distantFuture
+    var catchUpSince: Instant
+    var lastTickAt: Instant?
 
     public struct Counters: Sendable, Equatable, Codable {
         public var discovers = 0, offers = 0, requests = 0, acks = 0, naks = 0, conflicts = 0
@@ -140,6 +166,13 @@ public struct PoolAgent: Sendable {
         /// DECLINEs this node sent (its address was held by another) and received (an
         /// address it granted turned out held by another).
         public var declinesSent = 0, declinesReceived = 0
+        /// Balancing rounds in which this node gave space to a member holding less.
+        public var donations = 0
+        /// Times this node caught up with the mesh (after a restart or a suspend), and
+        /// times its clock jumped (a suspend) so that it had to.
+        public var catchUps = 0, resumes = 0
+        /// Times this node stopped using its address because it could not renew it.
+        public var leasesExpired = 0
     }
 
     /// - Parameters:
@@ -147,9 +180,14 @@ public struct PoolAgent: Sendable {
     ///   - preferred: the address to ask for (e.g. `--address`); otherwise the previous lease
     ///     or one derived from the node ID.
     ///   - votes: the persisted reclaim votes (holding → successor).
+    ///   - fresh: this node's first start in this mesh (no state from an earlier run). Any
+    ///     other start catches up with the mesh before it grants (PoolAgent+CatchUp.swift).
     public init(me: NodeID, view: RingView, auth: any RecordAuthenticator, seq: UInt64, settings: Settings = Settings(),
-                preferred: UInt32? = nil, votes: [Bytes32: NodeID] = [:], seed: UInt64, now: Instant) {
+                preferred: UInt32? = nil, votes: [Bytes32: NodeID] = [:], fresh: Bool = true, seed: UInt64, now: Instant) {
         self.me = me
+        isCaughtUp = fresh
+        catchUpSince = now
+        if !fresh { nextCatchUpAskAt = now }
         startedAt = now
         votedFor = votes
         nextReclaimCheck = now
@@ -178,8 +216,21 @@ public struct PoolAgent: Sendable {
 
     var forwardFanout: Int { members.count < 64 ? settings.forwardFanout * 2 : settings.forwardFanout }
 
+    /// Members that membership suspects (still talked to, but not counted for the fence).
+    public mutating func setSuspected(_ ids: Set<NodeID>) {
+        if ids != suspected { scheduleBalance() }
+        suspected = ids
+    }
+
     /// The live members to talk to (from membership).
-    public mutating func setMembers(_ ids: [NodeID]) { members = ids.filter { $0 != me }.sorted() }
+    public mutating func setMembers(_ ids: [NodeID]) {
+        let new = ids.filter { $0 != me }.sorted()
+        if new != members {
+            scheduleBalance()
+            if !isCaughtUp { nextCatchUpAskAt = min(nextCatchUpAskAt, lastNow) }
+        }
+        members = new
+    }
 
     /// Adds one live member (kept sorted; cheaper than `setMembers` for one change).
     public mutating func addMember(_ id: NodeID) {
@@ -187,11 +238,16 @@ public struct PoolAgent: Sendable {
         let i = insertionIndex(id)
         if i < members.count, members[i] == id { return }
         members.insert(id, at: i)
+        scheduleBalance()
+        if !isCaughtUp { nextCatchUpAskAt = min(nextCatchUpAskAt, lastNow) }
     }
 
     public mutating func removeMember(_ id: NodeID) {
         let i = insertionIndex(id)
-        if i < members.count, members[i] == id { members.remove(at: i) }
+        if i < members.count, members[i] == id {
+            members.remove(at: i)
+            scheduleBalance()
+        }
     }
 
     func insertionIndex(_ id: NodeID) -> Int {
@@ -213,7 +269,9 @@ public struct PoolAgent: Sendable {
 
     /// Creates the genesis grant (only the token's genesis node, once).
     public mutating func createGenesis() -> [Output] {
-        guard view.genesis == me, !view.hasGenesis else { return [] }
+        // Only on this node's first start: a genesis that lost its pool.json learns the
+        // mesh's grants from the members instead of founding the pool a second time.
+        guard view.genesis == me, !view.hasGenesis, isCaughtUp else { return [] }
         var g = Grant(grantor: me, seq: 0, parent: .zero, range: view.pool, grantee: me, kind: .space)
         g.sign(with: auth)
         view.insert(g)
@@ -240,12 +298,20 @@ public struct PoolAgent: Sendable {
     }
 
     mutating func ensureAddress(now: Instant, _ out: inout [Output]) {
+        if leaseSuspended {
+            guard isCaughtUp, !isFenced(now: now) else {
+                phase = .exhausted(retryAt: now + settings.backoffBase * 5)
+                return
+            }
+            leaseSuspended = false
+        }
         if let lease = view.leases(of: me).first {
             bind(lease.range.first, &out)
             return
         }
         if case .bound = phase { phase = .idle }
-        if !isFenced(now: now), let own = pickFromOwnSpace() {
+        if !isCaughtUp { checkCaughtUp(now: now, &out) }
+        if mayGrant(now: now), let own = pickFromOwnSpace() {
             let made = commit(lease: own, share: nil, to: me, now: now, &out)
             push(made, &out)
             bind(own, &out)
@@ -270,16 +336,16 @@ public struct PoolAgent: Sendable {
     public mutating func release(now: Instant) -> [Output] {
         lastNow = now
         var out: [Output] = []
+        // Not caught up: its view may be old, and what it signed could repeat a seq.
+        // Its space is reclaimed after the reclaim time instead.
+        guard isCaughtUp else { phase = .idle; return out }
         let all = view.ownership()
         var made: [Grant] = []
         for (i, o) in all.enumerated() where o.owner == me {
             let below = all[..<i].last { $0.owner != me }?.owner
             let above = all[(i + 1)...].first { $0.owner != me }?.owner
             guard let heir = below ?? above else { continue }  // alone in the mesh: nobody to give it to
-            seq += 1
-            var g = Grant(grantor: me, seq: seq, parent: o.grant, range: o.range, grantee: heir, kind: .space)
-            g.sign(with: auth)
-            if view.insert(g) == .added { made.append(g) }
+            if let g = signNext(Grant(grantor: me, seq: 0, parent: o.grant, range: o.range, grantee: heir, kind: .space)) { made.append(g) }
         }
         if !made.isEmpty {
             out.append(.persist(grants: made, seq: seq))
@@ -428,6 +494,7 @@ public struct PoolAgent: Sendable {
             push(fresh, &out, fanout: forwardFanout)
             afterViewChange(fresh, now: now, &out)
         case .digest(let s, let reply, let last, let lo, let hi, let entries):
+            heardDigest(from: from, lo: lo, hi: hi, entries: entries, now: now, &out)
             answerDigest(from: from, session: s, reply: reply, last: last, lo: lo, hi: hi, entries: entries, &out)
         case .reclaimAsk(let holding, let cutoff):
             answerReclaimAsk(from: from, holding: holding, cutoff: cutoff, now: now, &out)
@@ -435,6 +502,7 @@ public struct PoolAgent: Sendable {
             takeReclaimVote(from: from, holding: holding, cutoff: cutoff, vote: vote, now: now, &out)
         }
         if case .requesting = phase, let lease = view.leases(of: me).first { bind(lease.range.first, &out) }
+        if !isCaughtUp { checkCaughtUp(now: now, &out) }
         return out
     }
 
@@ -442,6 +510,11 @@ public struct PoolAgent: Sendable {
     public mutating func tick(now: Instant) -> [Output] {
         lastNow = now
         var out: [Output] = []
+        noticeClockJump(now: now, &out)
+        if !isCaughtUp {
+            if now >= nextCatchUpAskAt, !members.isEmpty { askToCatchUp(now: now, &out) }
+            checkCaughtUp(now: now, &out)
+        }
         if let f = flushAt, now >= f { flush(&out) }
         switch phase {
         case .discovering:
@@ -476,6 +549,7 @@ public struct PoolAgent: Sendable {
             checkDepartures(now: now, &out)
         }
         askForVotes(now: now, &out)
+        if now >= nextBalanceAt { balance(now: now, &out) }
         if now >= nextSyncAt {
             nextSyncAt = now + settings.syncInterval
             if !members.isEmpty {
@@ -487,7 +561,12 @@ public struct PoolAgent: Sendable {
     }
 
     public var nextDeadline: Instant {
-        var d = min(nextSyncAt, flushAt ?? .distantFuture, nextReclaimCheck)
+        var d = min(nextSyncAt, flushAt ?? .distantFuture, nextReclaimCheck, nextBalanceAt)
+        // Catching up: the next ask, or the moment a node alone may trust its disk; never
+        // a time already past (the shell would wake it again and again at one instant).
+        if !isCaughtUp {
+            d = min(d, max(lastNow + settings.catchUpInterval * 0.25, min(nextCatchUpAskAt, catchUpSince + settings.reclaimTime * 0.5)))
+        }
         for p in proposals.values { d = min(d, p.nextAskAt) }
         switch phase {
         case .discovering: d = min(d, offersUntil, deadline)
@@ -511,7 +590,7 @@ public struct PoolAgent: Sendable {
                                                                    holdMillis: UInt32(settings.holdTime.nanoseconds / 1_000_000))), to: client))
             return
         }
-        if isFenced(now: now) {
+        if !mayGrant(now: now) {
             counters.fencedRefusals += 1
             out.append(.send(PoolPacket(sender: me, message: .nak(xid: x, reason: .fenced)), to: client))
             return
@@ -532,11 +611,7 @@ public struct PoolAgent: Sendable {
             address = free.ranges.max { ($0.count, $1.first) < ($1.count, $0.first) }!.first
         }
         free = free.subtracting(RangeSet(AddressRange(address, address)))
-        var share: AddressRange?
-        if let largest = free.ranges.max(by: { ($0.count, $1.first) < ($1.count, $0.first) }), largest.count >= 2 {
-            let half = UInt32(largest.count / 2)
-            share = AddressRange(largest.last - half + 1, largest.last)
-        }
+        let share = joinerShare(for: client, from: free)
         holds[x] = Hold(client: client, address: address, share: share, expires: now + settings.holdTime)
         counters.offers += 1
         out.append(.send(PoolPacket(sender: me, message: .offer(xid: x, address: address, share: share,
@@ -557,7 +632,7 @@ public struct PoolAgent: Sendable {
             out.append(.send(PoolPacket(sender: me, message: .nak(xid: x, reason: .taken)), to: client))
             return
         }
-        guard !isFenced(now: now) else {
+        guard mayGrant(now: now) else {
             counters.fencedRefusals += 1
             out.append(.send(PoolPacket(sender: me, message: .nak(xid: x, reason: .fenced)), to: client))
             return
@@ -578,22 +653,27 @@ public struct PoolAgent: Sendable {
         func parentRef(for r: AddressRange) -> Bytes32? {
             view.freeSpace(of: me).first { $0.range.contains(r) }?.grant
         }
-        if let p = parentRef(for: AddressRange(address, address)) {
-            seq += 1
-            var g = Grant(grantor: me, seq: seq, parent: p, range: AddressRange(address, address), grantee: client, kind: .lease)
-            g.sign(with: auth)
-            view.insert(g)
+        if let p = parentRef(for: AddressRange(address, address)),
+           let g = signNext(Grant(grantor: me, seq: 0, parent: p, range: AddressRange(address, address), grantee: client, kind: .lease)) {
             made.append(g)
         }
-        if let s = share, let p = parentRef(for: s) {
-            seq += 1
-            var g = Grant(grantor: me, seq: seq, parent: p, range: s, grantee: client, kind: .space)
-            g.sign(with: auth)
-            view.insert(g)
+        if let s = share, let p = parentRef(for: s), let g = signNext(Grant(grantor: me, seq: 0, parent: p, range: s, grantee: client, kind: .space)) {
             made.append(g)
         }
         out.append(.persist(grants: made, seq: seq))
         return made
+    }
+
+    /// Signs `g` with the next grant seq and records it; nil (and the seq not used) if this
+    /// view refuses it. A node's seqs run without gaps: a vote's weight needs all of its
+    /// signer's grants up to it (RingView.voteWeight).
+    mutating func signNext(_ g: Grant) -> Grant? {
+        var g = g
+        g.seq = seq + 1
+        g.sign(with: auth)
+        guard view.insert(g) == .added else { return nil }
+        seq += 1
+        return g
     }
 
     /// A free address of this node's own space for itself: the preferred one if free, else
@@ -613,10 +693,14 @@ public struct PoolAgent: Sendable {
         var fresh: [Grant] = []
         for g in grants {
             switch view.insert(g) {
-            case .added, .orphan: fresh.append(g)
+            case .added, .orphan:
+                fresh.append(g)
+                // One of this node's own, from before a restart: never sign that seq again.
+                if g.grantor == me, g.seq > seq { seq = g.seq }
             case .duplicate, .rejected: break  // rejected ones are counted by the view
             }
         }
+        if !fresh.isEmpty { scheduleBalance() }
         return fresh
     }
 
@@ -752,6 +836,9 @@ public enum PoolEvent: Sendable, Equatable {
     case exhausted
     /// This node gave its address (and all its space) back, leaving for good.
     case released(UInt32)
+    /// This node stopped using `address`: it could not renew its lease (no quorum for half
+    /// the lease time, or a suspend). It takes it back once it reaches a quorum, if still its.
+    case expired(UInt32)
     /// This node, as successor, took over `range` from `from`, gone longer than the reclaim time.
     case reclaimed(from: NodeID, range: AddressRange, forced: Bool)
     /// This node stopped granting (cut off from members holding most of the pool for half

@@ -17,6 +17,8 @@ import MeshCore
 public struct RingView: Sendable {
     public let pool: AddressRange
     public let genesis: NodeID
+    /// The mesh's admin key (from the token), the only signer of forced reclaims; nil: none.
+    public let admin: NodeID?
     let auth: any RecordAuthenticator
 
     /// Valid grants attached to the tree, by ref.
@@ -46,8 +48,10 @@ public struct RingView: Sendable {
         public var orphansDropped = 0
         /// Reclaims refused: too few votes, bad vote signatures, or a malformed reclaim.
         public var badReclaims = 0
-        /// Reclaims made by hand (`--force`) that this view accepted.
+        /// Reclaims made by hand (`--force`, signed by the admin key) that this view accepted.
         public var forcedReclaims = 0
+        /// Reclaims refused whose voters held nothing at all in the fold (keys with no space).
+        public var weightlessVotes = 0
     }
 
     /// At most this many grants wait for a parent; past it, new orphans are refused (they
@@ -63,9 +67,10 @@ public struct RingView: Sendable {
     }
 
     /// `pool` is the usable range (the CIDR without its first and last address).
-    public init(pool: AddressRange, genesis: NodeID, auth: any RecordAuthenticator) {
+    public init(pool: AddressRange, genesis: NodeID, admin: NodeID? = nil, auth: any RecordAuthenticator) {
         self.pool = pool
         self.genesis = genesis
+        self.admin = admin
         self.auth = auth
     }
 
@@ -131,7 +136,7 @@ public struct RingView: Sendable {
         for g in other.allGrants { insert(g) }
     }
 
-    func chainProblem(_ g: Grant, parent: Grant) -> String? {
+    mutating func chainProblem(_ g: Grant, parent: Grant) -> String? {
         if g.kind == .reclaim { return reclaimProblem(g, parent: parent) }
         // A lease is granted onward only whole and as space: that is how its holder releases it.
         if parent.kind == .lease, !(g.kind == .space && g.range == parent.range) {
@@ -143,30 +148,91 @@ public struct RingView: Sendable {
     }
 
     /// A reclaim takes a whole grant held by another node, for its own signer, with votes
-    /// from members that held more than half the pool (outside the reclaimed range).
-    func reclaimProblem(_ g: Grant, parent: Grant) -> String? {
+    /// from members that hold a quorum of the pool (outside the reclaimed range).
+    ///
+    /// A vote's weight is read from this view, never taken from the vote: what the fold
+    /// says its signer holds. So a throwaway key adds nothing, and two nodes holding the
+    /// same grants compute the same weight.
+    mutating func reclaimProblem(_ g: Grant, parent: Grant) -> String? {
         let target = parent.grantee
         if g.grantee != g.grantor { return "a reclaim must go to its signer" }
         if target == g.grantor { return "a node cannot reclaim its own grant" }
         if g.range != parent.range { return "a reclaim must take its parent's whole range" }
-        if g.forced { return nil }
+        if g.forced { return forcedProblem(g) }
         var signers = Set<NodeID>()
-        var claimed = RangeSet()
         for v in g.votes {
             guard v.signer != target, signers.insert(v.signer).inserted else { return "a vote by the departed node, or two by one signer" }
-            let message = ReclaimVote.signedBytes(holding: g.parent, cutoff: g.cutoff, successor: g.grantor, claimed: v.claimed)
+            let message = ReclaimVote.signedBytes(holding: g.parent, cutoff: g.cutoff, successor: g.grantor, seq: v.seq)
             guard auth.verify(signature: v.signature, message: message, signer: v.signer) else { return "a vote's signature does not verify" }
-            for r in v.claimed { claimed.insert(r) }
         }
-        let weight = claimed.subtracting(RangeSet(parent.range)).count
-        guard Self.isMajority(weight, of: pool) else {
-            return "its votes hold \(weight) of \(pool.count) addresses, not more than half"
+        let weight: RangeSet
+        switch voteWeight(g.votes) {
+        case .incomplete(let signer):
+            return "a voter's grants up to its vote (\(signer.fingerprint)) are not all known yet"
+        case .weight(let w): weight = w.subtracting(RangeSet(parent.range))
+        }
+        guard Self.isQuorum(weight, of: pool) else {
+            if weight.isEmpty { counters.weightlessVotes += 1 }
+            return "its votes' signers hold \(weight.count) of \(pool.count) addresses, not a majority"
         }
         return nil
     }
 
-    /// Whether `weight` addresses are more than half of `pool`.
-    public static func isMajority(_ weight: UInt64, of pool: AddressRange) -> Bool { weight * 2 > pool.count }
+    public enum VoteWeight: Equatable, Sendable {
+        case weight(RangeSet)
+        /// This view lacks some of a voter's grants up to its vote: weighed later.
+        case incomplete(NodeID)
+    }
+
+    /// What the votes' signers held when they voted, read from this view: the fold rewound,
+    /// for each signer, to its vote (its own grants with a higher seq left out, and any
+    /// reclaim of what it held made after it), so that what a voter granted onward since,
+    /// or lost later, still counts, and the weight a reclaim was made with is the weight
+    /// every node computes from the same grants, at any later time. Each voter's grants up
+    /// to its vote must all be here (a node's grant seqs run without gaps); otherwise the
+    /// weight is not known yet. A key that never held space weighs nothing.
+    public mutating func voteWeight(_ votes: [ReclaimVote]) -> VoteWeight {
+        var at: [NodeID: UInt64] = [:]
+        for v in votes { at[v.signer] = v.seq }
+        for (signer, seq) in at where seq > 0 {
+            let have = Set((byGrantor[signer]?.grants ?? []).filter { $0.seq >= 1 && $0.seq <= seq && grants[$0.ref] != nil }.map(\.seq))
+            if have.count < Int(clamping: seq) { return .incomplete(signer) }
+        }
+        let all = grants
+        let rewound = fold { g in
+            if let v = at[g.grantor], g.seq > v { return true }
+            if g.kind == .reclaim, let target = all[g.parent]?.grantee, let v = at[target], g.cutoff >= v { return true }
+            return false
+        }
+        var held = RangeSet()
+        for o in rewound where at[o.owner] != nil { held.insert(o.range) }
+        return .weight(held)
+    }
+
+    /// A forced reclaim (`meshwork pool reclaim --force`) stands only with the signature of
+    /// the mesh's admin key, named in the token; a mesh without one has no break-glass.
+    func forcedProblem(_ g: Grant) -> String? {
+        guard let admin else { return "a forced reclaim, and this mesh has no admin key" }
+        guard g.votes.count == 1, let v = g.votes.first, v.signer == admin else {
+            return "a forced reclaim must carry exactly the admin key's authorisation"
+        }
+        let message = ReclaimVote.signedBytes(holding: g.parent, cutoff: g.cutoff, successor: g.grantor, seq: v.seq)
+        guard auth.verify(signature: v.signature, message: message, signer: admin) else {
+            return "a forced reclaim whose admin signature does not verify"
+        }
+        return nil
+    }
+
+    /// Whether `held` is a quorum of `pool`: more than half its addresses, or exactly half
+    /// with the pool's first address (the tie-break: that address has one owner, so only
+    /// one side of any split can hold it).
+    public static func isQuorum(_ held: RangeSet, of pool: AddressRange) -> Bool {
+        isQuorum(weight: held.count, holdsAnchor: held.contains(pool.first), of: pool)
+    }
+
+    public static func isQuorum(weight: UInt64, holdsAnchor: Bool, of pool: AddressRange) -> Bool {
+        weight * 2 > pool.count || (weight * 2 == pool.count && holdsAnchor)
+    }
 
     mutating func reject(_ why: String, chain: Bool) -> InsertResult {
         if chain { counters.badChains += 1 }
@@ -208,15 +274,22 @@ public struct RingView: Sendable {
     /// (no genesis grant known) are absent.
     public mutating func ownership() -> [Ownership] {
         if let cache { return cache }
+        let out = fold(skipping: nil)
+        cache = out
+        return out
+    }
+
+    /// The fold, leaving out the grants `skip` names (and all that descends from them).
+    func fold(skipping skip: ((Grant) -> Bool)?) -> [Ownership] {
         var out: [Ownership] = []
-        guard let root = genesisRef, let g = grants[root] else { cache = []; return [] }
+        guard let root = genesisRef, let g = grants[root] else { return [] }
         var stack: [(Bytes32, RangeSet)] = [(root, RangeSet(g.range))]
         while let (ref, eff) = stack.popLast() {
             let grant = grants[ref]!
             var claimed = RangeSet()
-            let kids = (children[ref] ?? []).map { ($0, grants[$0]!) }.sorted { a, b in
-                a.1.order != b.1.order ? a.1.order < b.1.order : a.0 < b.0
-            }
+            var kids: [(Bytes32, Grant)] = (children[ref] ?? []).map { ($0, grants[$0]!) }
+            if let skip { kids.removeAll { skip($0.1) } }
+            kids.sort { a, b in a.1.order != b.1.order ? a.1.order < b.1.order : a.0 < b.0 }
             for (kref, kid) in kids {
                 let mine = eff.intersection(kid.range).subtracting(claimed)
                 if mine.isEmpty { continue }
@@ -228,7 +301,6 @@ public struct RingView: Sendable {
             }
         }
         out.sort { $0.range < $1.range }
-        cache = out
         return out
     }
 

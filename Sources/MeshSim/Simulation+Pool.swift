@@ -52,7 +52,7 @@ extension Simulation {
         nodes[i].poolLog.leasedAt = nil
         nodes[i].poolLog.bound = nil
         return PoolAgent(me: nodes[i].id, view: view, auth: auth, seq: nodes[i].disk.seq, settings: poolSettings,
-                         votes: nodes[i].disk.votes, seed: rng.next(), now: now)
+                         votes: nodes[i].disk.votes, fresh: nodes[i].incarnation == 1, seed: rng.next(), now: now)
     }
 
     /// What node `i` has made durable (copy it to restore it later, as an old backup).
@@ -86,7 +86,8 @@ extension Simulation {
     func recordPool(_ i: Int, _ e: PoolEvent) {
         switch e {
         case .leased(let a):
-            if let j = nodes.indices.first(where: { $0 != i && nodes[$0].isUp && nodes[$0].poolLog.bound == a }) {
+            // A suspended node uses nothing; on waking it lets a lapsed lease go first.
+            if let j = nodes.indices.first(where: { $0 != i && nodes[$0].isUp && !nodes[$0].poolLog.asleep && nodes[$0].poolLog.bound == a }) {
                 duplicateAddresses.append((now, a, j, i))
             }
             nodes[i].poolLog.bound = a
@@ -94,7 +95,7 @@ extension Simulation {
         case .lost:
             nodes[i].poolLog.lost += 1
             nodes[i].poolLog.bound = nil
-        case .released:
+        case .released, .expired:
             nodes[i].poolLog.bound = nil
         case .reclaimed:
             nodes[i].poolLog.reclaims += 1

@@ -24,6 +24,13 @@ extension Mesh {
                 This node (the identity in --key, made if absent) becomes the genesis node: it \
                 owns the whole pool until it hands shares of it to the nodes that join.
 
+                It also makes the mesh's admin key (--admin-key, default NAME.admin.key beside \
+                --out, or in the current directory), whose public half the token names. Only \
+                that key can force a reclaim (`meshwork pool reclaim --force`) when too few \
+                members survive to reclaim by vote. Keep it offline, like a CA key; a member \
+                holding the token cannot use the mesh without it but cannot force anything \
+                either. --no-admin-key makes a mesh without that break-glass.
+
                 Without --out the token goes to standard output and notes to standard error, so \
                 it can be redirected: meshwork mesh create --name lab --pool 100.80.0.0/16 > lab.mesh
                 With --out the token file is written with mode 0600.
@@ -52,8 +59,8 @@ extension Mesh {
         @Flag(name: .long, help: "Replace an existing --out file.")
         var force = false
 
-        @Option(name: .long, help: ArgumentHelp("Lease time, recorded in the token. Not enforced yet: a node keeps its address while it is a member, and --reclaim after it is gone.", valueName: "duration"))
-        var lease: String = DurationText.format(seconds: UInt64(MeshToken.defaultLeaseSeconds))
+        @Option(name: .long, help: ArgumentHelp("Lease time, as DHCP's: a node renews its address by being a live member; gone this long, its address returns to the pool, and cut off from most of the pool for half of it, it stops using the address. Default: the reclaim time.", valueName: "duration"))
+        var lease: String?
 
         @Option(name: .long, help: ArgumentHelp("How long a node must be confirmed dead before its addresses are reclaimed.", valueName: "duration"))
         var reclaim: String = DurationText.format(seconds: UInt64(MeshToken.defaultReclaimSeconds))
@@ -61,12 +68,30 @@ extension Mesh {
         @Option(name: .long, help: ArgumentHelp("A peer that joiners contact first (repeatable).", valueName: "host:port"))
         var bootstrap: [String] = []
 
+        @Option(name: .long, help: ArgumentHelp("Write the new admin key here (mode 0600). Default: NAME.admin.key beside --out, or in the current directory.", valueName: "file"))
+        var adminKey: String?
+
+        @Flag(name: .long, help: "Make the mesh without an admin key: no forced reclaims, ever.")
+        var noAdminKey = false
+
         @Flag(name: .long, help: "Print JSON describing the mesh (needs --out: the token itself is never printed as JSON).")
         var json = false
+
+        /// Where the admin key goes, or nil for none.
+        var adminKeyPath: String? {
+            if noAdminKey { return nil }
+            if let adminKey { return adminKey }
+            let file = "\(name).admin.key"
+            guard let out, let slash = out.lastIndex(of: "/") else { return file }
+            return String(out[...slash]) + file
+        }
 
         func validate() throws {
             if json && out == nil {
                 throw ValidationError("--json needs --out FILE: the token holds the mesh secret, so it is written to a file and never printed in JSON")
+            }
+            if noAdminKey && adminKey != nil {
+                throw ValidationError("--admin-key and --no-admin-key contradict each other: keep one")
             }
             _ = try parsed()
         }
@@ -96,8 +121,8 @@ extension Mesh {
                 }
                 return UInt32(s)
             }
-            let l = try timing(lease, "lease")
             let r = try timing(reclaim, "reclaim")
+            let l = try lease.map { try timing($0, "lease") } ?? r
             let peers = try bootstrap.map { (text: String) throws -> HostPort in
                 do { return try HostPort(parsing: text) } catch let e as HostPort.ParseError { throw ValidationError("--bootstrap: \(e.description)") }
             }
@@ -117,10 +142,24 @@ extension Mesh {
             let created: Bool
             do { (identity, created) = try KeyStore.loadOrCreateIdentity(at: keyPath) } catch { throw CLIError(error.description) }
 
+            var admin: NodeIdentity?
+            if let path = adminKeyPath {
+                if AtomicFile.exists(path) && !force {
+                    throw CLIError("\(path) already exists (an admin key of another mesh?); pass --admin-key FILE to choose another, or --force to replace it")
+                }
+                var rng = SodiumRandom()
+                let key = NodeIdentity.generate(using: &rng)
+                do { try KeyStore.saveIdentity(key, at: path, overwrite: force) } catch { throw CLIError("--admin-key: \(error)") }
+                admin = key
+            }
+
             var rng = SodiumRandom()
             let token = try MeshToken(
                 name: name, pool: p.pool, leaseSeconds: p.lease, reclaimSeconds: p.reclaim,
-                secret: MeshSecret.generate(using: &rng), genesis: identity.nodeID, bootstrap: p.bootstrap)
+                secret: MeshSecret.generate(using: &rng), genesis: identity.nodeID, admin: admin?.nodeID, bootstrap: p.bootstrap)
+            if let path = adminKeyPath, let admin {
+                printErr("Wrote the mesh's admin key to \(path) (mode 0600, key \(admin.nodeID.fingerprint)): keep it offline; only it can force a reclaim.")
+            }
 
             if created { printErr("Made a new node identity in \(keyPath) (node \(identity.nodeID.fingerprint)).") }
             if !p.pool.isPrivateUse {
@@ -165,7 +204,7 @@ extension Mesh {
         @Argument(help: ArgumentHelp("A mesh token, or a file holding one.", valueName: "token-or-file"))
         var tokenOrFile: String
 
-        @Flag(name: .long, help: "Print JSON (fields: name, meshId, pool, poolAddresses, leaseSeconds, reclaimSeconds, genesisNodeId, genesisFingerprint, bootstrap, tokenVersion).")
+        @Flag(name: .long, help: "Print JSON (fields: name, meshId, pool, poolAddresses, leaseSeconds, reclaimSeconds, genesisNodeId, genesisFingerprint, adminKeyId, bootstrap, tokenVersion).")
         var json = false
 
         struct Output: Encodable {
@@ -177,6 +216,8 @@ extension Mesh {
             let reclaimSeconds: UInt32
             let genesisNodeId: String
             let genesisFingerprint: String
+            /// The admin key's node ID (hex), absent for a mesh without one.
+            let adminKeyId: String?
             let bootstrap: [String]
             let tokenVersion: Int
 
@@ -189,6 +230,7 @@ extension Mesh {
                 reclaimSeconds = t.reclaimSeconds
                 genesisNodeId = t.genesis.hex
                 genesisFingerprint = t.genesis.fingerprint
+                adminKeyId = t.admin?.hex
                 bootstrap = t.bootstrap.map(\.description)
                 tokenVersion = Int(MeshToken.version)
             }
@@ -202,6 +244,7 @@ extension Mesh {
                 ("Lease", DurationText.format(seconds: UInt64(t.leaseSeconds))),
                 ("Reclaim", DurationText.format(seconds: UInt64(t.reclaimSeconds))),
                 ("Genesis", "\(t.genesis.fingerprint) (\(t.genesis.hex))"),
+                ("Admin key", t.admin.map { "\($0.fingerprint) (\($0.hex))" } ?? "(none: no forced reclaims)"),
                 ("Bootstrap", t.bootstrap.isEmpty ? "(none)" : t.bootstrap.map(\.description).joined(separator: ", ")),
             ])
         }

@@ -72,13 +72,11 @@ import Testing
 
     func vote(by i: Int, holding: Grant, cutoff: UInt64, successor: Int, in v: RingView) -> ReclaimVote {
         var v = v
-        let mine = RangeSet(v.ownership().filter { $0.owner == id[i] }.map(\.range)).subtracting(RangeSet(holding.range)).ranges
-        var vote = ReclaimVote(signer: id[i], claimed: mine)
-        vote.signature = h.auths[i].sign(ReclaimVote.signedBytes(holding: holding.ref, cutoff: cutoff, successor: id[successor], claimed: mine))
-        return vote
+        let seq = v.highestSeq(of: id[i]) ?? 0
+        return ReclaimVote(signer: id[i], seq: seq, signature: h.auths[i].sign(ReclaimVote.signedBytes(holding: holding.ref, cutoff: cutoff, successor: id[successor], seq: seq)))
     }
 
-    func reclaim(_ holding: Grant, by successor: Int, cutoff: UInt64, votes: [ReclaimVote], seq: UInt64 = 10, forced: Bool = false) -> Grant {
+    func reclaim(_ holding: Grant, by successor: Int, cutoff: UInt64, votes: [ReclaimVote], seq: UInt64 = 4, forced: Bool = false) -> Grant {
         sign(Grant(grantor: id[successor], seq: seq, parent: holding.ref, range: holding.range, grantee: id[successor], kind: .reclaim,
                    cutoff: cutoff, forced: forced, votes: votes), by: successor)
     }
@@ -91,7 +89,7 @@ import Testing
         let v1 = vote(by: 1, holding: s.toThree, cutoff: 1, successor: 0, in: v)
         let alone = reclaim(s.toThree, by: 0, cutoff: 1, votes: [v0])
         guard case .rejected(let why) = v.insert(alone) else { Issue.record("a minority reclaim was accepted"); return }
-        #expect(why.contains("not more than half"))
+        #expect(why.contains("not a majority"))
         #expect(v.counters.badReclaims == 1)
         let r = reclaim(s.toThree, by: 0, cutoff: 1, votes: [v0, v1])
         #expect(v.insert(r) == .added)
@@ -102,7 +100,7 @@ import Testing
         #expect(v.owner(of: h.pool.first + 15)?.grant == r.ref)
         // The lease is a holding of its own: reclaimed the same way, it becomes node 0's space.
         let w0 = vote(by: 0, holding: s.lease3, cutoff: 1, successor: 0, in: v), w1 = vote(by: 1, holding: s.lease3, cutoff: 1, successor: 0, in: v)
-        #expect(v.insert(reclaim(s.lease3, by: 0, cutoff: 1, votes: [w0, w1], seq: 11)) == .added)
+        #expect(v.insert(reclaim(s.lease3, by: 0, cutoff: 1, votes: [w0, w1], seq: 5)) == .added)
         #expect(v.owner(of: h.pool.first)?.owner == id[0])
         #expect(v.owner(of: h.pool.first)?.kind == .space)
         #expect(!v.ownership().contains { $0.owner == id[3] })
@@ -166,12 +164,70 @@ import Testing
         #expect(v.ownership() == fresh.ownership(), "a rejected reclaim changed the view")
     }
 
-    @Test func aForcedReclaimNeedsNoVotesAndIsCounted() {
+    /// A view of the setup in a mesh whose token names node 4's key as the admin key.
+    func adminView(_ s: Setup) -> RingView {
+        var v = RingView(pool: h.pool, genesis: id[0], admin: id[4], auth: h.auths[0])
+        for g in [s.gen, s.toOne, s.toTwo, s.toThree, s.lease3] { v.insert(g) }
+        return v
+    }
+
+    @Test func aForcedReclaimStandsOnlyWithTheAdminKeysSignature() {
         let s = setup()
-        var v = view(s)
-        #expect(v.insert(reclaim(s.toThree, by: 2, cutoff: 1, votes: [], forced: true)) == .added)
+        let plan = ForcedHolding(holding: s.toThree.ref, cutoff: 1, successor: id[2])
+        let admin = plan.authorize(with: h.auths[4], adminID: id[4])
+        // A mesh without an admin key: no forced reclaim at all, whoever signs it.
+        var none = view(s)
+        guard case .rejected(let why) = none.insert(reclaim(s.toThree, by: 2, cutoff: 1, votes: [admin], forced: true)) else {
+            Issue.record("a forced reclaim was accepted in a mesh without an admin key")
+            return
+        }
+        #expect(why.contains("no admin key"))
+        // As reported: a member forces a reclaim with no votes, or signs the authorisation itself.
+        var v = adminView(s)
+        #expect(v.insert(reclaim(s.toThree, by: 2, cutoff: 1, votes: [], forced: true)) != .added)
+        let selfSigned = plan.authorize(with: h.auths[2], adminID: id[2])
+        #expect(v.insert(reclaim(s.toThree, by: 2, cutoff: 1, votes: [selfSigned], forced: true)) != .added)
+        var claimedAdmin = selfSigned
+        claimedAdmin.signer = id[4]
+        #expect(v.insert(reclaim(s.toThree, by: 2, cutoff: 1, votes: [claimedAdmin], forced: true)) != .added)
+        // The admin's signature for another successor or cutoff does not transfer.
+        #expect(v.insert(reclaim(s.toThree, by: 1, cutoff: 1, votes: [admin], forced: true)) != .added)
+        #expect(v.insert(reclaim(s.toThree, by: 2, cutoff: 2, votes: [admin], forced: true)) != .added)
+        #expect(v.counters.forcedReclaims == 0)
+        var fresh = adminView(s)
+        #expect(v.ownership() == fresh.ownership(), "a rejected forced reclaim changed the view")
+        // With it: taken, and counted.
+        #expect(v.insert(reclaim(s.toThree, by: 2, cutoff: 1, votes: [admin], forced: true)) == .added)
         #expect(v.counters.forcedReclaims == 1)
         #expect(v.owner(of: h.pool.first + 1)?.owner == id[2])
+    }
+
+    /// A vote weighs what its signer holds in the fold: as reported, one vote from a key
+    /// with no space (it once could claim the whole pool) weighs nothing.
+    @Test func aVoteWeighsWhatTheFoldSaysItsSignerHolds() {
+        let s = setup()
+        var v = view(s)
+        guard case .rejected(let why) = v.insert(reclaim(s.toThree, by: 4, cutoff: 1, votes: [vote(by: 4, holding: s.toThree, cutoff: 1, successor: 4, in: v)])) else {
+            Issue.record("a vote from a key holding nothing carried a reclaim")
+            return
+        }
+        #expect(why.contains("hold 0 of"))
+        #expect(v.counters.weightlessVotes == 1)
+        // Node 2 (a quarter) and a throwaway key: still a quarter.
+        #expect(v.insert(reclaim(s.toThree, by: 2, cutoff: 1, votes: [vote(by: 2, holding: s.toThree, cutoff: 1, successor: 2, in: v),
+                                                                       vote(by: 4, holding: s.toThree, cutoff: 1, successor: 2, in: v)])) != .added)
+        // Holders of most of the pool carry it.
+        let honest = [vote(by: 0, holding: s.toThree, cutoff: 1, successor: 0, in: v), vote(by: 1, holding: s.toThree, cutoff: 1, successor: 0, in: v)]
+        #expect(v.insert(reclaim(s.toThree, by: 0, cutoff: 1, votes: honest)) == .added)
+    }
+
+    /// At exactly half, the side holding the pool's first address has the quorum.
+    @Test func aTieIsBrokenByThePoolsFirstAddress() {
+        let p = AddressRange(10, 19)
+        #expect(RingView.isQuorum(RangeSet(AddressRange(10, 14)), of: p))
+        #expect(!RingView.isQuorum(RangeSet(AddressRange(15, 19)), of: p))
+        #expect(RingView.isQuorum(RangeSet(AddressRange(12, 17)), of: p))
+        #expect(!RingView.isQuorum(RangeSet(AddressRange(11, 14)), of: p))
     }
 
     @Test func reclaimsRoundTripOnTheWire() throws {

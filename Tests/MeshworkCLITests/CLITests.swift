@@ -72,6 +72,9 @@ import Testing
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.hasPrefix("Created mesh 'lab' and wrote its token to lab.mesh (mode 0600).\n"))
         #expect(cli.mode("lab.mesh") == 0o600)
+        // The admin key, beside the token, private; the token names its public half.
+        #expect(cli.mode("lab.admin.key") == 0o600)
+        #expect(r.stderr.contains("Wrote the mesh's admin key to lab.admin.key"), "\(r.stderr)")
         let token = try String(contentsOfFile: cli.path("lab.mesh"), encoding: .utf8)
         #expect(token.hasPrefix("mwmesh1."))
 
@@ -88,8 +91,10 @@ import Testing
             #expect(j["genesisFingerprint"] as? String == key["fingerprint"] as? String)
             #expect(j["bootstrap"] as? [String] == ["127.0.0.1:51830", "[::1]:51831"])
             #expect((j["meshId"] as? String)?.count == 16)
+            #expect((j["adminKeyId"] as? String)?.count == 64)
+            #expect(j["adminKeyId"] as? String != j["genesisNodeId"] as? String)
             #expect(Set(j.keys) == ["name", "meshId", "pool", "poolAddresses", "leaseSeconds", "reclaimSeconds",
-                                    "genesisNodeId", "genesisFingerprint", "bootstrap", "tokenVersion"])
+                                    "genesisNodeId", "genesisFingerprint", "adminKeyId", "bootstrap", "tokenVersion"])
         }
         let human = try cli.run(["mesh", "inspect", "lab.mesh"])
         #expect(human.status == 0)
@@ -97,6 +102,16 @@ import Testing
         #expect(human.stdout.contains("Pool:      100.80.0.0/16 (65534 addresses)\n"))
         #expect(human.stdout.contains("Reclaim:   12h\n"))
         #expect(human.stdout.contains("Bootstrap: 127.0.0.1:51830, [::1]:51831\n"))
+        let adminID = try cli.json(try cli.run(["mesh", "inspect", "lab.mesh", "--json"]).stdout)["adminKeyId"] as? String ?? "?"
+        #expect(human.stdout.contains("Admin key: \(adminID.prefix(16)) (\(adminID))\n"), "\(human.stdout)")
+        // Made again: the admin key is not replaced silently; without one, the token names none.
+        let again = try cli.run(["mesh", "create", "--name", "lab", "--pool", "100.80.0.0/16", "--key", "k.key", "--out", "other.mesh"])
+        #expect(again.status == 1)
+        #expect(again.stderr.contains("lab.admin.key already exists"), "\(again.stderr)")
+        let bare = try cli.run(["mesh", "create", "--name", "lab", "--pool", "100.80.0.0/16", "--key", "k.key", "--out", "bare.mesh", "--no-admin-key"])
+        #expect(bare.status == 0, "\(bare.stderr)")
+        let b = try cli.json(try cli.run(["mesh", "inspect", "bare.mesh", "--json"]).stdout)
+        #expect(b["adminKeyId"] == nil)
         // The secret never appears: no long run of the token's body shows up in the output.
         let body = Array(token.dropFirst("mwmesh1.".count).trimmingCharacters(in: .whitespacesAndNewlines))
         for start in stride(from: 0, to: body.count - 12, by: 4) {

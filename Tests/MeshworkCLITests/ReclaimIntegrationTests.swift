@@ -66,16 +66,20 @@ import Testing
         #expect(votes >= 1, "no survivor voted")
         for d in survivors { #expect(status(cli, d)?["poolFenced"] as? Bool == false) }
         // By hand, now: nothing left to take; a live node is refused; without --force, a lesson.
-        let nothing = try cli.run(["pool", "reclaim", String(fp.prefix(8)), "--force", "--state", survivors[0].state])
+        let admin = cli.path("reclaimtest.admin.key")
+        let nothing = try cli.run(["pool", "reclaim", String(fp.prefix(8)), "--force", "--admin-key", admin, "--state", survivors[0].state])
         #expect(nothing.status == 1)
         #expect(nothing.stderr == "Error: \(String(fp.prefix(16))) holds no part of the pool in this node's view; nothing to reclaim\n")
-        let alive = try cli.run(["pool", "reclaim", "r2", "--force", "--state", survivors[0].state])
+        let alive = try cli.run(["pool", "reclaim", "r2", "--force", "--admin-key", admin, "--state", survivors[0].state])
         #expect(alive.status == 1)
         #expect(alive.stderr.contains("is alive (membership says so); reclaim refuses a live node"), "\(alive.stderr)")
         let unforced = try cli.run(["pool", "reclaim", "r2", "--state", survivors[0].state])
         #expect(unforced.status == 64)
         #expect(unforced.stderr.contains("reclaiming by hand is unsafe while 'r2' might be alive"), "\(unforced.stderr)")
-        let unknown = try cli.run(["pool", "reclaim", "nosuchnode", "--force", "--state", survivors[0].state])
+        let keyless = try cli.run(["pool", "reclaim", "r2", "--force", "--state", survivors[0].state])
+        #expect(keyless.status == 64)
+        #expect(keyless.stderr.contains("--force needs --admin-key FILE"), "\(keyless.stderr)")
+        let unknown = try cli.run(["pool", "reclaim", "nosuchnode", "--force", "--admin-key", admin, "--state", survivors[0].state])
         #expect(unknown.status == 1)
         #expect(unknown.stderr.contains("no node named 'nosuchnode'"), "\(unknown.stderr)")
     }
@@ -95,9 +99,14 @@ import Testing
         #expect(eventually(20) { holders(cli, keeper).contains(fp) })
         gone.kill(SIGKILL)
         gone.process.waitUntilExit()
-        // Once membership says it is dead, the keeper may take its space by hand.
+        // A member's own key is not the admin key: refused, nothing changes.
+        let notAdmin = try cli.run(["pool", "reclaim", "r2", "--force", "--admin-key", cli.path("state-r1/identity.key"), "--state", keeper.state])
+        #expect(notAdmin.status == 1)
+        #expect(notAdmin.stderr.contains("is not this mesh's admin key") || notAdmin.stderr.contains("is alive"), "\(notAdmin.stderr)")
+        // Once membership says it is dead, the keeper may take its space by hand, with the admin key.
+        let admin = cli.path("reclaimtest.admin.key")
         #expect(eventually(60) {
-            guard let r = try? cli.run(["pool", "reclaim", "r2", "--force", "--state", keeper.state, "--json"]), r.status == 0,
+            guard let r = try? cli.run(["pool", "reclaim", "r2", "--force", "--admin-key", admin, "--state", keeper.state, "--json"]), r.status == 0,
                   let j = try? cli.json(r.stdout) else { return false }
             return j["fingerprint"] as? String == String(fp.prefix(16)) && (j["ranges"] as? [String])?.isEmpty == false
         }, "forced reclaim never succeeded: \(keeper.logText)")

@@ -1,0 +1,104 @@
+import MeshCore
+
+/// Balanced ownership (docs/pool.md, "Balance").
+///
+/// The quorum that reclaims and fences is weighted by pool share, and share is conserved
+/// across any split, so at most one side of a partition holds a majority. Liveness then
+/// needs balance: if no member holds much more than its fair share (what the live members
+/// hold, divided by how many they are), the death of any minority leaves a live majority.
+///
+/// So, as Weave Net's peers donate space but with every move a signed grant: a node that
+/// holds more than its fair share gives the excess, as space grants from its free ranges,
+/// to the members that hold least. Every node ranks the live members the same way from
+/// the same view (donors by holding, largest first; recipients smallest first), and the
+/// k-th donor gives to the k-th recipient, so donors rarely pile onto one recipient; what
+/// overshoots is given on in the next round. A round runs shortly after membership or the
+/// view changes, and on a slow timer besides. A fenced node gives nothing.
+extension PoolAgent {
+    /// Whatever changed who holds what, or who is alive: balance again soon.
+    mutating func scheduleBalance() {
+        let at = lastNow + settings.balanceDelay * (1 + Double(rng.next() % 1000) / 1000)
+        if at < nextBalanceAt { nextBalanceAt = at }
+    }
+
+    /// Addresses held (space and leases) by each live member and by this node.
+    mutating func liveHoldings() -> [NodeID: UInt64] {
+        var by: [NodeID: UInt64] = [me: 0]
+        for id in members where !suspected.contains(id) { by[id] = 0 }
+        for o in view.ownership() where by[o.owner] != nil { by[o.owner]! += o.range.count }
+        return by
+    }
+
+    /// The fair share among `n` holders of `total` addresses, and how far from it a holder
+    /// may stay without a move: tight enough that any minority of a balanced mesh holds less
+    /// than half, loose enough that leases and odd sizes do not make rounds go on for ever.
+    func fairShare(total: UInt64, holders n: Int) -> (fair: UInt64, slack: UInt64) {
+        let n64 = UInt64(Swift.max(n, 1))
+        return (total / n64, Swift.max(1, view.pool.count / (4 * n64 * n64)))
+    }
+
+    /// One balancing round: if this node holds more than its fair share, it gives the excess
+    /// to the member the ranking pairs it with.
+    mutating func balance(now: Instant, _ out: inout [Output]) {
+        nextBalanceAt = now + settings.balanceInterval
+        guard view.hasGenesis, !members.isEmpty, isCaughtUp, !isFenced(now: now) else { return }
+        let held = liveHoldings()
+        let total = held.values.reduce(0, +)
+        let (fair, slack) = fairShare(total: total, holders: held.count)
+        guard let mine = held[me], mine > fair + slack else { return }
+        let donors = held.filter { $0.value > fair + slack }.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+        let takers = held.filter { $0.value + slack < fair }.sorted { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }
+        guard !takers.isEmpty, let rank = donors.firstIndex(where: { $0.key == me }) else { return }
+        let taker = takers[rank % takers.count]
+        let amount = Swift.min(mine - fair, fair - taker.value)
+        let made = donate(amount, to: taker.key, now: now, &out)
+        if !made.isEmpty {
+            counters.donations += 1
+            // Straight to the taker (so that it can grant at once), and on by push.
+            sendChains(of: made, to: taker.key, &out)
+            push(made, &out, excluding: taker.key)
+            // More may be due (several takers, or a view that moved): look again soon.
+            nextBalanceAt = now + settings.balanceDelay * 2
+        }
+    }
+
+    /// Signs space grants of up to `amount` addresses of this node's free space to `taker`,
+    /// from its largest free ranges (at most four grants a round), records and persists them.
+    mutating func donate(_ amount: UInt64, to taker: NodeID, now: Instant, _ out: inout [Output]) -> [Grant] {
+        var left = amount
+        var made: [Grant] = []
+        var free = view.freeSpace(of: me).sorted { ($0.range.count, $1.range.first) > ($1.range.count, $0.range.first) }
+        // Never the address this node is about to take for itself.
+        if address == nil { free.removeAll { $0.range.contains(preferred ?? Self.derivedAddress(for: me, pool: view.pool)) && $0.range.count == 1 } }
+        for o in free where left > 0 && made.count < 4 {
+            let n = Swift.min(left, o.range.count)
+            // From the top of the range: the bottom stays with this node, next to what it had.
+            let r = AddressRange(o.range.last - UInt32(n - 1), o.range.last)
+            guard let g = signNext(Grant(grantor: me, seq: 0, parent: o.grant, range: r, grantee: taker, kind: .space)) else { continue }
+            made.append(g)
+            left -= n
+        }
+        if !made.isEmpty { out.append(.persist(grants: made, seq: seq)) }
+        return made
+    }
+
+    /// Sends grants with their ancestors to one member, parents first.
+    mutating func sendChains(of grants: [Grant], to node: NodeID, _ out: inout [Output]) {
+        var seen = Set<Bytes32>()
+        var all: [Grant] = []
+        for g in grants { for c in chain(of: g) where seen.insert(c.ref).inserted { all.append(c) } }
+        for batch in batches(all) { out.append(.send(PoolPacket(sender: me, message: .grants(batch)), to: node)) }
+    }
+
+    /// The share to give a joiner with its address: its fair share once it has joined (what
+    /// the live members hold, over their number plus it), as far as half of this node's
+    /// largest free range goes. Balancing tops it up from the others afterwards.
+    mutating func joinerShare(for client: NodeID, from free: RangeSet) -> AddressRange? {
+        guard let largest = free.ranges.max(by: { ($0.count, $1.first) < ($1.count, $0.first) }), largest.count >= 2 else { return nil }
+        let held = liveHoldings()
+        let holders = held.count + (held[client] == nil ? 1 : 0)
+        let (fair, _) = fairShare(total: held.values.reduce(0, +), holders: holders)
+        let size = Swift.max(1, Swift.min(largest.count / 2, fair))
+        return AddressRange(largest.last - UInt32(size - 1), largest.last)
+    }
+}

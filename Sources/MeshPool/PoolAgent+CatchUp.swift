@@ -1,0 +1,104 @@
+import MeshCore
+
+/// Catching up after a restart or a suspend (docs/pool.md, "Lost or old state").
+///
+/// A node's own history is the mesh's, not its disk's. A node that starts again (its
+/// `pool.json` may be current, moved aside, or restored from last week's backup) or whose
+/// clock jumped by more than a quarter of the reclaim time (a laptop that slept) grants
+/// nothing, votes for nothing and gives nothing away until it has caught up: it asks the
+/// live members for their digests, and counts a member as heard once its digest has come
+/// and this node's view holds every grant of its own that the member holds. Caught up means
+/// that the heard members and this node hold a quorum of the pool, as the view then folds
+/// it. Meanwhile every digest raises this node's grant counter above the highest of its
+/// own grants that the member knows, so no seq is ever signed twice for two grants the
+/// mesh holds.
+extension PoolAgent {
+    /// Whether this node may grant: caught up, and not fenced.
+    public mutating func mayGrant(now: Instant) -> Bool { isCaughtUp && !isFenced(now: now) }
+
+    /// Starts (again) to catch up: forget who was heard, and ask the members soon.
+    mutating func beginCatchUp(now: Instant) {
+        isCaughtUp = false
+        catchUpSince = now
+        heardFrom = [:]
+        lastQuorumAt = nil
+        nextCatchUpAskAt = now
+    }
+
+    /// Asks the live members that have not confirmed this view yet for their digests (up
+    /// to 16 at a time); one whose digest showed grants this view lacks is asked again, so
+    /// that what could not be taken in at first (a reclaim whose voters were not known
+    /// yet) comes again.
+    mutating func askToCatchUp(now: Instant, _ out: inout [Output]) {
+        nextCatchUpAskAt = now + settings.catchUpInterval
+        let synced = syncedPeers()
+        var pending = members.filter { !synced.contains($0) }
+        var asked = 0
+        while asked < 16, !pending.isEmpty {
+            let t = pending.remove(at: Int(rng.next() % UInt64(pending.count)))
+            sendDigest(to: t, reply: false, &out)
+            asked += 1
+        }
+    }
+
+    /// A member's digest page arrived: raise this node's grant counter above the highest
+    /// of its own grants the member holds, and (catching up) note what the member holds.
+    mutating func heardDigest(from peer: NodeID, lo: UInt64, hi: UInt64, entries: [GrantorDigest], now: Instant, _ out: inout [Output]) {
+        let key = me.digestKey
+        if (lo...hi).contains(key), let theirs = entries.first(where: { $0.key == key })?.maxSeq, theirs > seq {
+            // Raised at once, and durable before anything is signed with the next one.
+            seq = theirs
+            out.append(.persist(grants: [], seq: seq))
+        }
+        guard !isCaughtUp else { return }
+        for e in entries { heardFrom[peer, default: [:]][e.key] = e.count }
+        if heardFrom[peer] == nil { heardFrom[peer] = [:] }
+        checkCaughtUp(now: now, &out)
+    }
+
+    /// Caught up once the members heard (whose grants of this node's this view holds) and
+    /// this node hold a quorum.
+    mutating func checkCaughtUp(now: Instant, _ out: inout [Output]) {
+        guard !isCaughtUp, view.hasGenesis else { return }
+        let heard = syncedPeers()
+        var weight: UInt64 = 0, others: UInt64 = 0
+        var anchor = false
+        for o in view.ownership() where o.owner == me || heard.contains(o.owner) {
+            weight += o.range.count
+            if o.owner != me { others += o.range.count }
+            if o.range.contains(view.pool.first) { anchor = true }
+        }
+        // Someone holding part of the pool must have confirmed this node's view (a joiner
+        // that knows nothing confirms nothing), unless this node has been alone (no member
+        // known) for half the reclaim time: then it trusts its disk (docs/pool.md).
+        let alone = members.isEmpty && now - catchUpSince >= settings.reclaimTime * 0.5
+        guard others > 0 || alone else { return }
+        guard RingView.isQuorum(weight: weight, holdsAnchor: anchor, of: view.pool) else { return }
+        isCaughtUp = true
+        heardFrom = [:]
+        counters.catchUps += 1
+        scheduleBalance()
+        // A node that waited for this to take an address (or take its own back) does it now.
+        if address == nil, case .exhausted = phase { ensureAddress(now: now, &out) }
+    }
+
+    /// The members heard from whose grants this view holds: at least as many grants of every
+    /// grantor as the member's digest said it holds (what it sent has arrived and been taken in).
+    func syncedPeers() -> Set<NodeID> {
+        var held: [UInt64: UInt32] = [:]
+        for (id, st) in view.byGrantor { held[id.digestKey] = UInt32(clamping: st.grants.count) }
+        return Set(heardFrom.filter { _, theirs in theirs.allSatisfy { held[$0.key, default: 0] >= $0.value } }.keys)
+    }
+
+    /// Called on every tick: a clock that jumped by more than a quarter of the reclaim
+    /// time means the node was suspended; others may have reclaimed from it meanwhile.
+    mutating func noticeClockJump(now: Instant, _ out: inout [Output]) {
+        defer { lastTickAt = now }
+        guard let last = lastTickAt, now - last > Swift.min(settings.reclaimTime, settings.leaseTime) * 0.25 else { return }
+        counters.resumes += 1
+        beginCatchUp(now: now)
+        // Asleep longer than half the lease time: the lease may be gone; stop using it until
+        // the mesh says (sticky if it is still this node's).
+        if case .bound(let a) = phase, now - last >= settings.leaseTime * 0.5 { expireOwnLease(a, &out) }
+    }
+}
