@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(name: "MeshGossipTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshGossip", "MeshPool", "MeshNode", "MeshSim"], swiftSettings: strict),
         .testTarget(name: "MeshPoolTests", dependencies: ["MeshCore", "MeshWire", "MeshCrypto", "MeshPool", "MeshNode", "MeshSim"], swiftSettings: strict),
         .testTarget(name: "MeshTunnelTests", dependencies: ["MeshCore", "MeshCrypto", "MeshTunnel", "MeshSim"], swiftSettings: strict),
-        .testTarget(name: "MeshworkCLITests", dependencies: ["meshwork", "MeshCore", "MeshCrypto", "MeshDaemon", "MeshTransport", "MeshNode",
+        .testTarget(name: "MeshworkCLITests", dependencies: ["meshwork", "MeshCore", "MeshCrypto", "MeshDaemon", "MeshTransport", "MeshNode", "MeshPool", "MeshWire", "MeshGossip",
                                                              .product(name: "NIOCore", package: "swift-nio")], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -210,6 +210,19 @@ public enum ControlProtocol {
         public var relayReceivedThrough: Int
         /// Datagrams the kernel refused to send (sendto failed: no route, buffer full).
         public var sendErrors: Int?
+        /// The allocator (absent from older nodes): balancing rounds that gave space away;
+        /// catch-ups after a restart or suspend, and suspends noticed; own leases that
+        /// lapsed (cut off from most of the pool); reclaims refused because their voters
+        /// held nothing; pool packets whose sender's signature failed; requests from
+        /// non-members; REQUESTs for a second lease.
+        public var poolDonations: Int?
+        public var poolCatchUps: Int?
+        public var poolResumes: Int?
+        public var poolLeasesExpired: Int?
+        public var poolWeightlessVotes: Int?
+        public var poolBadPacketSignatures: Int?
+        public var poolRefusedNonMembers: Int?
+        public var poolRefusedSecondLease: Int?
     }
 
     /// The answer to `ping`: one round trip, and the path it took.

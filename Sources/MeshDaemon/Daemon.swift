@@ -207,7 +207,9 @@ public final class Daemon: @unchecked Sendable {
         let genesis = config.token.genesis
         let admin = config.token.admin
         let poolSeq = savedPool?.seq ?? 0
-        let firstStart = saved == nil
+        // Fresh only with neither node.json nor pool.json: a node that kept either has run
+        // before and catches up first (docs/pool.md, "Lost or old state").
+        let firstStart = saved == nil && savedPool == nil
         let preferred = config.address
         let poolSeed = random.next()
         let reclaimSeconds = config.token.reclaimSeconds
@@ -384,7 +386,8 @@ public final class Daemon: @unchecked Sendable {
         }
         let g = node.gossip
         var pool = node.pool
-        let fenced = pool?.isFenced(now: now) ?? false
+        // Not granting: fenced, or still catching up since it started.
+        let fenced = pool.map { p in var p = p; return !p.mayGrant(now: now) } ?? false
         let departures = (pool?.departures(now: now) ?? []).map { d in
             ControlProtocol.Departure(nodeId: d.node.hex, fingerprint: d.node.fingerprint, name: g.member(d.node)?.record.name,
                                       goneSeconds: d.gone.seconds)
@@ -403,6 +406,7 @@ public final class Daemon: @unchecked Sendable {
         let tc = node.sessions?.tunnel.counters ?? TunnelCounters(), mc = node.sessions?.messenger.counters ?? MessengerCounters()
         let oc = node.overlay
         let rc = node.sessions?.relay ?? SessionLayer.RelayCounters()
+        let pc = node.pool?.counters
         let status = ControlProtocol.Status(
             nodeId: g.me.node.hex, fingerprint: g.me.node.fingerprint, name: g.me.name, meshId: token.meshID.description,
             meshName: token.name, listen: listen, endpoints: g.me.endpoints.map(\.description), incarnation: g.me.incarnation,
@@ -429,7 +433,11 @@ public final class Daemon: @unchecked Sendable {
                             overlayDropsWrongDestination: oc.dropsWrongDestination,
                             relayForwarded: rc.forwarded, relayForwardedBytes: rc.forwardedBytes, relayRefused: rc.refused,
                             relaySentThrough: rc.sentThrough, relayReceivedThrough: rc.receivedThrough,
-                            sendErrors: runner?.sendErrors),
+                            sendErrors: runner?.sendErrors,
+                            poolDonations: pc?.donations, poolCatchUps: pc?.catchUps, poolResumes: pc?.resumes,
+                            poolLeasesExpired: pc?.leasesExpired, poolWeightlessVotes: node.pool?.view.counters.weightlessVotes,
+                            poolBadPacketSignatures: pc?.badPacketSignatures, poolRefusedNonMembers: pc?.refusedNonMembers,
+                            poolRefusedSecondLease: pc?.refusedSecondLease),
             address: node.pool?.address.map { IPv4Address($0).description },
             pool: token.pool.description, poolState: node.pool?.isWaitingForMembers == true ? "waiting" : Self.describe(node.pool?.phase), poolPrefixLength: Int(token.pool.length),
             poolWaiting: node.pool?.waitingReason, poolFenced: fenced, reclaimSeconds: token.reclaimSeconds,
@@ -516,6 +524,8 @@ public final class Daemon: @unchecked Sendable {
                     case .noAdminKey:
                         return fail("this mesh has no admin key (its token names none), so nothing can force a reclaim: any member could otherwise take the pool. "
                             + "Meshwork reclaims \(id.fingerprint)'s space by itself once it has been gone the reclaim time and members holding most of the pool agree")
+                    case .catchingUp:
+                        return fail("this node is still catching up with the mesh since it started; try again in a few seconds")
                     case .notAuthorized:
                         return fail("the admin signatures do not verify: --admin-key must be the key made with this mesh (mesh inspect shows its ID)")
                     }
@@ -808,7 +818,7 @@ public final class Daemon: @unchecked Sendable {
             logger.warning(forced ? "took over a node's space by hand (--force)" : "reclaimed the space of a node gone longer than the reclaim time",
                            metadata: ["from": "\(from.fingerprint)", "range": "\(range)"])
         case .fenced(true):
-            logger.warning("fenced: no contact with members holding most of the pool for half the reclaim time; not granting addresses")
+            logger.warning("fenced: the live members do not hold most of the pool; not granting addresses until they do")
         case .fenced(false):
             // Every node starts fenced (unreported) until it first reaches most of the pool.
             if hadQuorum {

@@ -87,7 +87,7 @@ extension PoolAgent {
         var seen = Set<Bytes32>()
         var all: [Grant] = []
         for g in grants { for c in chain(of: g) where seen.insert(c.ref).inserted { all.append(c) } }
-        for batch in batches(all) { out.append(.send(PoolPacket(sender: me, message: .grants(batch)), to: node)) }
+        for batch in batches(all) { out.append(.send(signed(.grants(batch)), to: node)) }
     }
 
     /// The share to give a joiner with its address: its fair share once it has joined (what

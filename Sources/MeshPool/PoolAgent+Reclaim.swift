@@ -5,12 +5,12 @@ import MeshCore
 /// A node that owns space and that membership says is gone (dead or left) for longer than
 /// the reclaim time T has each of its holdings taken over by a *successor*: the live owner
 /// of the next stretch of the pool after it. The successor asks every live owner for a
-/// signed vote; once the votes' holders hold more than half the pool (outside the reclaimed
-/// range) it signs a `reclaim` grant carrying them, which every node checks by itself.
-/// A node that has not seen live members (itself included) holding more than half the
-/// pool for T/2 stops granting: so a node on the minority side of a partition stops before
-/// the majority side can reclaim its space, and space never grows on the minority side
-/// (joins split space, they do not add to it), so only one side can ever have a majority.
+/// signed vote; once the voters held a quorum of the pool when they voted (outside the
+/// reclaimed range; RingView.voteWeight) it signs a `reclaim` grant carrying them, which
+/// every node checks by itself. A node whose live members (itself included, suspects not)
+/// do not hold a quorum grants nothing (the fence): so a node on the minority side of a
+/// partition stops long before the majority side can reclaim its space, and holdings on
+/// each side are disjoint parts of one pool, so only one side can ever hold a quorum.
 extension PoolAgent {
     struct Proposal: Sendable {
         var target: NodeID
@@ -27,6 +27,8 @@ extension PoolAgent {
         case noAdminKey
         /// No holding came with a valid admin signature.
         case notAuthorized
+        /// This node has not caught up with the mesh since it started (its view may be old).
+        case catchingUp
     }
 
     /// Whether this node must not grant now: the live members (itself included) do not
@@ -157,7 +159,7 @@ extension PoolAgent {
         var asked = Set<NodeID>()
         for o in view.ownership() where o.owner != me && o.owner != p.target && p.votes[o.owner] == nil && isMember(o.owner) {
             guard asked.insert(o.owner).inserted else { continue }
-            out.append(.send(PoolPacket(sender: me, message: .reclaimAsk(holding: x, cutoff: p.cutoff)), to: o.owner))
+            out.append(.send(signed(.reclaimAsk(holding: x, cutoff: p.cutoff)), to: o.owner))
         }
     }
 
@@ -185,7 +187,7 @@ extension PoolAgent {
         if let known = view.highestSeq(of: target), known > cutoff {
             // The successor has not seen all the target's grants: send them, it will ask again.
             let newer = (view.byGrantor[target]?.grants ?? []).filter { $0.seq > cutoff }.sorted { $0.seq < $1.seq }
-            for batch in batches(newer) { out.append(.send(PoolPacket(sender: me, message: .grants(batch)), to: successor)) }
+            for batch in batches(newer) { out.append(.send(signed(.grants(batch)), to: successor)) }
             return
         }
         // One successor per holding, unless the one voted for is itself long gone.
@@ -198,7 +200,7 @@ extension PoolAgent {
             out.append(.persistVote(holding: x, successor: successor))
         }
         counters.votes += 1
-        out.append(.send(PoolPacket(sender: me, message: .reclaimVote(holding: x, cutoff: cutoff, vote: vote)), to: successor))
+        out.append(.send(signed(.reclaimVote(holding: x, cutoff: cutoff, vote: vote)), to: successor))
     }
 
     /// This node's vote, signed; nil if it holds nothing outside the reclaimed range (it
@@ -222,11 +224,10 @@ extension PoolAgent {
         completeIfMajority(holding: x, &out)
     }
 
-    /// Once the voters hold a quorum (by this view's fold), signs the reclaim with the
-    /// votes, records, persists and pushes it. Votes go in largest holder first until the
-    /// quorum, then a quarter more as a margin (so that a voter granting onward soon after
-    /// it voted does not leave the reclaim short where that grant arrives first), within
-    /// one datagram.
+    /// Once the voters held a quorum when they voted (RingView.voteWeight), signs the
+    /// reclaim with the votes, records, persists and pushes it. Votes go in largest holder
+    /// first until the quorum, then a quarter more as a margin (for a view that cannot
+    /// weigh one voter yet), within one datagram.
     mutating func completeIfMajority(holding x: Bytes32, _ out: inout [Output]) {
         guard let p = proposals[x], let parent = view.grants[x] else { return }
         let exclude = RangeSet(parent.range)
@@ -266,6 +267,7 @@ extension PoolAgent {
     /// of `target` in this view with its cutoff (the authorisation names this node as successor).
     public mutating func forceReclaimPlan(_ target: NodeID) -> Result<[ForcedHolding], ForceReclaimError> {
         guard target != me else { return .failure(.ownNode) }
+        guard isCaughtUp else { return .failure(.catchingUp) }
         guard !isMember(target) else { return .failure(.alive) }
         guard view.admin != nil else { return .failure(.noAdminKey) }
         var plan: [ForcedHolding] = []

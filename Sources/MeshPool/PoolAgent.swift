@@ -41,17 +41,18 @@ public struct PoolAgent: Sendable {
         /// long before DISCOVER, so that it can pick offerers by the space they own.
         public var warmUp = Span.milliseconds(150)
         public var maxPayload = 1300
-        /// How long a node must be gone (dead or left, as membership says) before its
-        /// holdings may be reclaimed: the mesh token's reclaim time. A node cut off from
-        /// members holding most of the pool for half of it stops granting (the fence).
+        /// How long a node must be gone (dead or left, as membership says) before its space
+        /// may be reclaimed: the mesh token's reclaim time. (The fence, a node not granting
+        /// while live members do not hold a quorum, is immediate.)
         public var reclaimTime = Span.seconds(86400)
         /// The mesh token's lease time, DHCP's: a lease whose holder is gone this long is
         /// reclaimed (its address returns to the pool), and a holder cut off from members
         /// holding most of the pool for half of it stops using its address.
         public var leaseTime = Span.seconds(86400)
-        /// How often departures and the fence are checked: a twentieth of the reclaim time,
-        /// at least 1 s. A successor asks again for missing votes this often (at least 2 s).
-        public var reclaimCheck: Span { Swift.max(.seconds(1), reclaimTime * 0.05) }
+        /// How often departures, the fence and this node's own lease are checked: a twentieth
+        /// of the reclaim or lease time, whichever is shorter, at least 1 s. A successor asks
+        /// again for missing votes this often (at least 2 s).
+        public var reclaimCheck: Span { Swift.max(.seconds(1), Swift.min(reclaimTime, leaseTime) * 0.05) }
         public var reclaimAskInterval: Span { Swift.max(.seconds(2), reclaimCheck) }
         /// A balancing round runs this long (with jitter up to twice it) after membership or
         /// the view changes, and every `balanceInterval` besides.
@@ -89,7 +90,7 @@ public struct PoolAgent: Sendable {
     }
 
     struct Hold: Sendable {
-        var client: NodeID
+        var xid: UInt32
         var address: UInt32
         var share: AddressRange?
         var expires: Instant
@@ -112,7 +113,10 @@ public struct PoolAgent: Sendable {
     var deadline: Instant = .distantFuture
     var attempt = 0
     var requestTry = 0
-    var holds: [UInt32: Hold] = [:]
+    /// Offers held, one per client (a client asking again replaces its hold).
+    var holds: [NodeID: Hold] = [:]
+    /// The members the current DISCOVER went to: only they may OFFER or NAK it.
+    var asked: Set<NodeID> = []
     var nextSyncAt: Instant
     var syncSession: UInt32 = 0
     var naksNoSpace = 0
@@ -173,6 +177,10 @@ public struct PoolAgent: Sendable {
         public var catchUps = 0, resumes = 0
         /// Times this node stopped using its address because it could not renew it.
         public var leasesExpired = 0
+        /// Pool packets whose sender's signature did not verify; requests (DISCOVER,
+        /// REQUEST, DECLINE) from nodes that are not live members; REQUESTs for a second
+        /// lease by a member that holds one.
+        public var badPacketSignatures = 0, refusedNonMembers = 0, refusedSecondLease = 0
     }
 
     /// - Parameters:
@@ -384,9 +392,11 @@ public struct PoolAgent: Sendable {
         naksFenced = 0
         phase = .discovering(xid: xid, attempt: attempt)
         let requested = preferred ?? Self.derivedAddress(for: me, pool: view.pool)
-        for t in discoverTargets() {
+        let targets = discoverTargets()
+        asked = Set(targets)
+        for t in targets {
             counters.discovers += 1
-            out.append(.send(PoolPacket(sender: me, message: .discover(xid: xid, requested: requested)), to: t))
+            out.append(.send(signed(.discover(xid: xid, requested: requested)), to: t))
         }
     }
 
@@ -424,7 +434,7 @@ public struct PoolAgent: Sendable {
         deadline = now + settings.requestTimeout
         requestTry = 1
         counters.requests += 1
-        out.append(.send(PoolPacket(sender: me, message: .request(xid: x, address: best.address)), to: best.from))
+        out.append(.send(signed(.request(xid: x, address: best.address)), to: best.from))
     }
 
     mutating func retryLater(now: Instant, exhausted: Bool, refused: Bool = false, fenced: Bool = false, _ out: inout [Output]) {
@@ -446,11 +456,26 @@ public struct PoolAgent: Sendable {
         var out: [Output] = []
         let from = packet.sender
         guard from != me else { return out }
+        // Only the sender's own key signs its packets: nobody asks, offers or votes in
+        // another's name, or under a made-up node ID.
+        guard auth.verify(signature: packet.signature, message: packet.signedBytes, signer: from) else {
+            counters.badPacketSignatures += 1
+            return out
+        }
+        switch packet.message {
+        case .discover, .request, .decline:
+            // Served only for live members (gossip holds their signed records).
+            guard isMember(from) else {
+                counters.refusedNonMembers += 1
+                return out
+            }
+        default: break
+        }
         switch packet.message {
         case .discover(let x, let requested):
             serveDiscover(from: from, xid: x, requested: requested, now: now, &out)
         case .offer(let x, let address, let share, _):
-            guard case .discovering(let mine, _) = phase, mine == x, view.pool.contains(address) else { return out }
+            guard case .discovering(let mine, _) = phase, mine == x, asked.contains(from), view.pool.contains(address) else { return out }
             counters.offers += 1
             offers.append(Offer(from: from, address: address, share: share))
             if address == (preferred ?? Self.derivedAddress(for: me, pool: view.pool)) || offers.count >= settings.discoverTargets {
@@ -472,7 +497,7 @@ public struct PoolAgent: Sendable {
                 // Granted, and the grant is in this view (not waiting for its parent), but the
                 // view already shows the address held by another: DECLINE.
                 counters.declinesSent += 1
-                out.append(.send(PoolPacket(sender: me, message: .decline(xid: x, address: address)), to: from))
+                out.append(.send(signed(.decline(xid: x, address: address)), to: from))
                 retryLater(now: now, exhausted: false, refused: true, &out)
             }
         case .decline(_, let address):
@@ -482,6 +507,8 @@ public struct PoolAgent: Sendable {
         case .nak(let x, let reason):
             counters.naks += 1
             switch phase {
+            case .discovering where !asked.contains(from): break
+            case .requesting(_, let offerer, _) where offerer != from: break
             case .requesting(let mine, _, _) where mine == x:
                 retryLater(now: now, exhausted: false, refused: true, &out)
             case .discovering(let mine, _) where mine == x:
@@ -531,7 +558,7 @@ public struct PoolAgent: Sendable {
                     requestTry += 1
                     deadline = now + settings.requestTimeout
                     counters.requests += 1
-                    out.append(.send(PoolPacket(sender: me, message: .request(xid: x, address: address)), to: offerer))
+                    out.append(.send(signed(.request(xid: x, address: address)), to: offerer))
                 } else {
                     retryLater(now: now, exhausted: false, &out)
                 }
@@ -543,7 +570,7 @@ public struct PoolAgent: Sendable {
         case .bound:
             break
         }
-        for (x, h) in holds where now >= h.expires { holds[x] = nil }
+        for (c, h) in holds where now >= h.expires { holds[c] = nil }
         if now >= nextReclaimCheck {
             nextReclaimCheck = now + settings.reclaimCheck
             checkDepartures(now: now, &out)
@@ -586,22 +613,22 @@ public struct PoolAgent: Sendable {
         if let lease = view.leases(of: client).first {
             guard lease.range.first >= view.pool.first, view.owner(of: lease.range.first)?.owner == client else { return }
             counters.offers += 1
-            out.append(.send(PoolPacket(sender: me, message: .offer(xid: x, address: lease.range.first, share: nil,
+            out.append(.send(signed(.offer(xid: x, address: lease.range.first, share: nil,
                                                                    holdMillis: UInt32(settings.holdTime.nanoseconds / 1_000_000))), to: client))
             return
         }
         if !mayGrant(now: now) {
             counters.fencedRefusals += 1
-            out.append(.send(PoolPacket(sender: me, message: .nak(xid: x, reason: .fenced)), to: client))
+            out.append(.send(signed(.nak(xid: x, reason: .fenced)), to: client))
             return
         }
         var free = RangeSet(view.freeSpace(of: me).map(\.range))
-        for h in holds.values {
+        for (c, h) in holds where c != client {
             free = free.subtracting(RangeSet(AddressRange(h.address, h.address)))
             if let s = h.share { free = free.subtracting(RangeSet(s)) }
         }
         guard !free.isEmpty else {
-            out.append(.send(PoolPacket(sender: me, message: .nak(xid: x, reason: .noSpace)), to: client))
+            out.append(.send(signed(.nak(xid: x, reason: .noSpace)), to: client))
             return
         }
         let address: UInt32
@@ -612,37 +639,44 @@ public struct PoolAgent: Sendable {
         }
         free = free.subtracting(RangeSet(AddressRange(address, address)))
         let share = joinerShare(for: client, from: free)
-        holds[x] = Hold(client: client, address: address, share: share, expires: now + settings.holdTime)
+        holds[client] = Hold(xid: x, address: address, share: share, expires: now + settings.holdTime)
         counters.offers += 1
-        out.append(.send(PoolPacket(sender: me, message: .offer(xid: x, address: address, share: share,
+        out.append(.send(signed(.offer(xid: x, address: address, share: share,
                                                                holdMillis: UInt32(settings.holdTime.nanoseconds / 1_000_000))), to: client))
     }
 
     mutating func serveRequest(from client: NodeID, xid x: UInt32, address: UInt32, now: Instant, _ out: inout [Output]) {
         // The sticky case: the client's lease already exists; send it again.
         if let lease = view.leases(of: client).first, lease.range.first == address, let g = view.grants[lease.grant] {
-            out.append(.send(PoolPacket(sender: me, message: .ack(xid: x, grants: chain(of: g))), to: client))
+            out.append(.send(signed(.ack(xid: x, grants: chain(of: g))), to: client))
             return
         }
-        guard let hold = holds.removeValue(forKey: x), hold.client == client, hold.address == address else {
-            out.append(.send(PoolPacket(sender: me, message: .nak(xid: x, reason: .expired)), to: client))
+        // One lease per member: a client that holds one gets no second.
+        if !view.leases(of: client).isEmpty {
+            counters.refusedSecondLease += 1
+            out.append(.send(signed(.nak(xid: x, reason: .taken)), to: client))
             return
         }
+        guard let hold = holds[client], hold.xid == x, hold.address == address else {
+            out.append(.send(signed(.nak(xid: x, reason: .expired)), to: client))
+            return
+        }
+        holds[client] = nil
         guard view.owner(of: address)?.owner == me, view.owner(of: address)?.kind == .space else {
-            out.append(.send(PoolPacket(sender: me, message: .nak(xid: x, reason: .taken)), to: client))
+            out.append(.send(signed(.nak(xid: x, reason: .taken)), to: client))
             return
         }
         guard mayGrant(now: now) else {
             counters.fencedRefusals += 1
-            out.append(.send(PoolPacket(sender: me, message: .nak(xid: x, reason: .fenced)), to: client))
+            out.append(.send(signed(.nak(xid: x, reason: .fenced)), to: client))
             return
         }
         let granted = commit(lease: address, share: hold.share, to: client, now: now, &out)
         // The chain up to genesis first (it may take several packets), then the ACK.
         let ancestors = granted.first.map { chain(of: $0).filter { g in !granted.contains(g) } } ?? []
-        for batch in batches(ancestors) { out.append(.send(PoolPacket(sender: me, message: .grants(batch)), to: client)) }
+        for batch in batches(ancestors) { out.append(.send(signed(.grants(batch)), to: client)) }
         counters.acks += 1
-        out.append(.send(PoolPacket(sender: me, message: .ack(xid: x, grants: granted)), to: client))
+        out.append(.send(signed(.ack(xid: x, grants: granted)), to: client))
         push(granted, &out, excluding: client)
     }
 
@@ -662,6 +696,13 @@ public struct PoolAgent: Sendable {
         }
         out.append(.persist(grants: made, seq: seq))
         return made
+    }
+
+    /// A packet from this node, signed with its identity key.
+    func signed(_ message: PoolMessage) -> PoolPacket {
+        var p = PoolPacket(sender: me, message: message)
+        p.signature = auth.sign(p.signedBytes)
+        return p
     }
 
     /// Signs `g` with the next grant seq and records it; nil (and the seq not used) if this
@@ -712,7 +753,7 @@ public struct PoolAgent: Sendable {
             out.append(.event(.lost(a)))
             if let grantor = boundBy, grantor != me {
                 counters.declinesSent += 1
-                out.append(.send(PoolPacket(sender: me, message: .decline(xid: xid, address: a)), to: grantor))
+                out.append(.send(signed(.decline(xid: xid, address: a)), to: grantor))
             }
             phase = .idle
             ensureAddress(now: now, &out)
@@ -750,7 +791,7 @@ public struct PoolAgent: Sendable {
             if !pendingExcluding.contains(t), !picked.contains(t) { picked.append(t) }
         }
         for t in picked {
-            for batch in batches(unique) { out.append(.send(PoolPacket(sender: me, message: .grants(batch)), to: t)) }
+            for batch in batches(unique) { out.append(.send(signed(.grants(batch)), to: t)) }
         }
     }
 
@@ -795,7 +836,7 @@ public struct PoolAgent: Sendable {
     mutating func sendDigest(to peer: NodeID, reply: Bool, _ out: inout [Output]) {
         syncSession &+= 1
         for p in keyRangePages(grantorDigests().map(\.digest), key: \.key, perPage: (settings.maxPayload - 64) / GrantorDigest.size) {
-            out.append(.send(PoolPacket(sender: me, message: .digest(session: syncSession, reply: reply, last: p.last, lo: p.lo, hi: p.hi,
+            out.append(.send(signed(.digest(session: syncSession, reply: reply, last: p.last, lo: p.lo, hi: p.hi,
                                                                     entries: Array(p.items))), to: peer))
         }
     }
@@ -820,7 +861,7 @@ public struct PoolAgent: Sendable {
         }
         // Parents before children, so that the receiver attaches them as they arrive.
         send.sort { ($0.isGenesis ? 0 : 1, $0.seq) < ($1.isGenesis ? 0 : 1, $1.seq) }
-        for batch in batches(send) { out.append(.send(PoolPacket(sender: me, message: .grants(batch)), to: peer)) }
+        for batch in batches(send) { out.append(.send(signed(.grants(batch)), to: peer)) }
         if !reply && last { sendDigest(to: peer, reply: true, &out) }
     }
 }
@@ -841,8 +882,8 @@ public enum PoolEvent: Sendable, Equatable {
     case expired(UInt32)
     /// This node, as successor, took over `range` from `from`, gone longer than the reclaim time.
     case reclaimed(from: NodeID, range: AddressRange, forced: Bool)
-    /// This node stopped granting (cut off from members holding most of the pool for half
-    /// the reclaim time), or started again.
+    /// This node stopped granting (the live members, itself included, do not hold a quorum
+    /// of the pool), or started again.
     case fenced(Bool)
 }
 

@@ -66,18 +66,35 @@ public struct GrantorDigest: Hashable, Sendable, WireCodable {
     public static let size = 28
 }
 
-/// A pool packet's plaintext: sender, then the message.
+/// A pool packet's plaintext: sender, the message, and the sender's Ed25519 signature over
+/// both (so a member cannot ask, offer or vote in another's name, nor under a made-up ID).
 public struct PoolPacket: Hashable, Sendable, WireCodable {
     public var sender: NodeID
     public var message: PoolMessage
+    public var signature: [UInt8]
 
-    public init(sender: NodeID, message: PoolMessage) {
+    public init(sender: NodeID, message: PoolMessage, signature: [UInt8] = [UInt8](repeating: 0, count: 64)) {
         self.sender = sender
         self.message = message
+        self.signature = signature
+    }
+
+    /// What the signature covers: a domain string, the sender and the message.
+    public var signedBytes: [UInt8] {
+        var w = WireWriter(capacity: 96)
+        w.writeBytes(Array("meshwork pool packet v1".utf8))
+        encodeBody(to: &w)
+        return w.bytes
     }
 
     public init(from r: inout WireReader) throws(WireError) {
         sender = try r.read(NodeID.self)
+        message = try Self.readMessage(&r)
+        signature = try r.readBytes(64, "pool packet signature")
+    }
+
+    static func readMessage(_ r: inout WireReader) throws(WireError) -> PoolMessage {
+        let message: PoolMessage
         let kind = try r.readUInt8("pool kind")
         func grants(_ r: inout WireReader) throws(WireError) -> [Grant] {
             try r.readArray(of: Grant.self, .u8, limit: PoolMessage.grantLimit, minimumElementSize: 177, "grants")
@@ -118,9 +135,15 @@ public struct PoolPacket: Hashable, Sendable, WireCodable {
         default:
             throw .invalidValue(field: "pool kind", reason: "unknown kind \(kind)")
         }
+        return message
     }
 
     public func encode(to w: inout WireWriter) {
+        encodeBody(to: &w)
+        w.writeBytes(signature)
+    }
+
+    func encodeBody(to w: inout WireWriter) {
         w.write(sender)
         switch message {
         case .discover(let xid, let req):

@@ -213,7 +213,7 @@ public struct RingView: Sendable {
     /// the mesh's admin key, named in the token; a mesh without one has no break-glass.
     func forcedProblem(_ g: Grant) -> String? {
         guard let admin else { return "a forced reclaim, and this mesh has no admin key" }
-        guard g.votes.count == 1, let v = g.votes.first, v.signer == admin else {
+        guard g.votes.count == 1, let v = g.votes.first, v.signer == admin, v.seq == 0 else {
             return "a forced reclaim must carry exactly the admin key's authorisation"
         }
         let message = ReclaimVote.signedBytes(holding: g.parent, cutoff: g.cutoff, successor: g.grantor, seq: v.seq)

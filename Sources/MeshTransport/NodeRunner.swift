@@ -12,7 +12,8 @@ import NIOPosix
 ///
 /// Everything the node does happens on one event loop: datagrams in, timer ticks, and
 /// commands. After each input the runner sends what the node asked for and re-arms one
-/// timer for `node.nextDeadline`. The clock is the event loop's monotonic clock.
+/// timer for `node.nextDeadline`. The node's clock is CLOCK_BOOTTIME (suspend counts;
+/// BootClock.swift); timers are relative delays on the event loop.
 public final class NodeRunner: @unchecked Sendable {
     // All mutable state is touched only on `loop`.
     public let loop: any EventLoop
@@ -20,7 +21,7 @@ public final class NodeRunner: @unchecked Sendable {
     private var channel: (any Channel)?
     private var timer: Scheduled<Void>?
     private var timerAt: Instant = .distantFuture
-    private let origin = NIODeadline.now()
+    private let origin = BootClock.nanoseconds()
     private let logger: Logger
     private let onEvent: @Sendable (MembershipEvent, Gossip) -> Void
     /// Called for every pool event, on the event loop.
@@ -129,7 +130,7 @@ public final class NodeRunner: @unchecked Sendable {
         try await send(to: peer, bytes, timeout: .nanoseconds(c.seconds * 1_000_000_000 + c.attoseconds / 1_000_000_000)).get()
     }
 
-    var now: Instant { Instant(nanoseconds: (NIODeadline.now() - origin).nanoseconds) }
+    var now: Instant { Instant(nanoseconds: BootClock.nanoseconds() - origin) }
 
     /// Binds the UDP socket, then makes the node (it needs the bound address for its record)
     /// and joins through `seeds`, if any.

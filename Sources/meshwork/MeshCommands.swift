@@ -27,9 +27,9 @@ extension Mesh {
                 It also makes the mesh's admin key (--admin-key, default NAME.admin.key beside \
                 --out, or in the current directory), whose public half the token names. Only \
                 that key can force a reclaim (`meshwork pool reclaim --force`) when too few \
-                members survive to reclaim by vote. Keep it offline, like a CA key; a member \
-                holding the token cannot use the mesh without it but cannot force anything \
-                either. --no-admin-key makes a mesh without that break-glass.
+                members survive to reclaim by vote. Keep it offline, like a CA key: nodes do \
+                not need it, and a member holding only the token can force nothing. \
+                --no-admin-key makes a mesh without that break-glass.
 
                 Without --out the token goes to standard output and notes to standard error, so \
                 it can be redirected: meshwork mesh create --name lab --pool 100.80.0.0/16 > lab.mesh
