@@ -241,7 +241,7 @@ public final class Daemon: @unchecked Sendable {
                 var poolSettings = PoolAgent.Settings()
                 poolSettings.reclaimTime = .seconds(Double(reclaimSeconds))
                 poolSettings.leaseTime = .seconds(Double(leaseSeconds))
-                // A node with an earlier run behind it (node.json) catches up with the mesh
+                // A node with an earlier run behind it (node.json or pool.json) catches up with the mesh
                 // before it grants, whatever its pool.json says (docs/pool.md).
                 let pool = PoolAgent(me: identity.nodeID, view: view, auth: auth, seq: poolSeq, settings: poolSettings, preferred: preferred,
                                      votes: savedVotes, fresh: firstStart, seed: poolSeed, now: now)
@@ -525,7 +525,7 @@ public final class Daemon: @unchecked Sendable {
                         return fail("this mesh has no admin key (its token names none), so nothing can force a reclaim: any member could otherwise take the pool. "
                             + "Meshwork reclaims \(id.fingerprint)'s space by itself once it has been gone the reclaim time and members holding most of the pool agree")
                     case .catchingUp:
-                        return fail("this node is still catching up with the mesh since it started; try again in a few seconds")
+                        return fail("this node is still catching up with the mesh (after a start or a suspend); try again in a few seconds")
                     case .notAuthorized:
                         return fail("the admin signatures do not verify: --admin-key must be the key made with this mesh (mesh inspect shows its ID)")
                     }

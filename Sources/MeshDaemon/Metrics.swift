@@ -94,7 +94,7 @@ public final class MetricsExporter: Sendable {
             gauge("pool_owned_addresses", "Addresses in the free ranges this node owns.") { Double($0.poolOwnedAddresses ?? 0) },
             gauge("address_leased", "1 when this node holds an overlay address.") { $0.address == nil ? 0 : 1 },
             gauge("sessions", "Live Noise sessions.") { Double($0.counters.sessions) },
-            gauge("pool_fenced", "1 when this node is cut off from most of the pool and does not grant.") { $0.poolFenced ? 1 : 0 },
+            gauge("pool_fenced", "1 when this node does not grant: fenced (live members do not hold most of the pool) or catching up.") { $0.poolFenced ? 1 : 0 },
         ]
     }
 

@@ -29,48 +29,70 @@ extension PoolAgent {
         return by
     }
 
-    /// The fair share among `n` holders of `total` addresses, and how far from it a holder
-    /// may stay without a move: tight enough that any minority of a balanced mesh holds less
-    /// than half, loose enough that leases and odd sizes do not make rounds go on for ever.
+    /// The fair share among `n` holders of `total` addresses, and how far above it a holder
+    /// may stay without a move: pool/n². Tight enough that any minority holds less than half
+    /// when nobody exceeds fair + slack (k ≤ (n-1)/2 holders: k(1/n + 1/n²) = (n²-1)/2n² < ½),
+    /// loose enough that one join (which lowers the fair share by about pool/n²) does not
+    /// make every member give a sliver away: history grows with imbalance, not with joins.
     func fairShare(total: UInt64, holders n: Int) -> (fair: UInt64, slack: UInt64) {
         let n64 = UInt64(Swift.max(n, 1))
-        return (total / n64, Swift.max(1, view.pool.count / (4 * n64 * n64)))
+        return (total / n64, Swift.max(1, view.pool.count / (n64 * n64)))
     }
 
     /// One balancing round: if this node holds more than its fair share, it gives the excess
     /// to the member the ranking pairs it with.
     mutating func balance(now: Instant, _ out: inout [Output]) {
         nextBalanceAt = now + settings.balanceInterval
-        guard view.hasGenesis, !members.isEmpty, isCaughtUp, !isFenced(now: now) else { return }
+        guard view.hasGenesis, !members.isEmpty, mayGrant(now: now) else { return }
         let held = liveHoldings()
         let total = held.values.reduce(0, +)
         let (fair, slack) = fairShare(total: total, holders: held.count)
         guard let mine = held[me], mine > fair + slack else { return }
         let donors = held.filter { $0.value > fair + slack }.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
-        let takers = held.filter { $0.value + slack < fair }.sorted { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }
+        // Takers: anyone below the fair share (the slack applies to donors only, or a donor
+        // far above it could find every other member just within the slack below, and stay).
+        let takers = held.filter { $0.value < fair }.sorted { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }
         guard !takers.isEmpty, let rank = donors.firstIndex(where: { $0.key == me }) else { return }
-        let taker = takers[rank % takers.count]
-        let amount = Swift.min(mine - fair, fair - taker.value)
-        let made = donate(amount, to: taker.key, now: now, &out)
-        if !made.isEmpty {
-            counters.donations += 1
-            // Straight to the taker (so that it can grant at once), and on by push.
-            sendChains(of: made, to: taker.key, &out)
-            push(made, &out, excluding: taker.key)
-            // More may be due (several takers, or a view that moved): look again soon.
-            nextBalanceAt = now + settings.balanceDelay * 2
+        // The k-th donor gives to takers k, k + D, k + 2D, … (D donors) until its excess is
+        // gone: donors seldom pile onto one taker, and a node far above its share (the
+        // genesis of a young mesh) gives to many at once.
+        var excess = mine - fair
+        var k = rank % takers.count
+        var given: [NodeID: [Grant]] = [:]
+        var grants = 0
+        while excess > 0, grants < Self.donationsPerRound {
+            let taker = takers[k]
+            let made = donate(Swift.min(excess, fair - taker.value), to: taker.key, limit: Self.donationsPerRound - grants, now: now, &out)
+            if made.isEmpty { break }
+            given[taker.key, default: []] += made
+            grants += made.count
+            excess -= Swift.min(excess, made.reduce(0) { $0 + $1.range.count })
+            k += donors.count
+            if k >= takers.count { break }
         }
+        guard !given.isEmpty else { return }
+        counters.donations += 1
+        for (taker, made) in given.sorted(by: { $0.key < $1.key }) {
+            // Straight to the taker (so that it can grant at once), and on by push.
+            sendChains(of: made, to: taker, &out)
+            push(made, &out, excluding: taker)
+        }
+        // More may be due (several takers, or a view that moved): look again soon.
+        nextBalanceAt = now + settings.balanceDelay * 2
     }
 
+    /// At most this many grants a balancing round signs.
+    static var donationsPerRound: Int { 16 }
+
     /// Signs space grants of up to `amount` addresses of this node's free space to `taker`,
-    /// from its largest free ranges (at most four grants a round), records and persists them.
-    mutating func donate(_ amount: UInt64, to taker: NodeID, now: Instant, _ out: inout [Output]) -> [Grant] {
+    /// from its largest free ranges (at most `limit` grants), records and persists them.
+    mutating func donate(_ amount: UInt64, to taker: NodeID, limit: Int, now: Instant, _ out: inout [Output]) -> [Grant] {
         var left = amount
         var made: [Grant] = []
         var free = view.freeSpace(of: me).sorted { ($0.range.count, $1.range.first) > ($1.range.count, $0.range.first) }
         // Never the address this node is about to take for itself.
         if address == nil { free.removeAll { $0.range.contains(preferred ?? Self.derivedAddress(for: me, pool: view.pool)) && $0.range.count == 1 } }
-        for o in free where left > 0 && made.count < 4 {
+        for o in free where left > 0 && made.count < limit {
             let n = Swift.min(left, o.range.count)
             // From the top of the range: the bottom stays with this node, next to what it had.
             let r = AddressRange(o.range.last - UInt32(n - 1), o.range.last)

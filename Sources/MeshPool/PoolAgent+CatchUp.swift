@@ -14,7 +14,10 @@ import MeshCore
 /// mesh holds.
 extension PoolAgent {
     /// Whether this node may grant: caught up, and not fenced.
-    public mutating func mayGrant(now: Instant) -> Bool { isCaughtUp && !isFenced(now: now) }
+    public mutating func mayGrant(now: Instant) -> Bool {
+        let fenced = isFenced(now: now)  // first: lifting a long fence starts a catch-up
+        return isCaughtUp && !fenced
+    }
 
     /// Starts (again) to catch up: forget who was heard, and ask the members soon.
     mutating func beginCatchUp(now: Instant) {
@@ -73,6 +76,13 @@ extension PoolAgent {
         // known) for half the reclaim time: then it trusts its disk (docs/pool.md).
         let alone = members.isEmpty && now - catchUpSince >= settings.reclaimTime * 0.5
         guard others > 0 || alone else { return }
+        // Every member membership says is alive must have confirmed this view: this node's
+        // own newest grants may have reached only their grantees and a few others, and a
+        // quorum of members that lack them would let this node sign those seqs again.
+        // A member that never confirms (its digest lists what this view cannot take in) holds
+        // it back for three asks at most: then a quorum suffices.
+        let everyone = members.allSatisfy { heard.contains($0) || suspected.contains($0) }
+        guard everyone || alone || now - catchUpSince >= settings.catchUpInterval * 3 else { return }
         guard RingView.isQuorum(weight: weight, holdsAnchor: anchor, of: view.pool) else { return }
         isCaughtUp = true
         heardFrom = [:]

@@ -16,6 +16,8 @@ extension PoolAgent {
         var target: NodeID
         var cutoff: UInt64
         var votes: [NodeID: ReclaimVote] = [:]
+        /// When this node may next fetch a voter's missing grants.
+        var nextPullAt = Instant.zero
         var nextAskAt: Instant
     }
 
@@ -34,11 +36,19 @@ extension PoolAgent {
     /// Whether this node must not grant now: the live members (itself included) do not
     /// hold a quorum of the pool. Immediate, with no grace: on the minority side of a
     /// partition nothing is granted that the majority could later reclaim (docs/pool.md).
+    ///
+    /// A node that was fenced for half the reclaim time or longer may have had its space
+    /// reclaimed by the other side meanwhile: when the fence lifts, it catches up before it
+    /// grants again (found in the simulator: a node healed from a long partition granted
+    /// from space already reclaimed, before the reclaim reached it).
     public mutating func isFenced(now: Instant) -> Bool {
         if hasQuorum() {
+            if let since = fencedSince, now - since >= settings.reclaimTime * 0.5, isCaughtUp { beginCatchUp(now: now) }
+            fencedSince = nil
             lastQuorumAt = now
             return false
         }
+        if fencedSince == nil { fencedSince = now }
         return true
     }
 
@@ -231,22 +241,37 @@ extension PoolAgent {
     mutating func completeIfMajority(holding x: Bytes32, _ out: inout [Output]) {
         guard let p = proposals[x], let parent = view.grants[x] else { return }
         let exclude = RangeSet(parent.range)
-        var held: [NodeID: UInt64] = [:]
-        for o in view.ownership() where p.votes[o.owner] != nil && !exclude.contains(o.range.first) { held[o.owner, default: 0] += o.range.count }
-        let ranked = p.votes.values.sorted { (held[$0.signer] ?? 0, $1.signer) > (held[$1.signer] ?? 0, $0.signer) }
+        // One rewound fold weighs every vote received (not one per vote: a reclaim in a
+        // mesh of hundreds gathers hundreds of votes, each arrival calling this).
+        let holdings: [NodeID: RangeSet]
+        switch view.voteHoldings(Array(p.votes.values)) {
+        case .success(let h): holdings = h
+        case .failure(let e):
+            // This view lacks some of a voter's grants up to its vote: fetch them from the
+            // voter (a digest exchange), at most once per ask interval.
+            if lastNow >= p.nextPullAt {
+                proposals[x]!.nextPullAt = lastNow + settings.reclaimAskInterval
+                sendDigest(to: e.signer, reply: false, &out)
+            }
+            return
+        }
+        var held: [NodeID: RangeSet] = [:]
+        for (id, r) in holdings { held[id] = r.subtracting(exclude) }
+        let ranked = p.votes.values.sorted { (held[$0.signer]?.count ?? 0, $1.signer) > (held[$1.signer]?.count ?? 0, $0.signer) }
         var chosen: [ReclaimVote] = []
-        var signers = Set<NodeID>()
+        var union = RangeSet()
         var quorumAt: Int?
-        for v in ranked where held[v.signer] ?? 0 > 0 {
+        for v in ranked where held[v.signer]?.isEmpty == false {
             if let q = quorumAt, chosen.count >= q + (q + 3) / 4 { break }
             guard chosen.count < ReclaimVote.limit else { break }
             chosen.append(v)
-            signers.insert(v.signer)
-            if quorumAt == nil, case .weight(let w) = view.voteWeight(chosen), RingView.isQuorum(w.subtracting(exclude), of: view.pool) {
-                quorumAt = chosen.count
+            if quorumAt == nil {
+                union = union.union(held[v.signer]!)
+                if RingView.isQuorum(union, of: view.pool) { quorumAt = chosen.count }
             }
         }
-        guard quorumAt != nil else { return }
+        // The votes chosen, weighed as every node will weigh them.
+        guard quorumAt != nil, case .weight(let w) = view.voteWeight(chosen), RingView.isQuorum(w.subtracting(exclude), of: view.pool) else { return }
         proposals[x] = nil
         publishReclaim(of: parent, parentRef: x, cutoff: p.cutoff, votes: chosen, forced: false, &out)
     }

@@ -161,6 +161,8 @@ public struct PoolAgent: Sendable {
     var nextCatchUpAskAt = Instant.distantFuture
     var catchUpSince: Instant
     var lastTickAt: Instant?
+    /// Since when this node has been fenced (nil: not fenced).
+    var fencedSince: Instant?
 
     public struct Counters: Sendable, Equatable, Codable {
         public var discovers = 0, offers = 0, requests = 0, acks = 0, naks = 0, conflicts = 0
@@ -307,7 +309,7 @@ public struct PoolAgent: Sendable {
 
     mutating func ensureAddress(now: Instant, _ out: inout [Output]) {
         if leaseSuspended {
-            guard isCaughtUp, !isFenced(now: now) else {
+            guard mayGrant(now: now) else {
                 phase = .exhausted(retryAt: now + settings.backoffBase * 5)
                 return
             }
@@ -648,7 +650,9 @@ public struct PoolAgent: Sendable {
     mutating func serveRequest(from client: NodeID, xid x: UInt32, address: UInt32, now: Instant, _ out: inout [Output]) {
         // The sticky case: the client's lease already exists; send it again.
         if let lease = view.leases(of: client).first, lease.range.first == address, let g = view.grants[lease.grant] {
-            out.append(.send(signed(.ack(xid: x, grants: chain(of: g))), to: client))
+            // Its ancestors in batches first (a deep chain does not fit one packet), then the ACK.
+            for batch in batches(chain(of: g).dropLast()) { out.append(.send(signed(.grants(batch)), to: client)) }
+            out.append(.send(signed(.ack(xid: x, grants: [g])), to: client))
             return
         }
         // One lease per member: a client that holds one gets no second.
@@ -796,12 +800,13 @@ public struct PoolAgent: Sendable {
     }
 
     /// Grants cut into packets of at most `maxPayload` (a reclaim with many votes goes alone).
-    func batches(_ grants: [Grant]) -> [[Grant]] {
+    func batches(_ grants: some Collection<Grant>) -> [[Grant]] {
         var out: [[Grant]] = []
         var current: [Grant] = [], size = 0
         for g in grants {
             let n = g.encodedSize
-            if !current.isEmpty, size + n > settings.maxPayload - 64 || current.count == PoolMessage.grantLimit {
+            // 128 bytes for the header, sender, kind and count, and the sender's signature.
+            if !current.isEmpty, size + n > settings.maxPayload - 128 || current.count == PoolMessage.grantLimit {
                 out.append(current)
                 current = []
                 size = 0
@@ -835,7 +840,7 @@ public struct PoolAgent: Sendable {
 
     mutating func sendDigest(to peer: NodeID, reply: Bool, _ out: inout [Output]) {
         syncSession &+= 1
-        for p in keyRangePages(grantorDigests().map(\.digest), key: \.key, perPage: (settings.maxPayload - 64) / GrantorDigest.size) {
+        for p in keyRangePages(grantorDigests().map(\.digest), key: \.key, perPage: (settings.maxPayload - 128) / GrantorDigest.size) {
             out.append(.send(signed(.digest(session: syncSession, reply: reply, last: p.last, lo: p.lo, hi: p.hi,
                                                                     entries: Array(p.items))), to: peer))
         }

@@ -25,6 +25,8 @@ public struct RingView: Sendable {
     public private(set) var grants: [Bytes32: Grant] = [:]
     /// Grants whose parent is not known yet, by parent ref (signature already checked).
     var orphans: [Bytes32: [Grant]] = [:]
+    /// Reclaims whose voters' grants up to their votes are not all known yet, by ref.
+    var waitingReclaims: [Bytes32: Grant] = [:]
     var children: [Bytes32: [Bytes32]] = [:]
     var genesisRef: Bytes32?
     /// Per grantor: its grants held here (attached or waiting), their count and refs' XOR.
@@ -80,12 +82,12 @@ public struct RingView: Sendable {
     public var hasGenesis: Bool { genesisRef != nil }
 
     /// Every grant this view holds, attached or waiting (for anti-entropy and persistence).
-    public var allGrants: [Grant] { Array(grants.values) + orphans.values.flatMap { $0 } }
+    public var allGrants: [Grant] { Array(grants.values) + orphans.values.flatMap { $0 } + waitingReclaims.values }
 
     @discardableResult
     public mutating func insert(_ g: Grant) -> InsertResult {
         let ref = g.ref
-        if grants[ref] != nil || orphans[g.parent]?.contains(g) == true {
+        if grants[ref] != nil || orphans[g.parent]?.contains(g) == true || waitingReclaims[ref] != nil {
             counters.duplicates += 1
             return .duplicate
         }
@@ -117,12 +119,37 @@ public struct RingView: Sendable {
             return .orphan
         }
         if let why = chainProblem(g, parent: parent) {
+            // A reclaim whose voters' grants are not all here yet waits for them (anti-
+            // entropy sends grants by seq, a voter's later ones often after the reclaim).
+            if why.hasPrefix(Self.incompleteVoters), waitingReclaims.count < Self.orphanLimit {
+                waitingReclaims[ref] = g
+                return .orphan
+            }
             if g.kind == .reclaim { counters.badReclaims += 1 }
             return reject(why, chain: true)
         }
         attach(g, ref: ref)
         record(g, ref: ref)
+        retryWaitingReclaims(after: g)
         return .added
+    }
+
+    static let incompleteVoters = "a voter's grants up to its vote"
+
+    /// A grant by a voter of a waiting reclaim arrived: weigh those reclaims again.
+    mutating func retryWaitingReclaims(after g: Grant) {
+        guard !waitingReclaims.isEmpty else { return }
+        let due = waitingReclaims.filter { $0.value.votes.contains { $0.signer == g.grantor } }
+        for (ref, r) in due.sorted(by: { $0.key < $1.key }) {
+            waitingReclaims[ref] = nil
+            guard grants[ref] == nil, let parent = grants[r.parent] else { continue }
+            if let why = chainProblem(r, parent: parent) {
+                if why.hasPrefix(Self.incompleteVoters) { waitingReclaims[ref] = r } else { counters.badReclaims += 1; counters.badChains += 1 }
+                continue
+            }
+            attach(r, ref: ref)
+            record(r, ref: ref)
+        }
     }
 
     mutating func record(_ g: Grant, ref: Bytes32) {
@@ -168,7 +195,7 @@ public struct RingView: Sendable {
         let weight: RangeSet
         switch voteWeight(g.votes) {
         case .incomplete(let signer):
-            return "a voter's grants up to its vote (\(signer.fingerprint)) are not all known yet"
+            return "\(Self.incompleteVoters) (\(signer.fingerprint)) are not all known yet"
         case .weight(let w): weight = w.subtracting(RangeSet(parent.range))
         }
         guard Self.isQuorum(weight, of: pool) else {
@@ -192,11 +219,21 @@ public struct RingView: Sendable {
     /// to its vote must all be here (a node's grant seqs run without gaps); otherwise the
     /// weight is not known yet. A key that never held space weighs nothing.
     public mutating func voteWeight(_ votes: [ReclaimVote]) -> VoteWeight {
+        switch voteHoldings(votes) {
+        case .failure(let e): return .incomplete(e.signer)
+        case .success(let by): return .weight(by.values.reduce(RangeSet()) { $0.union($1) })
+        }
+    }
+
+    public struct IncompleteHistory: Error, Equatable, Sendable { public var signer: NodeID }
+
+    /// What each vote's signer held at its vote (one rewound fold for all of them).
+    public mutating func voteHoldings(_ votes: [ReclaimVote]) -> Result<[NodeID: RangeSet], IncompleteHistory> {
         var at: [NodeID: UInt64] = [:]
         for v in votes { at[v.signer] = v.seq }
         for (signer, seq) in at where seq > 0 {
             let have = Set((byGrantor[signer]?.grants ?? []).filter { $0.seq >= 1 && $0.seq <= seq && grants[$0.ref] != nil }.map(\.seq))
-            if have.count < Int(clamping: seq) { return .incomplete(signer) }
+            if have.count < Int(clamping: seq) { return .failure(IncompleteHistory(signer: signer)) }
         }
         let all = grants
         let rewound = fold { g in
@@ -204,9 +241,9 @@ public struct RingView: Sendable {
             if g.kind == .reclaim, let target = all[g.parent]?.grantee, let v = at[target], g.cutoff >= v { return true }
             return false
         }
-        var held = RangeSet()
-        for o in rewound where at[o.owner] != nil { held.insert(o.range) }
-        return .weight(held)
+        var held: [NodeID: RangeSet] = [:]
+        for o in rewound where at[o.owner] != nil { held[o.owner, default: RangeSet()].insert(o.range) }
+        return .success(held)
     }
 
     /// A forced reclaim (`meshwork pool reclaim --force`) stands only with the signature of

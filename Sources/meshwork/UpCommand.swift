@@ -236,7 +236,7 @@ struct Status: ParsableCommand {
             ("Device", s.tun.map { "\($0), MTU \(s.mtu ?? 0)" } ?? "none (--no-tun)"),
             ("Members", "\(m.alive) alive, \(m.suspect) suspect, \(m.dead) dead, \(m.left) left"),
             ("Granting", s.poolFenced
-                ? "no: fenced (not in contact with members holding most of the pool: normal while joining; a warning after half the reclaim time)" : "yes"),
+                ? "no: fenced or catching up (the live members do not hold most of the pool, or this node has not caught up with them since it started or woke: normal while joining)" : "yes"),
             ("Gone owners", s.poolDepartures.isEmpty ? "none" : s.poolDepartures.map {
                 "\($0.name ?? $0.fingerprint) \(DurationText.format(seconds: UInt64($0.goneSeconds))) (reclaim after \(DurationText.format(seconds: UInt64(s.reclaimSeconds))))"
             }.joined(separator: ", ")),

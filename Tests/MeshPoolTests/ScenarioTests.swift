@@ -41,9 +41,10 @@ import Testing
         #expect(sim.duplicateHolders().isEmpty, "seed \(seed), \(what): duplicates now: \(sim.duplicateHolders())")
     }
 
-    /// The largest owner's share as every running node folds it.
+    /// The largest share of the pool a running node holds, as that node's own view says
+    /// (views of others' holdings may lag by an anti-entropy round; one's own does not).
     static func largestShare(_ sim: Simulation) -> Double {
-        sim.upNodes.map { sim.largestLiveShare(seenBy: $0) }.max() ?? 0
+        sim.upNodes.map { sim.shares(seenBy: $0)[sim.nodes[$0].id] ?? 0 }.max() ?? 0
     }
 
     @Test(arguments: seeds)
