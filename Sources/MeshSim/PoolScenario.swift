@@ -52,6 +52,8 @@ public struct PoolScenario: Sendable {
     public func run(progress: ((String) -> Void)? = nil) -> Report {
         var settings = PoolAgent.Settings()
         settings.reclaimTime = reclaim
+        // The lease time as `mesh create` sets it by default: the reclaim time.
+        settings.leaseTime = reclaim
         let sim = PoolSimulation(seed: seed, pool: pool, loss: loss, settings: settings)
         var rng = SeededRandom(seed: seed ^ 0x9001)
         sim.addNode()
