@@ -9,11 +9,12 @@ import MeshCore
 ///
 /// So, as Weave Net's peers donate space but with every move a signed grant: a node that
 /// holds more than its fair share gives the excess, as space grants from its free ranges,
-/// to the members that hold least. Every node ranks the live members the same way from
-/// the same view (donors by holding, largest first; recipients smallest first), and the
-/// k-th donor gives to the k-th recipient, so donors rarely pile onto one recipient; what
-/// overshoots is given on in the next round. A round runs shortly after membership or the
-/// view changes, and on a slow timer besides. A fenced node gives nothing.
+/// to the members below it. Every node ranks the live members the same way from the same
+/// view (donors by holding, largest first; takers smallest first), and the k-th of D
+/// donors gives to takers k, k + D, …, so donors rarely pile onto one taker; what
+/// overshoots is given on in a later round. A round runs shortly after membership or the
+/// view changes, and on a slow timer besides. A node that may not grant (fenced, or
+/// catching up) gives nothing.
 extension PoolAgent {
     /// Whatever changed who holds what, or who is alive: balance again soon.
     mutating func scheduleBalance() {
@@ -39,8 +40,8 @@ extension PoolAgent {
         return (total / n64, Swift.max(1, view.pool.count / (n64 * n64)))
     }
 
-    /// One balancing round: if this node holds more than its fair share, it gives the excess
-    /// to the member the ranking pairs it with.
+    /// One balancing round: if this node holds more than its fair share plus the slack, it
+    /// gives the excess to the takers the ranking pairs it with.
     mutating func balance(now: Instant, _ out: inout [Output]) {
         nextBalanceAt = now + settings.balanceInterval
         guard view.hasGenesis, !members.isEmpty, mayGrant(now: now) else { return }

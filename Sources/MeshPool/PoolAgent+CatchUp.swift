@@ -3,15 +3,17 @@ import MeshCore
 /// Catching up after a restart or a suspend (docs/pool.md, "Lost or old state").
 ///
 /// A node's own history is the mesh's, not its disk's. A node that starts again (its
-/// `pool.json` may be current, moved aside, or restored from last week's backup) or whose
-/// clock jumped by more than a quarter of the reclaim time (a laptop that slept) grants
-/// nothing, votes for nothing and gives nothing away until it has caught up: it asks the
-/// live members for their digests, and counts a member as heard once its digest has come
-/// and this node's view holds every grant of its own that the member holds. Caught up means
-/// that the heard members and this node hold a quorum of the pool, as the view then folds
-/// it. Meanwhile every digest raises this node's grant counter above the highest of its
-/// own grants that the member knows, so no seq is ever signed twice for two grants the
-/// mesh holds.
+/// `pool.json` may be current, moved aside, or restored from last week's backup), whose
+/// clock jumped by more than a quarter of the reclaim or lease time (a laptop that slept),
+/// or whose fence lifts after half the reclaim time grants nothing, votes for nothing and
+/// gives nothing away until it has caught up: it asks the live members for their digests,
+/// and counts a member once its digest has come and this view holds at least as many
+/// grants of every grantor as that digest listed (`syncedPeers`). Caught up means that the
+/// counted members (one at least holding space) and this node hold a quorum of the pool,
+/// as the view then folds it, and that every alive member has been counted or three asks
+/// have passed. Meanwhile every digest raises this node's grant counter above the highest
+/// of its own grants that the member knows, so no seq is ever signed twice for two grants
+/// the mesh holds.
 extension PoolAgent {
     /// Whether this node may grant: caught up, and not fenced.
     public mutating func mayGrant(now: Instant) -> Bool {

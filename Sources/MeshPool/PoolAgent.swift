@@ -9,11 +9,16 @@ import MeshCore
 /// the largest share), sends REQUEST, and is bound once the ACK's signed lease grant for
 /// it is in its view. Timeouts and NAKs restart discovery with exponential backoff.
 ///
-/// As a *server*, a node that owns free space answers DISCOVER with an address (the
-/// requested one if it owns it free) and a share (half its largest remaining free range),
-/// holds both for the client for `holdTime`, and on REQUEST signs a lease grant and a
+/// As a *server*, a node that owns free space and may grant (not fenced, caught up)
+/// answers a live member's DISCOVER with an address (the requested one if it owns it free)
+/// and a share (the member's fair share, as far as half its largest free range goes),
+/// holds both for that client for `holdTime`, and on REQUEST signs a lease grant and a
 /// space grant, asks the shell to persist them (`.persist`, which must be durable before
-/// the next output is acted on), then sends ACK.
+/// the next output is acted on), then sends ACK. Every packet is signed by its sender and
+/// checked on arrival.
+///
+/// Balance (PoolAgent+Balance.swift), reclaim and the fence (PoolAgent+Reclaim.swift) and
+/// catching up (PoolAgent+CatchUp.swift) live beside this file.
 ///
 /// Every new grant is pushed to `fanout` random members once, and a periodic paged digest
 /// (per grantor: count and XOR of refs) with one random member repairs what pushes missed.
