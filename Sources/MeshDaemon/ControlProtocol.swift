@@ -214,7 +214,7 @@ public enum ControlProtocol {
         /// catch-ups after a restart or suspend, and suspends noticed; own leases that
         /// lapsed (cut off from most of the pool); reclaims refused because their voters
         /// held nothing; pool packets whose sender's signature failed; requests from
-        /// non-members; REQUESTs for a second lease.
+        /// non-members; REQUESTs for a second lease; grants dropped over a member's limit.
         public var poolDonations: Int?
         public var poolCatchUps: Int?
         public var poolResumes: Int?
@@ -223,6 +223,10 @@ public enum ControlProtocol {
         public var poolBadPacketSignatures: Int?
         public var poolRefusedNonMembers: Int?
         public var poolRefusedSecondLease: Int?
+        public var poolRateLimitedGrants: Int?
+        /// Pool packets sent and received on a session (through a relay, or asked again).
+        public var poolSentOnSessions: Int?
+        public var poolReceivedOnSessions: Int?
     }
 
     /// The answer to `ping`: one round trip, and the path it took.

@@ -94,6 +94,9 @@ public final class Daemon: @unchecked Sendable {
     let started = Date()
     let statePath: String
     let poolPath: String
+    let poolLogPath: String
+    /// pool.log, open for appending once the saved state is read (PoolLog.swift).
+    var poolLog: PoolLog?
     var incarnation: UInt64 = 0
     /// Grants and sequence number as last made durable (guarded: written from the event loop).
     let poolState = NIOLockedValueBox<(grants: [Bytes32: Grant], seq: UInt64, votes: [Bytes32: NodeID])>(([:], 0, [:]))
@@ -116,6 +119,7 @@ public final class Daemon: @unchecked Sendable {
         self.logger = logger
         statePath = config.state.directory + "/node.json"
         poolPath = config.state.directory + "/pool.json"
+        poolLogPath = config.state.directory + "/pool.log"
     }
 
     /// The usable addresses of the token's pool: the CIDR without its first and last.
@@ -170,11 +174,22 @@ public final class Daemon: @unchecked Sendable {
         let meshId = config.token.meshID.description
         let saved = try NodeStateFile.load(from: statePath, meshId: meshId)
         let savedPool = try PoolStateFile.load(from: poolPath, meshId: meshId)
-        let savedGrants = try savedPool?.decodedGrants() ?? []
-        let savedVotes = try savedPool?.decodedVotes() ?? [:]
-        poolState.withLockedValue {
-            $0 = (Dictionary(savedGrants.map { ($0.ref, $0) }, uniquingKeysWith: { a, _ in a }), savedPool?.seq ?? 0, savedVotes)
+        // What was made durable after that snapshot (PoolLog.swift).
+        let logged = try PoolLog.read(path: poolLogPath, meshId: meshId)
+        var grantsRead = try savedPool?.decodedGrants(path: poolPath) ?? []
+        var votesRead = try savedPool?.decodedVotes(path: poolPath) ?? [:]
+        var seqRead = savedPool?.seq ?? 0
+        for (i, r) in logged.enumerated() {
+            let d = try r.decoded(path: poolLogPath, line: i + 2)
+            grantsRead += d.grants
+            seqRead = max(seqRead, d.seq)
+            votesRead.merge(d.votes) { _, new in new }
         }
+        let (savedGrants, savedVotes, savedSeq) = (grantsRead, votesRead, seqRead)
+        poolState.withLockedValue {
+            $0 = (Dictionary(savedGrants.map { ($0.ref, $0) }, uniquingKeysWith: { a, _ in a }), savedSeq, savedVotes)
+        }
+        poolLog = try PoolLog(path: poolLogPath, meshId: meshId)
         // Metrics before anything is saved or sent: a port that is taken fails the start
         // before this run takes an incarnation or joins anything.
         if let host = config.metricsHost {
@@ -206,10 +221,11 @@ public final class Daemon: @unchecked Sendable {
         let usable = Self.usableRange(config.token)
         let genesis = config.token.genesis
         let admin = config.token.admin
-        let poolSeq = savedPool?.seq ?? 0
-        // Fresh only with neither node.json nor pool.json: a node that kept either has run
-        // before and catches up first (docs/pool.md, "Lost or old state").
-        let firstStart = saved == nil && savedPool == nil
+        let poolSeq = savedSeq
+        // Fresh only with neither node.json nor pool state (pool.json, or records in
+        // pool.log): a node that kept any has run before and catches up first
+        // (docs/pool.md, "Lost or old state").
+        let firstStart = saved == nil && savedPool == nil && logged.isEmpty
         let preferred = config.address
         let poolSeed = random.next()
         let reclaimSeconds = config.token.reclaimSeconds
@@ -314,6 +330,7 @@ public final class Daemon: @unchecked Sendable {
         metrics?.close()
         savePeers(blocking: true)  // here, on the main thread: never wait on the event loop
         saveView(blocking: true)
+        compactPoolOnStop()
         control?.close()
         tun?.close()  // its reader hands packets to the event loop: stop it first
         try? group.syncShutdownGracefully()
@@ -437,7 +454,8 @@ public final class Daemon: @unchecked Sendable {
                             poolDonations: pc?.donations, poolCatchUps: pc?.catchUps, poolResumes: pc?.resumes,
                             poolLeasesExpired: pc?.leasesExpired, poolWeightlessVotes: node.pool?.view.counters.weightlessVotes,
                             poolBadPacketSignatures: pc?.badPacketSignatures, poolRefusedNonMembers: pc?.refusedNonMembers,
-                            poolRefusedSecondLease: pc?.refusedSecondLease),
+                            poolRefusedSecondLease: pc?.refusedSecondLease, poolRateLimitedGrants: pc?.rateLimitedGrants,
+                            poolSentOnSessions: c.poolSentOnSessions, poolReceivedOnSessions: c.poolReceivedOnSessions),
             address: node.pool?.address.map { IPv4Address($0).description },
             pool: token.pool.description, poolState: node.pool?.isWaitingForMembers == true ? "waiting" : Self.describe(node.pool?.phase), poolPrefixLength: Int(token.pool.length),
             poolWaiting: node.pool?.waitingReason, poolFenced: fenced, reclaimSeconds: token.reclaimSeconds,
@@ -772,17 +790,42 @@ public final class Daemon: @unchecked Sendable {
     }
 
     /// Called on the event loop before an ACK goes out: grants and seq must be on disk first.
+    /// What is new is appended to `pool.log` (one write, one fsync); when the log outgrows
+    /// the snapshot, `pool.json` is rewritten whole and the log cut back (PoolLog.swift).
     func persistPool(_ grants: [Grant], seq: UInt64, votes: [Bytes32: NodeID] = [:]) throws {
-        let state = poolState.withLockedValue { s -> PoolStateFile in
-            for g in grants { s.grants[g.ref] = g }
+        try poolState.withLockedValue { s in
+            let new = grants.filter { s.grants[$0.ref] == nil }
+            let newVotes = votes.filter { s.votes[$0.key] != $0.value }
+            guard !new.isEmpty || seq > s.seq || !newVotes.isEmpty else { return }
+            for g in new { s.grants[g.ref] = g }
             s.seq = max(s.seq, seq)
-            s.votes.merge(votes) { _, new in new }
-            return PoolStateFile(meshId: config.token.meshID.description, seq: s.seq, grants: Array(s.grants.values), votes: s.votes)
+            s.votes.merge(newVotes) { _, new in new }
+            guard let log = poolLog else {
+                try PoolStateFile(meshId: config.token.meshID.description, seq: s.seq, grants: Array(s.grants.values), votes: s.votes).save(to: poolPath)
+                return
+            }
+            try log.append(PoolLogRecord(seq: s.seq, grants: new, votes: newVotes))
+            // Compact once the log outgrows the snapshot (about 360 bytes a grant in either).
+            if log.bytes > max(1 << 20, s.grants.count * 400) { try compactPool(&s, log) }
         }
-        try state.save(to: poolPath)
     }
 
-    /// Saves every grant the node's view holds (so a restart keeps its lease and view).
+    /// Writes everything saved as a new `pool.json` (crash-safe), then cuts `pool.log`
+    /// back to its header: after a crash between the two, the log's records are read again
+    /// on top of a snapshot that holds them, harmlessly.
+    func compactPool(_ s: inout (grants: [Bytes32: Grant], seq: UInt64, votes: [Bytes32: NodeID]), _ log: PoolLog) throws {
+        try PoolStateFile(meshId: config.token.meshID.description, seq: s.seq, grants: Array(s.grants.values), votes: s.votes).save(to: poolPath)
+        try log.reset()
+    }
+
+    /// On a clean stop: one `pool.json` holding everything, and an empty log.
+    func compactPoolOnStop() {
+        guard let log = poolLog else { return }
+        do { try poolState.withLockedValue { s in try compactPool(&s, log) } } catch { logger.error("could not compact pool state: \(error)") }
+    }
+
+    /// Saves the grants the node's view holds that are not saved yet (so a restart keeps
+    /// its lease and view).
     func saveView(blocking: Bool = false) {
         let log = logger
         snapshot(blocking: blocking, { node in (node.pool?.view.allGrants ?? [], node.pool?.seq ?? 0) }) { [self] pair in

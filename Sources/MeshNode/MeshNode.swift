@@ -77,6 +77,15 @@ public struct MeshNode: Sendable {
         }
     }
 
+    /// Runs `body` on the pool agent and sends what it outputs, as this node's own code
+    /// would: how the simulator scripts a member that misbehaves (an insider signing what
+    /// an honest node never would), with the same sealing and routing as honest traffic.
+    public mutating func withPool(now: Instant, _ body: (inout PoolAgent) -> [PoolAgent.Output]) -> [NodeOutput] {
+        lastNow = now
+        guard pool != nil else { return [] }
+        return emitPool(body(&pool!))
+    }
+
     public mutating func tick(now: Instant) -> [NodeOutput] {
         lastNow = now
         var out = emit(gossip.tick(now: now))
@@ -232,6 +241,14 @@ public struct MeshNode: Sendable {
             case .established(let node): result.append(.sessionEstablished(node))
             case .packet(let from, let ip): result += acceptPacket(ip, from: from)
             case .pong(let from, let id): result.append(.pong(from: from, id: id))
+            case .pool(let from, let bytes):
+                // The session proves the peer; the packet's own signature is checked as ever.
+                guard pool != nil, let packet = try? PoolPacket(wireBytes: bytes), packet.sender == from else {
+                    counters.drops.malformed += 1
+                    continue
+                }
+                counters.poolReceivedOnSessions += 1
+                result += emitPool(pool!.receive(packet, now: lastNow))
             }
         }
         return result
@@ -246,16 +263,46 @@ public struct MeshNode: Sendable {
         pool!.setSuspected(Set(live.filter { $0.status == .suspect }.map(\.node)))
     }
 
+    /// A pool packet for member `to`: sealed in its own datagram to the member's endpoint,
+    /// or on the session with it when the tunnel reaches it through a relay (or knows no
+    /// endpoint). A `resend` (no answer to the last one) also goes on the session when no
+    /// session works yet: its handshake is tried direct, then through relays, so a member
+    /// out of direct reach is found (docs/pool.md, "Through relays").
+    mutating func sendPool(_ packet: PoolPacket, to: NodeID, resend: Bool) -> [NodeOutput] {
+        if sessions != nil, case .relay? = sessions!.tunnel.route(to: to) {
+            return sendPoolOnSession(packet, to: to)
+        }
+        guard let endpoint = gossip.member(to)?.bestEndpoint else {
+            if sessions?.tunnel.isPeer(to) == true { return sendPoolOnSession(packet, to: to) }
+            counters.poolUnroutable += 1
+            return []
+        }
+        var result: [NodeOutput] = [.datagram(seal(packet.wireBytes, header: Self.poolHeader), to: endpoint)]
+        if resend, sessions != nil, sessions!.tunnel.isPeer(to), !sessions!.tunnel.hasSession(with: to, now: lastNow) {
+            result += sendPoolOnSession(packet, to: to)
+        }
+        return result
+    }
+
+    /// A pool packet on the session with `to` (direct or through a relay, as the tunnel routes it).
+    mutating func sendPoolOnSession(_ packet: PoolPacket, to: NodeID) -> [NodeOutput] {
+        let (result, out) = sessions!.sendPool(packet.wireBytes, to: to, now: lastNow)
+        if result == .unknownPeer {
+            counters.poolUnroutable += 1
+            return []
+        }
+        counters.poolSentOnSessions += 1
+        return emitSessions(out)
+    }
+
     mutating func emitPool(_ outputs: [PoolAgent.Output]) -> [NodeOutput] {
         var result: [NodeOutput] = []
         for o in outputs {
             switch o {
             case .send(let packet, let to):
-                guard let endpoint = gossip.member(to)?.bestEndpoint else {
-                    counters.poolUnroutable += 1
-                    continue
-                }
-                result.append(.datagram(seal(packet.wireBytes, header: Self.poolHeader), to: endpoint))
+                result += sendPool(packet, to: to, resend: false)
+            case .resend(let packet, let to):
+                result += sendPool(packet, to: to, resend: true)
             case .persist(let grants, let seq):
                 result.append(.persist(grants: grants, seq: seq, votes: [:]))
             case .persistVote(let holding, let successor):
@@ -357,5 +404,8 @@ public struct NodeCounters: Sendable, Equatable, Codable {
     public var drops = Drops()
     /// Pool messages for members whose endpoint is not known (yet).
     public var poolUnroutable = 0
+    /// Pool packets sent and received on a session rather than as their own datagrams: to
+    /// and from members reached through a relay, or asked again after no answer.
+    public var poolSentOnSessions = 0, poolReceivedOnSessions = 0
     public init() {}
 }

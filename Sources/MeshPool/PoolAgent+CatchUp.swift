@@ -41,7 +41,9 @@ extension PoolAgent {
         var asked = 0
         while asked < 16, !pending.isEmpty {
             let t = pending.remove(at: Int(rng.next() % UInt64(pending.count)))
-            sendDigest(to: t, reply: false, &out)
+            // Asked before and still not heard from: perhaps out of direct reach.
+            sendDigest(to: t, reply: false, resend: catchUpAsked.contains(t), &out)
+            catchUpAsked.insert(t)
             asked += 1
         }
     }

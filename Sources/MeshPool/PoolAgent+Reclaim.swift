@@ -121,31 +121,60 @@ extension PoolAgent {
         let held = Set(own.map { HeldBy(grant: $0.grant, owner: $0.owner) })
         proposals = proposals.filter { x, p in absentSince[p.target] != nil && held.contains(HeldBy(grant: x, owner: p.target)) }
         var considered = Set<Bytes32>()
+        let successors = Successors(own, live: { $0 == me || isMember($0) })
         for (i, o) in own.enumerated() {
+            // A bounded number at a time: each proposal weighs votes against a rewound fold,
+            // and a member that granted its space to thousands of made-up IDs must not make
+            // every successor do thousands of those a second. The rest wait for the next check.
+            guard proposals.count < Self.proposalLimit else { break }
             // Space after the reclaim time; a lease after the lease time (DHCP's expiry).
             let after = o.kind == .lease ? settings.leaseTime : settings.reclaimTime
             guard isCaughtUp, let since = absentSince[o.owner], now - since >= after, proposals[o.grant] == nil,
-                  considered.insert(o.grant).inserted, successor(after: i, of: o.owner, in: own) == me else { continue }
+                  considered.insert(o.grant).inserted, successors.after(i) == me else { continue }
             startProposal(holding: o.grant, target: o.owner, now: now, &out)
         }
     }
+
+    /// At most this many reclaims are under way at once on one node (a successor's
+    /// proposals); more holdings due wait for the next check.
+    static var proposalLimit: Int { 16 }
 
     struct HeldBy: Hashable {
         var grant: Bytes32
         var owner: NodeID
     }
 
-    /// The live owner of the first stretch after the target's stretches that include
-    /// stretch `i` (going round the pool), or nil.
-    func successor(after i: Int, of target: NodeID, in own: [RingView.Ownership]) -> NodeID? {
-        let holding = own[i].grant
-        var last = i
-        for (j, o) in own.enumerated() where o.grant == holding { last = j }
-        for k in 1..<max(own.count, 2) {
-            let o = own[(last + k) % own.count]
-            if o.owner != target, o.owner == me || isMember(o.owner) { return o.owner }
+    /// For each stretch of the ownership list: the live owner of the first stretch after
+    /// all of its holding's stretches (going round the pool), or nil: the successor that
+    /// reclaims the holding once its owner is gone. Computed for the whole list in linear
+    /// time (a view with thousands of absent owners must not cost a scan per stretch).
+    struct Successors {
+        let own: [RingView.Ownership]
+        /// The last index of each holding's stretches.
+        var lastOf: [Bytes32: Int] = [:]
+        /// The live owner of the first stretch after index j (cyclic), or nil if none.
+        var nextLive: [NodeID?]
+
+        init(_ own: [RingView.Ownership], live: (NodeID) -> Bool) {
+            self.own = own
+            for (j, o) in own.enumerated() { lastOf[o.grant] = j }
+            let isLive = own.map { live($0.owner) }
+            nextLive = Array(repeating: nil, count: own.count)
+            var next: NodeID?
+            // Two passes backwards: the second carries the wrap-around.
+            for _ in 0..<2 {
+                for j in own.indices.reversed() {
+                    nextLive[j] = next
+                    if isLive[j] { next = own[j].owner }
+                }
+            }
         }
-        return nil
+
+        func after(_ i: Int) -> NodeID? {
+            let o = own[i]
+            guard let n = nextLive[lastOf[o.grant] ?? i], n != o.owner else { return nil }
+            return n
+        }
     }
 
     mutating func startProposal(holding x: Bytes32, target: NodeID, now: Instant, _ out: inout [Output]) {
@@ -164,12 +193,13 @@ extension PoolAgent {
     }
 
     /// Asks every live owner that has not voted yet.
-    mutating func sendAsks(holding x: Bytes32, _ out: inout [Output]) {
+    mutating func sendAsks(holding x: Bytes32, again: Bool = false, _ out: inout [Output]) {
         guard let p = proposals[x] else { return }
         var asked = Set<NodeID>()
         for o in view.ownership() where o.owner != me && o.owner != p.target && p.votes[o.owner] == nil && isMember(o.owner) {
             guard asked.insert(o.owner).inserted else { continue }
-            out.append(.send(signed(.reclaimAsk(holding: x, cutoff: p.cutoff)), to: o.owner))
+            let packet = signed(.reclaimAsk(holding: x, cutoff: p.cutoff))
+            out.append(again ? .resend(packet, to: o.owner) : .send(packet, to: o.owner))
         }
     }
 
@@ -184,7 +214,7 @@ extension PoolAgent {
                 continue
             }
             proposals[x]!.nextAskAt = now + settings.reclaimAskInterval
-            sendAsks(holding: x, &out)
+            sendAsks(holding: x, again: true, &out)
         }
     }
 
@@ -239,25 +269,32 @@ extension PoolAgent {
     /// first until the quorum, then a quarter more as a margin (for a view that cannot
     /// weigh one voter yet), within one datagram.
     mutating func completeIfMajority(holding x: Bytes32, _ out: inout [Output]) {
-        guard let p = proposals[x], let parent = view.grants[x] else { return }
+        guard var p = proposals[x], let parent = view.grants[x] else { return }
+        // This node's own vote, renewed at its current seq if it signed since (other reclaims
+        // of a wave): weighing it then needs no rewound fold, and it counts what it holds now.
+        if let mine = p.votes[me], mine.seq < seq, let v = makeVote(holding: x, cutoff: p.cutoff, successor: me) {
+            p.votes[me] = v
+            proposals[x] = p
+        }
         let exclude = RangeSet(parent.range)
         // One rewound fold weighs every vote received (not one per vote: a reclaim in a
         // mesh of hundreds gathers hundreds of votes, each arrival calling this).
-        let holdings: [NodeID: RangeSet]
-        switch view.voteHoldings(Array(p.votes.values)) {
-        case .success(let h): holdings = h
-        case .failure(let e):
-            // This view lacks some of a voter's grants up to its vote: fetch them from the
-            // voter (a digest exchange), at most once per ask interval.
-            if lastNow >= p.nextPullAt {
-                proposals[x]!.nextPullAt = lastNow + settings.reclaimAskInterval
-                sendDigest(to: e.signer, reply: false, &out)
-            }
-            return
+        // Votes are weighed only once this view holds each voter's grants up to its vote.
+        // Those it lacks are fetched from the voter (a digest exchange, at most once per ask
+        // interval), and the others are weighed meanwhile: one voter whose history is held
+        // back (a member over its grant limit) does not stall the reclaim.
+        let weighable = p.votes.values.filter { $0.seq == 0 || (view.byGrantor[$0.signer]?.contiguousSeq ?? 0) >= $0.seq }
+        if weighable.count < p.votes.count, lastNow >= p.nextPullAt,
+           let lacking = p.votes.values.filter({ v in !weighable.contains { $0.signer == v.signer } }).map(\.signer).min() {
+            proposals[x]!.nextPullAt = lastNow + settings.reclaimAskInterval
+            sendDigest(to: lacking, reply: false, &out)
         }
+        // One rewound fold weighs every vote (not one per vote: a reclaim in a mesh of
+        // hundreds gathers hundreds of votes, each arrival calling this).
+        guard case .success(let holdings) = view.voteHoldings(weighable) else { return }
         var held: [NodeID: RangeSet] = [:]
         for (id, r) in holdings { held[id] = r.subtracting(exclude) }
-        let ranked = p.votes.values.sorted { (held[$0.signer]?.count ?? 0, $1.signer) > (held[$1.signer]?.count ?? 0, $0.signer) }
+        let ranked = weighable.sorted { (held[$0.signer]?.count ?? 0, $1.signer) > (held[$1.signer]?.count ?? 0, $0.signer) }
         var chosen: [ReclaimVote] = []
         var union = RangeSet()
         var quorumAt: Int?

@@ -66,11 +66,21 @@ public struct PoolAgent: Sendable {
         /// A node catching up (after a restart or a suspend) asks members not yet heard
         /// from this often.
         public var catchUpInterval = Span.seconds(2)
+        /// Per-grantor limits on new grants taken in (PoolAgent+Limits.swift): a burst, then
+        /// this many a second; and how long after its start a node takes history unlimited.
+        public var grantBurst: UInt64 = 4096
+        public var grantRate = 16.0
+        public var historyWindow = Span.seconds(30)
         public init() {}
     }
 
     public enum Output: Sendable {
         case send(PoolPacket, to: NodeID)
+        /// A packet to a member that did not answer the last one (DISCOVER after a round
+        /// that gave no lease, a catch-up or reclaim ask repeated): send it as `.send`, and
+        /// also on the member's session if none works yet, whose handshake falls back to
+        /// relays (docs/pool.md, "Through relays"). Handling it twice must be harmless.
+        case resend(PoolPacket, to: NodeID)
         /// Make these grants and this sequence high-water mark durable before acting on any
         /// later output.
         case persist(grants: [Grant], seq: UInt64)
@@ -164,10 +174,14 @@ public struct PoolAgent: Sendable {
     /// (grant count by grantor key).
     public internal(set) var heardFrom: [NodeID: [UInt64: UInt32]] = [:]
     var nextCatchUpAskAt = Instant.distantFuture
+    /// Members asked while catching up (asked again, the ask is a `.resend`).
+    var catchUpAsked: Set<NodeID> = []
     var catchUpSince: Instant
     var lastTickAt: Instant?
     /// Since when this node has been fenced (nil: not fenced).
     var fencedSince: Instant?
+    /// Per-grantor ceilings on the seqs this node takes in (PoolAgent+Limits.swift).
+    var grantCeilings: [NodeID: GrantCeiling] = [:]
 
     public struct Counters: Sendable, Equatable, Codable {
         public var discovers = 0, offers = 0, requests = 0, acks = 0, naks = 0, conflicts = 0
@@ -188,6 +202,9 @@ public struct PoolAgent: Sendable {
         /// REQUEST, DECLINE) from nodes that are not live members; REQUESTs for a second
         /// lease by a member that holds one.
         public var badPacketSignatures = 0, refusedNonMembers = 0, refusedSecondLease = 0
+        /// Grants dropped because their grantor signed more than the per-member limit allows
+        /// (PoolAgent+Limits.swift); anti-entropy offers them again later.
+        public var rateLimitedGrants = 0
     }
 
     /// - Parameters:
@@ -403,7 +420,8 @@ public struct PoolAgent: Sendable {
         asked = Set(targets)
         for t in targets {
             counters.discovers += 1
-            out.append(.send(signed(.discover(xid: xid, requested: requested)), to: t))
+            let p = signed(.discover(xid: xid, requested: requested))
+            out.append(attempt > 0 ? .resend(p, to: t) : .send(p, to: t))
         }
     }
 
@@ -741,7 +759,7 @@ public struct PoolAgent: Sendable {
     /// Inserts grants; returns those that were new here.
     mutating func absorb(_ grants: [Grant]) -> [Grant] {
         var fresh: [Grant] = []
-        for g in grants {
+        for g in grants where admits(g, now: lastNow) {
             switch view.insert(g) {
             case .added, .orphan:
                 fresh.append(g)
@@ -843,11 +861,11 @@ public struct PoolAgent: Sendable {
         }.sorted { $0.key < $1.key }
     }
 
-    mutating func sendDigest(to peer: NodeID, reply: Bool, _ out: inout [Output]) {
+    mutating func sendDigest(to peer: NodeID, reply: Bool, resend: Bool = false, _ out: inout [Output]) {
         syncSession &+= 1
         for p in keyRangePages(grantorDigests().map(\.digest), key: \.key, perPage: (settings.maxPayload - 128) / GrantorDigest.size) {
-            out.append(.send(signed(.digest(session: syncSession, reply: reply, last: p.last, lo: p.lo, hi: p.hi,
-                                                                    entries: Array(p.items))), to: peer))
+            let packet = signed(.digest(session: syncSession, reply: reply, last: p.last, lo: p.lo, hi: p.hi, entries: Array(p.items)))
+            out.append(resend ? .resend(packet, to: peer) : .send(packet, to: peer))
         }
     }
 

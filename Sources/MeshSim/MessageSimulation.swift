@@ -92,7 +92,7 @@ public struct MessageScenario: Sendable {
                     report.delivered += 1
                 case .acknowledged: report.acknowledged += 1
                 case .failed: report.failed += 1
-                case .established, .packet, .pong: break
+                case .established, .packet, .pong, .pool: break
                 }
             }
         }

@@ -254,7 +254,7 @@ public final class PoolSimulation: VirtualTimeSimulation {
                 nodes[i].persistedSeq = max(nodes[i].persistedSeq, seq)
             case .persistVote(let holding, let successor):
                 nodes[i].persistedVotes[holding] = successor
-            case .send(let packet, let to):
+            case .send(let packet, let to), .resend(let packet, let to):
                 messages += 1
                 messagesByKind[Self.kind(packet.message), default: 0] += 1
                 guard let j = index[to], group[i] == group[j], let delay = network.transit(using: &rng) else { continue }

@@ -105,6 +105,14 @@ extension Simulation {
         poolObserver?(now, i, e)
     }
 
+    /// Runs `body` on node `i`'s pool agent now and sends what it outputs: a script for a
+    /// member that misbehaves (insider attacks), or for a test that needs one exact step.
+    public func withPool(_ i: Int, _ body: (inout PoolAgent) -> [PoolAgent.Output]) {
+        guard nodes[i].isUp else { return }
+        let out = withNode(i) { $0.withPool(now: now, body) }
+        handle(i, out)
+    }
+
     // MARK: - Views of the pool
 
     /// Node `i`'s pool agent (nil if it is down or the mesh has no pool).

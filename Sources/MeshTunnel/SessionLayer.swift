@@ -13,6 +13,9 @@ public struct SessionLayer: Sendable {
     static let kindRelayRequest: UInt8 = 0x03, kindRelayed: UInt8 = 0x05
     /// The overlay-level ping (`meshwork ping`): works with or without a TUN device.
     static let kindPing: UInt8 = 0x07, kindPong: UInt8 = 0x08
+    /// A pool packet (signed by its sender) carried on the session: how pool messages reach
+    /// a member that is reached only through a relay.
+    static let kindPool: UInt8 = 0x09
 
     public struct RelayCounters: Sendable, Equatable, Codable {
         /// Datagrams this node carried between two other members, and their bytes.
@@ -36,6 +39,8 @@ public struct SessionLayer: Sendable {
         case packet(from: NodeID, [UInt8])
         /// The answer to `ping(_:id:now:)`.
         case pong(from: NodeID, id: UInt64)
+        /// A pool packet from a peer, carried on the session (`sendPool`).
+        case pool(from: NodeID, [UInt8])
     }
 
     public enum SendError: Error, Sendable, Equatable {
@@ -69,6 +74,13 @@ public struct SessionLayer: Sendable {
     /// An IP packet for `peer`: sent on its session, or staged while one is made.
     public mutating func sendPacket(_ packet: [UInt8], to peer: NodeID, now: Instant) -> (Tunnel.SendResult, [Output]) {
         let (result, out) = tunnel.send(packet, to: peer, now: now)
+        return (result, handle(out, now: now))
+    }
+
+    /// A pool packet for `peer` over its session, along the session's route (direct or
+    /// through a relay); staged while a handshake (tried direct, then through relays) runs.
+    public mutating func sendPool(_ packet: [UInt8], to peer: NodeID, now: Instant) -> (Tunnel.SendResult, [Output]) {
+        let (result, out) = tunnel.send([Self.kindPool] + packet, to: peer, now: now)
         return (result, handle(out, now: now))
     }
 
@@ -118,6 +130,8 @@ public struct SessionLayer: Sendable {
                     out += handle(t, now: now)
                 } else if payload.first == Self.kindPong, payload.count == 9 {
                     out.append(.pong(from: from, id: readBE64(payload, 1)))
+                } else if payload.first == Self.kindPool {
+                    out.append(.pool(from: from, Array(payload.dropFirst())))
                 } else if payload.first == Self.kindRelayRequest || payload.first == Self.kindRelayed, relayed {
                     relay.refused += 1  // relay frames inside a relayed datagram: never nested
                 } else if payload.first == Self.kindRelayRequest {

@@ -21,9 +21,10 @@ import Testing
 
     /// A mesh of `n` nodes, each joining through a running node, all holding distinct addresses.
     static func settledMesh(_ n: Int, seed: UInt64, pool: AddressRange = pool24, reclaim: Span = .seconds(20), lease: Span? = nil,
-                            realCrypto: Bool = false, loss: Double = 0) -> Simulation {
-        let sim = Simulation(seed: seed, network: SimNetwork(loss: loss), realCrypto: realCrypto, pool: pool,
-                             poolSettings: settings(reclaim: reclaim, lease: lease))
+                            realCrypto: Bool = false, loss: Double = 0, tweak: (inout PoolAgent.Settings) -> Void = { _ in }) -> Simulation {
+        var s = settings(reclaim: reclaim, lease: lease)
+        tweak(&s)
+        let sim = Simulation(seed: seed, network: SimNetwork(loss: loss), realCrypto: realCrypto, pool: pool, poolSettings: s)
         sim.addNode()
         for k in 1..<n {
             sim.addNode(joinVia: [k - 1 - Int(sim.nodes.count % max(1, min(k, 3)))])

@@ -61,7 +61,7 @@ import Testing
         #expect(Set(addresses).count == addresses.count, "duplicate addresses: \(addresses)")
     }
 
-    /// As reported: the genesis is killed, its pool.json moved aside (as the corrupt-file
+    /// As reported: the genesis is killed, its pool state moved aside (as the corrupt-file
     /// error tells operators to do), and it is started again; two new nodes join through
     /// it. Nobody loses an address, and no two hold one.
     @Test func theGenesisRestartedWithoutItsPoolFile() throws {
@@ -77,9 +77,10 @@ import Testing
         let second = try #require(status(cli, daemons[1])?["listen"] as? String)
         daemons[0].kill(SIGKILL)
         daemons[0].process.waitUntilExit()
-        let pool = daemons[0].state + "/pool.json"
-        #expect(FileManager.default.fileExists(atPath: pool))
-        try FileManager.default.moveItem(atPath: pool, toPath: pool + ".aside")
+        // Its pool state: the snapshot (if one was written yet) and the log after it.
+        let files = ["/pool.json", "/pool.log"].map { daemons[0].state + $0 }.filter { FileManager.default.fileExists(atPath: $0) }
+        #expect(files.contains { $0.hasSuffix("pool.log") })
+        for f in files { try FileManager.default.moveItem(atPath: f, toPath: f + ".aside") }
         let genesis = try Daemon(cli: cli, name: "r1", mesh: cli.path("r.mesh"), peers: [second])
         daemons[0] = genesis
         let glisten = try #require(CLI.eventually(10, every: 0.1) { status(cli, genesis)?["listen"] is String } ? status(cli, genesis)?["listen"] as? String : nil)

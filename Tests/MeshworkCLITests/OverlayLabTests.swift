@@ -258,6 +258,20 @@ struct OverlayLabTests {
         let aCounters = (try? JSONSerialization.jsonObject(with: Data(sender.out.utf8)) as? [String: Any])?["counters"] as? [String: Any]
         #expect((aCounters?["sendErrors"] as? Int ?? 0) >= 1, "a counted no refused sends: \(aCounters?["sendErrors"] ?? "nil")")
 
+        // Pool messages take the relay too: c, killed and started again, catches up with a,
+        // which it reaches only through b. Its repeated ask goes on a session, whose
+        // handshake falls back to b, and a's answer comes back the same way.
+        try Self.sh([Self.lab, "kill9", prefix, "c"])
+        let back = try Self.sh([Self.lab, "start", prefix, "c"], timeout: 60)
+        #expect(back.status == 0, "c did not start again: \(back.err)")
+        func status(_ h: Host) -> [String: Any] {
+            let r = try? Self.sh(["ip", "netns", "exec", h.ns, CLI.executable.path, "status", "--state", h.state, "--json"])
+            return ((try? JSONSerialization.jsonObject(with: Data((r?.out ?? "").utf8))) as? [String: Any]) ?? [:]
+        }
+        #expect(CLI.eventually(30, every: 0.5) { ((status(c)["counters"] as? [String: Any])?["poolReceivedOnSessions"] as? Int ?? 0) > 0 },
+                "c received no pool packet through b: \(status(c)["counters"] ?? "nil")")
+        #expect(try Self.info(prefix)["c"]?.overlay == c.overlay, "c came back with another address")
+
         // A direct link between a and c appears: traffic moves back to it.
         func path() -> String? {
             let r = try? Self.sh(["ip", "netns", "exec", a.ns, CLI.executable.path, "peers", "--state", a.state, "--json"])

@@ -63,7 +63,9 @@ import Testing
         // kill -9 and restart: the same address.
         let victim = daemons[4]
         let before = addresses[victim.name]
-        let saved = eventually(10) { ((try? String(contentsOfFile: victim.state + "/pool.json", encoding: .utf8)) ?? "").count > 100 }
+        // Saved as records appended to pool.log (pool.json is its snapshot, written when the
+        // log grows large and on a clean stop).
+        let saved = eventually(10) { ((try? String(contentsOfFile: victim.state + "/pool.log", encoding: .utf8)) ?? "").split(separator: "\n").count > 1 }
         #expect(saved)
         victim.kill(SIGKILL)
         victim.process.waitUntilExit()

@@ -1,6 +1,7 @@
 import Foundation
 import MeshCore
 import MeshDaemon
+import MeshPool
 import MeshTransport
 import NIOCore
 import Testing
@@ -534,5 +535,71 @@ import Testing
         #expect(Endpoint(mapped) == Endpoint("192.0.2.7:5"))
         #expect(Endpoint(try SocketAddress(ipAddress: "2001:db8::1", port: 9)) == Endpoint("[2001:db8::1]:9"))
         #expect(Endpoint(try SocketAddress(ipAddress: "10.1.2.3", port: 80)) == Endpoint("10.1.2.3:80"))
+    }
+}
+
+/// pool.log: records appended crash-safe, read back in order; a torn last line is dropped,
+/// a bad line anywhere else is reported with its number.
+@Suite struct PoolLogTests {
+    func grant(_ seq: UInt64) -> Grant {
+        Grant(grantor: NodeID(bytes: [UInt8](repeating: 7, count: 32))!, seq: seq, parent: .zero,
+              range: AddressRange(100 + UInt32(seq), 100 + UInt32(seq)), grantee: NodeID(bytes: [UInt8](repeating: 9, count: 32))!, kind: .lease)
+    }
+
+    @Test func recordsComeBackAndATornTailIsDropped() throws {
+        let dir = NSTemporaryDirectory() + "meshwork-log-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/pool.log"
+        #expect(try PoolLog.read(path: path, meshId: "m1").isEmpty)
+        let records = (1...3).map { PoolLogRecord(seq: $0, grants: [grant($0)], votes: [:]) }
+        do {
+            let log = try PoolLog(path: path, meshId: "m1")
+            for r in records { try log.append(r) }
+        }
+        #expect(try PoolLog.read(path: path, meshId: "m1") == records)
+        // A crash mid-append: half a line, no newline. Reading drops it; opening cuts it.
+        let h = try #require(FileHandle(forWritingAtPath: path))
+        h.seekToEndOfFile()
+        h.write(Data("{\"seq\":4,\"gra".utf8))
+        try h.close()
+        #expect(try PoolLog.read(path: path, meshId: "m1") == records)
+        let more = PoolLogRecord(seq: 5, grants: [grant(5)], votes: [Bytes32([UInt8](repeating: 1, count: 32))!: NodeID(bytes: [UInt8](repeating: 2, count: 32))!])
+        do {
+            let log = try PoolLog(path: path, meshId: "m1")
+            try log.append(more)
+        }
+        #expect(try PoolLog.read(path: path, meshId: "m1") == records + [more])
+        // Another mesh's log is not read.
+        #expect(throws: StateFileError.self) { _ = try PoolLog.read(path: path, meshId: "m2") }
+        // Reset: back to the header alone.
+        do {
+            let log = try PoolLog(path: path, meshId: "m1")
+            try log.reset()
+        }
+        #expect(try PoolLog.read(path: path, meshId: "m1").isEmpty)
+    }
+
+    @Test func aBadLineInTheMiddleIsReportedWithItsNumber() throws {
+        let dir = NSTemporaryDirectory() + "meshwork-log-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/pool.log"
+        do {
+            let log = try PoolLog(path: path, meshId: "m1")
+            try log.append(PoolLogRecord(seq: 1, grants: [grant(1)], votes: [:]))
+        }
+        var text = try String(contentsOfFile: path, encoding: .utf8)
+        text += "not json\n"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        do {
+            let log = try PoolLog(path: path, meshId: "m1")
+            try log.append(PoolLogRecord(seq: 2, grants: [grant(2)], votes: [:]))
+        }
+        #expect {
+            _ = try PoolLog.read(path: path, meshId: "m1")
+        } throws: { e in
+            "\(e)".contains("line 3") && "\(e)".contains("corrupt")
+        }
     }
 }

@@ -1,0 +1,72 @@
+import MeshCore
+@testable import MeshPool
+import MeshSim
+import Testing
+
+/// Insider attacks, tried in the composed simulator: one member holding the mesh token (and
+/// its own identity) signs what an honest node never would and sends it to every member.
+/// Each attack is refused and counted, and the honest nodes keep allocating with no address
+/// ever held twice.
+@Suite struct InsiderScenarioTests {
+    /// A member splits its space into thousands of one-address grants and sends them all
+    /// to everyone at once. Each node takes at most the per-member burst plus the per-member
+    /// rate (PoolAgent+Limits.swift); the rest is dropped and counted; joins still work.
+    @Test(arguments: ScenarioTests.seeds)
+    func aGrantFloodIsLimitedPerMember(seed: UInt64) {
+        // Limits scaled down with the flood (the defaults are 4,096 and 16 a second), so that
+        // the made-up holders' space, reclaimed after the reclaim time, stays quick to simulate.
+        let sim = ScenarioTests.settledMesh(9, seed: seed, pool: ScenarioTests.pool16) {
+            $0.grantBurst = 256
+            $0.grantRate = 4
+        }
+        let s = sim.poolSettings
+        // Past every node's start-up window, in which history is taken unlimited.
+        sim.run(for: s.historyWindow + .seconds(5))
+        let attacker = 4
+        let attackerID = sim.nodes[attacker].id
+        let honest = sim.upNodes.filter { $0 != attacker }
+        let before = Dictionary(uniqueKeysWithValues: honest.map { ($0, sim.poolAgent($0)!.view.byGrantor[attackerID]?.maxSeq ?? 0) })
+        let flood = 1500
+        var signed = 0
+        var rng = SeededRandom(seed: seed ^ 0xf100d)
+        sim.withPool(attacker) { p in
+            var made: [Grant] = []
+            for o in p.view.freeSpace(of: p.me) {
+                var a = o.range.first
+                while made.count < flood, a <= o.range.last {
+                    let phantom = NodeID(bytes: rng.bytes(32))!
+                    if let g = p.signNext(Grant(grantor: p.me, seq: 0, parent: o.grant, range: AddressRange(a, a), grantee: phantom, kind: .space)) {
+                        made.append(g)
+                    }
+                    a += 1
+                }
+            }
+            signed = made.count
+            var out: [PoolAgent.Output] = []
+            for m in p.members { for b in p.batches(made) { out.append(.send(p.signed(.grants(b)), to: m)) } }
+            return out
+        }
+        #expect(signed == flood, "seed \(seed): the attacker signed only \(signed) grants")
+        let floodAt = sim.now
+        let joiners = (0..<3).map { k in sim.addNode(joinVia: [honest[k]]) }
+        #expect(sim.run(until: { joiners.allSatisfy { sim.address(of: $0) != nil } }, within: .seconds(10)),
+                "seed \(seed): joiners without an address during a grant flood")
+        sim.run(for: .seconds(20))
+        let allowed = s.grantBurst + UInt64((sim.now - floodAt).seconds * s.grantRate) + 1
+        for i in honest {
+            let p = sim.poolAgent(i)!
+            let taken = (p.view.byGrantor[attackerID]?.grants.count ?? 0)
+            let maxSeq = p.view.byGrantor[attackerID]?.maxSeq ?? 0
+            #expect(maxSeq <= before[i]! + allowed, "seed \(seed): n\(i) took the attacker's grants up to seq \(maxSeq) (limit \(before[i]! + allowed))")
+            #expect(taken < flood, "seed \(seed): n\(i) took all \(taken) of the flood")
+            #expect(p.counters.rateLimitedGrants > 0, "seed \(seed): n\(i) counted no grant over the limit")
+        }
+        // The made-up holders never come alive. Their space sits next to the attacker's, so
+        // the attacker is their successor, and its reclaims meet the same limit as its
+        // flood: honest nodes take them as its ceiling rises. Meanwhile joins go on.
+        sim.run(for: s.reclaimTime * 2)
+        let late = sim.addNode(joinVia: [honest[1]])
+        #expect(sim.run(until: { sim.address(of: late) != nil }, within: .seconds(10)), "seed \(seed): a join after the reclaim time got no address")
+        ScenarioTests.expectSafe(sim, "grant flood", seed: seed)
+    }
+}
