@@ -28,63 +28,110 @@ public struct AddressRange: Hashable, Sendable, Comparable, CustomStringConverti
 
 /// A set of addresses as sorted, disjoint, non-adjacent ranges.
 public struct RangeSet: Hashable, Sendable, CustomStringConvertible {
+    /// Sorted, disjoint and never adjacent (touching ranges are merged): one canonical form
+    /// per set of addresses, which every operation keeps, in time linear in the ranges.
     public private(set) var ranges: [AddressRange]
 
     public init() { ranges = [] }
     public init(_ r: AddressRange) { ranges = [r] }
     public init(_ rs: [AddressRange]) {
-        ranges = []
-        for r in rs.sorted() { insert(r) }
+        ranges = Self.coalesced(rs.sorted())
+    }
+
+    /// Merges overlapping or touching neighbours of a list sorted by `first`.
+    static func coalesced(_ sorted: [AddressRange]) -> [AddressRange] {
+        var out: [AddressRange] = []
+        out.reserveCapacity(sorted.count)
+        for r in sorted {
+            if let last = out.last, UInt64(r.first) <= UInt64(last.last) + 1 {
+                if r.last > last.last { out[out.count - 1] = AddressRange(last.first, r.last) }
+            } else {
+                out.append(r)
+            }
+        }
+        return out
     }
 
     public var isEmpty: Bool { ranges.isEmpty }
     public var count: UInt64 { ranges.reduce(0) { $0 + $1.count } }
-    public func contains(_ a: UInt32) -> Bool { ranges.contains { $0.contains(a) } }
+
+    /// The index of the first range that ends at or after `a`.
+    func lowerIndex(_ a: UInt32) -> Int {
+        var lo = 0, hi = ranges.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ranges[mid].last < a { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    public func contains(_ a: UInt32) -> Bool {
+        let i = lowerIndex(a)
+        return i < ranges.count && ranges[i].contains(a)
+    }
 
     /// Adds `r`, merging with neighbours.
     public mutating func insert(_ r: AddressRange) {
+        // The ranges that overlap or touch r: from the first ending at or after r.first - 1
+        // to the last starting at or before r.last + 1.
+        let lo = lowerIndex(r.first == 0 ? 0 : r.first - 1)
+        var hi = lo
         var merged = r
-        var out: [AddressRange] = []
-        out.reserveCapacity(ranges.count + 1)
-        for x in ranges {
-            if UInt64(x.last) + 1 < UInt64(merged.first) || UInt64(merged.last) + 1 < UInt64(x.first) {
-                out.append(x)
-            } else {
-                merged = AddressRange(min(x.first, merged.first), max(x.last, merged.last))
-            }
+        while hi < ranges.count, UInt64(ranges[hi].first) <= UInt64(r.last) + 1 {
+            merged = AddressRange(min(merged.first, ranges[hi].first), max(merged.last, ranges[hi].last))
+            hi += 1
         }
-        out.append(merged)
-        out.sort()
-        ranges = out
+        ranges.replaceSubrange(lo..<hi, with: [merged])
     }
 
     public func intersection(_ r: AddressRange) -> RangeSet {
         var s = RangeSet()
-        s.ranges = ranges.compactMap { $0.intersection(r) }
+        var i = lowerIndex(r.first)
+        while i < ranges.count, ranges[i].first <= r.last {
+            if let x = ranges[i].intersection(r) { s.ranges.append(x) }
+            i += 1
+        }
         return s
     }
 
     public func subtracting(_ other: RangeSet) -> RangeSet {
         var out = RangeSet()
+        out.ranges.reserveCapacity(ranges.count)
+        var j = 0
+        let o = other.ranges
         for x in ranges {
-            var pieces = [x]
-            for o in other.ranges {
-                pieces = pieces.flatMap { p -> [AddressRange] in
-                    guard p.intersection(o) != nil else { return [p] }
-                    var keep: [AddressRange] = []
-                    if p.first < o.first { keep.append(AddressRange(p.first, o.first - 1)) }
-                    if p.last > o.last { keep.append(AddressRange(o.last + 1, p.last)) }
-                    return keep
-                }
+            var start = UInt64(x.first)
+            let end = UInt64(x.last)
+            // Skip what ends before this range.
+            while j < o.count, UInt64(o[j].last) < start { j += 1 }
+            var k = j
+            while k < o.count, UInt64(o[k].first) <= end {
+                if UInt64(o[k].first) > start { out.ranges.append(AddressRange(UInt32(start), o[k].first - 1)) }
+                start = max(start, UInt64(o[k].last) + 1)
+                if UInt64(o[k].last) >= end { break }
+                k += 1
             }
-            out.ranges.append(contentsOf: pieces)
+            if start <= end { out.ranges.append(AddressRange(UInt32(start), UInt32(end))) }
+            j = k
         }
         return out
     }
 
     public func union(_ other: RangeSet) -> RangeSet {
-        var s = self
-        for r in other.ranges { s.insert(r) }
+        if other.ranges.isEmpty { return self }
+        if ranges.isEmpty { return other }
+        var both: [AddressRange] = []
+        both.reserveCapacity(ranges.count + other.ranges.count)
+        var i = 0, j = 0
+        while i < ranges.count || j < other.ranges.count {
+            if j == other.ranges.count || (i < ranges.count && ranges[i].first <= other.ranges[j].first) {
+                both.append(ranges[i]); i += 1
+            } else {
+                both.append(other.ranges[j]); j += 1
+            }
+        }
+        var s = RangeSet()
+        s.ranges = Self.coalesced(both)
         return s
     }
 
