@@ -1,4 +1,5 @@
 import MeshCore
+import MeshCrypto
 @testable import MeshPool
 import MeshSim
 import Testing
@@ -68,5 +69,60 @@ import Testing
         let late = sim.addNode(joinVia: [honest[1]])
         #expect(sim.run(until: { sim.address(of: late) != nil }, within: .seconds(10)), "seed \(seed): a join after the reclaim time got no address")
         ScenarioTests.expectSafe(sim, "grant flood", seed: seed)
+    }
+
+    /// With real signatures: a member pushes a forced reclaim of the genesis grant
+    /// "authorised" by its own key (the mesh has no admin key here), and sends DISCOVERs
+    /// under made-up node IDs (signed by their own fresh keys) and in other members' names
+    /// (signed by its own key). Every honest node refuses and counts each kind; nobody loses
+    /// an address, and a node joining afterwards is served.
+    @Test(arguments: ScenarioTests.seeds)
+    func forgedForcedReclaimsAndRequestsUnderOtherIDsAreRefused(seed: UInt64) {
+        let sim = ScenarioTests.settledMesh(5, seed: seed, realCrypto: true)
+        sim.run(for: .seconds(5))
+        let attacker = 2
+        let honest = sim.upNodes.filter { $0 != attacker }
+        let before = honest.map { sim.address(of: $0) }
+        var rng = SeededRandom(seed: seed ^ 0xbad)
+        sim.withPool(attacker) { p in
+            var out: [PoolAgent.Output] = []
+            let root = p.view.genesisRef!
+            let genesis = p.view.grants[root]!
+            // The whole pool, taken by one forced reclaim, its "authorisation" signed by the attacker.
+            var forced = Grant(grantor: p.me, seq: p.seq + 1, parent: root, range: genesis.range, grantee: p.me, kind: .reclaim,
+                               cutoff: 0, forced: true,
+                               votes: [ReclaimVote(signer: p.me, seq: 0,
+                                                   signature: p.auth.sign(ReclaimVote.signedBytes(holding: root, cutoff: 0, successor: p.me, seq: 0)))])
+            forced.sign(with: p.auth)
+            for m in p.members { out.append(.send(p.signed(.grants([forced])), to: m)) }
+            for k in 0..<10 {
+                // Under a made-up ID, signed by that ID's own (fresh) key: not a member.
+                let made = NodeIdentity.generate(using: &rng)
+                let phantom = Ed25519RecordAuthenticator(identity: made)
+                var ask = PoolPacket(sender: made.nodeID, message: .discover(xid: UInt32(k), requested: nil))
+                ask.signature = phantom.sign(ask.signedBytes)
+                // In another member's name, signed by the attacker: the signature fails.
+                var forged = PoolPacket(sender: p.members[k % p.members.count], message: .discover(xid: UInt32(100 + k), requested: nil))
+                forged.signature = p.auth.sign(forged.signedBytes)
+                for m in p.members {
+                    out.append(.send(ask, to: m))
+                    // (Not to the member named: a node drops unread a packet in its own name.)
+                    if m != forged.sender { out.append(.send(forged, to: m)) }
+                }
+            }
+            return out
+        }
+        sim.run(for: .seconds(5))
+        for i in honest {
+            let p = sim.poolAgent(i)!
+            #expect(p.view.counters.badReclaims >= 1, "seed \(seed): n\(i) did not refuse the forced reclaim")
+            #expect(p.view.counters.forcedReclaims == 0, "seed \(seed): n\(i) accepted a forced reclaim")
+            #expect(p.counters.refusedNonMembers >= 10, "seed \(seed): n\(i) refused \(p.counters.refusedNonMembers) requests from made-up IDs")
+            #expect(p.counters.badPacketSignatures >= 1, "seed \(seed): n\(i) counted no packet signed in another's name")
+        }
+        #expect(honest.map { sim.address(of: $0) } == before, "seed \(seed): an honest node's address changed")
+        let late = sim.addNode(joinVia: [honest[0]])
+        #expect(sim.run(until: { sim.address(of: late) != nil }, within: .seconds(10)), "seed \(seed): a join after the attack got no address")
+        ScenarioTests.expectSafe(sim, "forged reclaim and requests", seed: seed)
     }
 }
