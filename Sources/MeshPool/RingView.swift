@@ -230,7 +230,8 @@ public struct RingView: Sendable {
     public mutating func voteWeight(_ votes: [ReclaimVote]) -> VoteWeight {
         switch voteHoldings(votes) {
         case .failure(let e): return .incomplete(e.signer)
-        case .success(let by): return .weight(by.values.reduce(RangeSet()) { $0.union($1) })
+        // One sort and merge of every voter's ranges (not a union per voter).
+        case .success(let by): return .weight(RangeSet(by.values.flatMap(\.ranges)))
         }
     }
 

@@ -258,20 +258,6 @@ struct OverlayLabTests {
         let aCounters = (try? JSONSerialization.jsonObject(with: Data(sender.out.utf8)) as? [String: Any])?["counters"] as? [String: Any]
         #expect((aCounters?["sendErrors"] as? Int ?? 0) >= 1, "a counted no refused sends: \(aCounters?["sendErrors"] ?? "nil")")
 
-        // Pool messages take the relay too: c, killed and started again, catches up with a,
-        // which it reaches only through b. Its repeated ask goes on a session, whose
-        // handshake falls back to b, and a's answer comes back the same way.
-        try Self.sh([Self.lab, "kill9", prefix, "c"])
-        let back = try Self.sh([Self.lab, "start", prefix, "c"], timeout: 60)
-        #expect(back.status == 0, "c did not start again: \(back.err)")
-        func status(_ h: Host) -> [String: Any] {
-            let r = try? Self.sh(["ip", "netns", "exec", h.ns, CLI.executable.path, "status", "--state", h.state, "--json"])
-            return ((try? JSONSerialization.jsonObject(with: Data((r?.out ?? "").utf8))) as? [String: Any]) ?? [:]
-        }
-        #expect(CLI.eventually(30, every: 0.5) { ((status(c)["counters"] as? [String: Any])?["poolReceivedOnSessions"] as? Int ?? 0) > 0 },
-                "c received no pool packet through b: \(status(c)["counters"] ?? "nil")")
-        #expect(try Self.info(prefix)["c"]?.overlay == c.overlay, "c came back with another address")
-
         // A direct link between a and c appears: traffic moves back to it.
         func path() -> String? {
             let r = try? Self.sh(["ip", "netns", "exec", a.ns, CLI.executable.path, "peers", "--state", a.state, "--json"])
@@ -293,6 +279,29 @@ struct OverlayLabTests {
             return path() == "direct"
         }, "traffic did not move back to the direct path: \(path() ?? "nil")")
         #expect(try Self.ping(from: a.ns, c.overlay, count: 2) != nil)
+    }
+
+    /// Pool messages take the relay too: in a line a–b–c, c (killed and started again)
+    /// catches up with a, which it reaches only through b. Its repeated ask goes on a
+    /// session, whose handshake falls back to b, and a's answer comes back the same way.
+    @Test func poolMessagesTakeTheRelay() throws {
+        let prefix = "p" + String(UUID().uuidString.prefix(6)).lowercased().filter(\.isHexDigit)
+        defer { _ = try? Self.sh([Self.lab, "down", prefix]) }
+        let up = try Self.sh([Self.lab, "up", "line", prefix], timeout: 90)
+        try #require(up.status == 0, "lab up failed: \(up.err)")
+        let hosts = try Self.info(prefix)
+        let a = try #require(hosts["a"]), c = try #require(hosts["c"])
+        #expect(try Self.ping(from: a.ns, c.underlay, count: 1) == nil, "a and c must have no underlay path")
+        try Self.sh([Self.lab, "kill9", prefix, "c"])
+        let back = try Self.sh([Self.lab, "start", prefix, "c"], timeout: 60)
+        #expect(back.status == 0, "c did not start again: \(back.err)")
+        func status(_ h: Host) -> [String: Any] {
+            let r = try? Self.sh(["ip", "netns", "exec", h.ns, CLI.executable.path, "status", "--state", h.state, "--json"])
+            return ((try? JSONSerialization.jsonObject(with: Data((r?.out ?? "").utf8))) as? [String: Any]) ?? [:]
+        }
+        #expect(CLI.eventually(30, every: 0.5) { ((status(c)["counters"] as? [String: Any])?["poolReceivedOnSessions"] as? Int ?? 0) > 0 },
+                "c received no pool packet through b: \(status(c)["counters"] ?? "nil")")
+        #expect(try Self.info(prefix)["c"]?.overlay == c.overlay, "c came back with another address")
     }
 
     @Test func starOfFiveAllReachEachOtherAndAPartitionedHostComesBack() throws {
