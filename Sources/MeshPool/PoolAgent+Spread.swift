@@ -1,0 +1,143 @@
+import MeshCore
+
+/// Spreading grants: taking them in (within the per-member limits), pushing new ones to a
+/// few random members, and the paged anti-entropy digest that repairs what pushes missed
+/// (docs/pool.md, "Spreading grants").
+extension PoolAgent {
+    /// Inserts grants; returns those that were new here.
+    mutating func absorb(_ grants: [Grant]) -> [Grant] {
+        var fresh: [Grant] = []
+        for g in grants where admits(g, now: lastNow) {
+            switch view.insert(g) {
+            case .added, .orphan:
+                fresh.append(g)
+                // One of this node's own, from before a restart: never sign that seq again.
+                if g.grantor == me, g.seq > seq { seq = g.seq }
+            case .duplicate, .rejected: break  // rejected ones are counted by the view
+            }
+        }
+        if !fresh.isEmpty { scheduleBalance() }
+        return fresh
+    }
+
+    mutating func afterViewChange(_ fresh: [Grant], now: Instant, _ out: inout [Output]) {
+        // A conflict resolved against us (lower seq won, or a reclaim): our address is gone.
+        // Only a new grant covering our address can do that, so only then is the fold consulted.
+        if case .bound(let a) = phase, fresh.contains(where: { $0.range.contains(a) }), view.owner(of: a)?.owner != me {
+            counters.conflicts += 1
+            out.append(.event(.lost(a)))
+            if let grantor = boundBy, grantor != me {
+                counters.declinesSent += 1
+                out.append(.send(signed(.decline(xid: xid, address: a)), to: grantor))
+            }
+            phase = .idle
+            ensureAddress(now: now, &out)
+        } else if case .requesting = phase, let lease = view.leases(of: me).first {
+            bind(lease.range.first, &out)
+        }
+    }
+
+    /// Queues grants to be pushed to `fanout` random members (the largest fanout asked for
+    /// in a window applies to the whole batch), sent together at the next flush.
+    mutating func push(_ grants: [Grant], _ out: inout [Output], excluding: NodeID? = nil, fanout: Int? = nil) {
+        guard !grants.isEmpty, !members.isEmpty else { return }
+        pendingPush += grants
+        pendingFanout = max(pendingFanout, fanout ?? settings.fanout)
+        if let excluding { pendingExcluding.insert(excluding) }
+        if flushAt == nil { flushAt = lastNow + settings.pushDelay }
+    }
+
+    /// Sends the coalesced grants, in batches, to the same few random members.
+    mutating func flush(_ out: inout [Output]) {
+        flushAt = nil
+        defer {
+            pendingPush.removeAll()
+            pendingFanout = 0
+            pendingExcluding.removeAll()
+        }
+        guard !pendingPush.isEmpty, !members.isEmpty else { return }
+        var seen = Set<Bytes32>()
+        let unique = pendingPush.filter { seen.insert($0.ref).inserted }
+        var picked: [NodeID] = []
+        var attempts = 0
+        while picked.count < pendingFanout, attempts < pendingFanout * 4 {
+            attempts += 1
+            let t = members[Int(rng.next() % UInt64(members.count))]
+            if !pendingExcluding.contains(t), !picked.contains(t) { picked.append(t) }
+        }
+        for t in picked {
+            for batch in batches(unique) { out.append(.send(signed(.grants(batch)), to: t)) }
+        }
+    }
+
+    /// Grants cut into packets of at most `maxPayload` (a reclaim with many votes goes alone).
+    func batches(_ grants: some Collection<Grant>) -> [[Grant]] {
+        var out: [[Grant]] = []
+        var current: [Grant] = [], size = 0
+        for g in grants {
+            let n = g.encodedSize
+            // 128 bytes for the header, sender, kind and count, and the sender's signature.
+            if !current.isEmpty, size + n > settings.maxPayload - 128 || current.count == PoolMessage.grantLimit {
+                out.append(current)
+                current = []
+                size = 0
+            }
+            current.append(g)
+            size += n
+        }
+        if !current.isEmpty { out.append(current) }
+        return out
+    }
+
+    /// A grant and its ancestors, genesis first.
+    func chain(of g: Grant) -> [Grant] {
+        var out = [g]
+        var p = g.parent
+        while let parent = view.grants[p] {
+            out.append(parent)
+            if parent.isGenesis { break }
+            p = parent.parent
+        }
+        return out.reversed()
+    }
+
+    // MARK: - Anti-entropy
+
+    func grantorDigests() -> [(key: UInt64, grantor: NodeID, digest: GrantorDigest)] {
+        view.byGrantor.map { id, st in
+            (id.digestKey, id, GrantorDigest(key: id.digestKey, count: UInt32(st.grants.count), xor: st.xor, maxSeq: st.maxSeq))
+        }.sorted { $0.key < $1.key }
+    }
+
+    mutating func sendDigest(to peer: NodeID, reply: Bool, resend: Bool = false, _ out: inout [Output]) {
+        syncSession &+= 1
+        for p in keyRangePages(grantorDigests().map(\.digest), key: \.key, perPage: (settings.maxPayload - 128) / GrantorDigest.size) {
+            let packet = signed(.digest(session: syncSession, reply: reply, last: p.last, lo: p.lo, hi: p.hi, entries: Array(p.items)))
+            out.append(resend ? .resend(packet, to: peer) : .send(packet, to: peer))
+        }
+    }
+
+    mutating func answerDigest(from peer: NodeID, session: UInt32, reply: Bool, last: Bool, lo: UInt64, hi: UInt64,
+                               entries: [GrantorDigest], _ out: inout [Output]) {
+        let theirs = Dictionary(entries.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        var send: [Grant] = []
+        for (key, grantor, mine) in grantorDigests() where (lo...hi).contains(key) {
+            let held = view.byGrantor[grantor]?.grants ?? []
+            if let t = theirs[key] {
+                if t.count == mine.count, t.xor == mine.xor { continue }
+                // Usually they only miss the newest: send what is above their highest seq,
+                // unless that would not explain the difference.
+                let newer = held.filter { $0.seq > t.maxSeq }
+                if Int(t.count) + newer.count == held.count {
+                    send += newer
+                    continue
+                }
+            }
+            send += held
+        }
+        // Parents before children, so that the receiver attaches them as they arrive.
+        send.sort { ($0.isGenesis ? 0 : 1, $0.seq) < ($1.isGenesis ? 0 : 1, $1.seq) }
+        for batch in batches(send) { out.append(.send(signed(.grants(batch)), to: peer)) }
+        if !reply && last { sendDigest(to: peer, reply: true, &out) }
+    }
+}
