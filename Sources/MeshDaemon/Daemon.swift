@@ -800,28 +800,25 @@ public final class Daemon: @unchecked Sendable {
             for g in new { s.grants[g.ref] = g }
             s.seq = max(s.seq, seq)
             s.votes.merge(newVotes) { _, new in new }
-            guard let log = poolLog else {
-                try PoolStateFile(meshId: config.token.meshID.description, seq: s.seq, grants: Array(s.grants.values), votes: s.votes).save(to: poolPath)
-                return
-            }
+            guard let log = poolLog else { return try writeSnapshot(s, cutting: nil) }
             try log.append(PoolLogRecord(seq: s.seq, grants: new, votes: newVotes))
             // Compact once the log outgrows the snapshot (about 360 bytes a grant in either).
-            if log.bytes > max(1 << 20, s.grants.count * 400) { try compactPool(&s, log) }
+            if log.bytes > max(1 << 20, s.grants.count * 400) { try writeSnapshot(s, cutting: log) }
         }
     }
 
-    /// Writes everything saved as a new `pool.json` (crash-safe), then cuts `pool.log`
+    /// Writes everything saved as a new `pool.json` (crash-safe), then cuts `log` (if any)
     /// back to its header: after a crash between the two, the log's records are read again
     /// on top of a snapshot that holds them, harmlessly.
-    func compactPool(_ s: inout (grants: [Bytes32: Grant], seq: UInt64, votes: [Bytes32: NodeID]), _ log: PoolLog) throws {
+    func writeSnapshot(_ s: (grants: [Bytes32: Grant], seq: UInt64, votes: [Bytes32: NodeID]), cutting log: PoolLog?) throws {
         try PoolStateFile(meshId: config.token.meshID.description, seq: s.seq, grants: Array(s.grants.values), votes: s.votes).save(to: poolPath)
-        try log.reset()
+        try log?.reset()
     }
 
     /// On a clean stop: one `pool.json` holding everything, and an empty log.
     func compactPoolOnStop() {
         guard let log = poolLog else { return }
-        do { try poolState.withLockedValue { s in try compactPool(&s, log) } } catch { logger.error("could not compact pool state: \(error)") }
+        do { try poolState.withLockedValue { s in try writeSnapshot(s, cutting: log) } } catch { logger.error("could not compact pool state: \(error)") }
     }
 
     /// Saves the grants the node's view holds that are not saved yet (so a restart keeps

@@ -29,9 +29,14 @@ extension PoolAgent {
         !isCaughtUp || now < startedAt + settings.historyWindow
     }
 
+    /// The grantor's ceiling as recorded, or as it starts now: at its highest seq held.
+    func grantCeiling(of grantor: NodeID, now: Instant) -> GrantCeiling {
+        grantCeilings[grantor] ?? GrantCeiling(base: view.byGrantor[grantor]?.maxSeq ?? 0, since: now)
+    }
+
     /// The highest seq of `grantor` this node accepts now.
     func ceiling(of grantor: NodeID, now: Instant) -> UInt64 {
-        let c = grantCeilings[grantor] ?? GrantCeiling(base: view.byGrantor[grantor]?.maxSeq ?? 0, since: now)
+        let c = grantCeiling(of: grantor, now: now)
         let elapsed = Swift.max(0, (now - c.since).seconds)
         return c.base + settings.grantBurst + UInt64(elapsed * settings.grantRate)
     }
@@ -44,9 +49,7 @@ extension PoolAgent {
             counters.rateLimitedGrants += 1
             return false
         }
-        if grantCeilings[g.grantor] == nil {
-            grantCeilings[g.grantor] = GrantCeiling(base: view.byGrantor[g.grantor]?.maxSeq ?? 0, since: now)
-        }
+        if grantCeilings[g.grantor] == nil { grantCeilings[g.grantor] = grantCeiling(of: g.grantor, now: now) }
         return true
     }
 }
