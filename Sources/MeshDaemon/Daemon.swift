@@ -329,6 +329,7 @@ public final class Daemon: @unchecked Sendable {
         if config.notifySystemd { SystemdNotify.send("STOPPING=1") }
         metrics?.close()
         savePeers(blocking: true)  // here, on the main thread: never wait on the event loop
+        runner.waitForPersists()
         saveView(blocking: true)
         compactPoolOnStop()
         control?.close()
@@ -789,7 +790,8 @@ public final class Daemon: @unchecked Sendable {
         }
     }
 
-    /// Called on the event loop before an ACK goes out: grants and seq must be on disk first.
+    /// Called on the runner's persist queue (off the event loop) before an ACK goes out:
+    /// grants and seq must be on disk first; the runner holds the ACK until this returns.
     /// What is new is appended to `pool.log` (one write, one fsync); when the log outgrows
     /// the snapshot, `pool.json` is rewritten whole and the log cut back (PoolLog.swift).
     func persistPool(_ grants: [Grant], seq: UInt64, votes: [Bytes32: NodeID] = [:]) throws {

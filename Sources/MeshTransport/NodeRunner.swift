@@ -26,10 +26,20 @@ public final class NodeRunner: @unchecked Sendable {
     private let onEvent: @Sendable (MembershipEvent, Gossip) -> Void
     /// Called for every pool event, on the event loop.
     public var onPoolEvent: (@Sendable (PoolEvent) -> Void)?
-    /// Makes grants and the grant sequence number durable (write, fsync, rename). Called on
-    /// the event loop, before any later output of the same step is sent; if it throws, the
-    /// rest of that step (an ACK) is not sent.
+    /// Makes grants, the grant sequence number and votes durable (write, fsync). Called off
+    /// the event loop, on one serial queue, in the order the node asked; every output the
+    /// node makes after asking waits until the write is done, and if it throws none of them
+    /// is sent (the node stops). The event loop goes on reading and working meanwhile.
     public var onPersist: (@Sendable ([Grant], UInt64, [Bytes32: NodeID]) throws -> Void)?
+    /// Writes for `onPersist`, one at a time, in order.
+    private let persistQueue = DispatchQueue(label: "meshwork.pool-persist")
+    /// Persists asked for and persists done (numbered from 1; done in order).
+    private var persistsAsked = 0
+    private var persistsDone = 0
+    /// Outputs made while a persist was under way, each with the number of the last persist
+    /// asked before it: sent once that one is done.
+    private var held: [(after: Int, output: NodeOutput)] = []
+    private var heldStart = 0
     /// Called once if the node must stop: its state could not be made durable, so going on
     /// could hand out an address twice. The runner has already closed its socket.
     public var onFatal: (@Sendable (String) -> Void)?
@@ -286,57 +296,100 @@ public final class NodeRunner: @unchecked Sendable {
         deliver(node.tick(now: now))
     }
 
-    /// Acts on the node's outputs (datagrams go out at once, by `sendto`).
+    /// Acts on the node's outputs (datagrams go out at once, by `sendto`), except that what
+    /// follows a persist waits for it (`held`).
     private func deliver(_ outputs: [NodeOutput]) {
         for o in outputs {
-            switch o {
-            case .datagram(let bytes, let to):
-                guard channel != nil, udpFD >= 0 else { continue }
-                let fd = udpFD
-                let sent = to.withSockAddr { sa, len in
-                    bytes.withUnsafeBytes { Glibc.sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), sa, len) }
-                }
-                if sent < 0 { sendErrors += 1 }
-            case .event(let e):
-                onEvent(e, node.gossip)
-            case .pool(let e):
-                onPoolEvent?(e)
-            case .message(let from, let bytes):
-                let m = ReceivedMessage(from: from, bytes: bytes, receivedAt: Date())
-                onMessage?(m)
-                if streamMessages { messagesContinuation.yield(m) }
-            case .messageAcknowledged(let id):
-                pendingSends.removeValue(forKey: id)?.succeed(())
-            case .messageFailed(let id, let why):
-                pendingSends.removeValue(forKey: id)?.fail(why == .timedOut ? SendFailure.timedOut : SendFailure.unreachable)
-            case .sessionEstablished(let peer):
-                onSession?(peer)
-            case .packet(let ip):
-                tun?.write(ip)
-            case .pong(let from, let id):
-                if let p = pendingPings[id], p.peer == from {
-                    pendingPings[id] = nil
-                    p.promise.succeed(now - p.sentAt)
-                }
-            case .persist(let grants, let seq, let votes):
-                do {
-                    try onPersist?(grants, seq, votes)
-                } catch {
-                    // Nothing after this may leave: not the ACK, not a later push of these
-                    // grants. Stop the node.
-                    let why = "could not make pool grants durable (\(error)); stopping so that no address can be handed out twice"
-                    logger.critical("\(why)")
-                    closing = true
-                    timer?.cancel()
-                    timer = nil
-                    channel?.close(promise: nil)
-                    channel = nil
-                    onFatal?(why)
-                    return
-                }
+            if case .persist(let grants, let seq, let votes) = o {
+                persist(grants, seq: seq, votes: votes)
+            } else if persistsAsked > persistsDone {
+                held.append((persistsAsked, o))
+            } else {
+                act(o)
             }
         }
         arm()
+    }
+
+    /// Hands a write to the persist queue; its completion comes back to the event loop.
+    private func persist(_ grants: [Grant], seq: UInt64, votes: [Bytes32: NodeID]) {
+        guard let onPersist, !closing else { return }
+        persistsAsked += 1
+        let number = persistsAsked
+        persistQueue.async { [self] in
+            let failure: (any Error)?
+            do { try onPersist(grants, seq, votes); failure = nil } catch { failure = error }
+            loop.execute { self.persisted(number, failure: failure) }
+        }
+    }
+
+    /// Persist `number` is done: sends what waited for it, or stops the node if it failed.
+    private func persisted(_ number: Int, failure: (any Error)?) {
+        guard !closing || failure == nil else { return }
+        if let failure {
+            // Nothing after it may leave: not the ACK, not a later push of these grants.
+            let why = "could not make pool grants durable (\(failure)); stopping so that no address can be handed out twice"
+            logger.critical("\(why)")
+            closing = true
+            held = []
+            heldStart = 0
+            timer?.cancel()
+            timer = nil
+            channel?.close(promise: nil)
+            channel = nil
+            onFatal?(why)
+            return
+        }
+        persistsDone = number
+        while heldStart < held.count, held[heldStart].after <= number {
+            act(held[heldStart].output)
+            heldStart += 1
+        }
+        if heldStart == held.count {
+            held.removeAll(keepingCapacity: true)
+            heldStart = 0
+        }
+        arm()
+    }
+
+    /// Waits (off the event loop) until every write asked of `onPersist` so far is done.
+    public func waitForPersists() {
+        persistQueue.sync {}
+    }
+
+    private func act(_ o: NodeOutput) {
+        switch o {
+        case .datagram(let bytes, let to):
+            guard channel != nil, udpFD >= 0 else { return }
+            let fd = udpFD
+            let sent = to.withSockAddr { sa, len in
+                bytes.withUnsafeBytes { Glibc.sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), sa, len) }
+            }
+            if sent < 0 { sendErrors += 1 }
+        case .event(let e):
+            onEvent(e, node.gossip)
+        case .pool(let e):
+            onPoolEvent?(e)
+        case .message(let from, let bytes):
+            let m = ReceivedMessage(from: from, bytes: bytes, receivedAt: Date())
+            onMessage?(m)
+            if streamMessages { messagesContinuation.yield(m) }
+        case .messageAcknowledged(let id):
+            pendingSends.removeValue(forKey: id)?.succeed(())
+        case .messageFailed(let id, let why):
+            pendingSends.removeValue(forKey: id)?.fail(why == .timedOut ? SendFailure.timedOut : SendFailure.unreachable)
+        case .sessionEstablished(let peer):
+            onSession?(peer)
+        case .packet(let ip):
+            tun?.write(ip)
+        case .pong(let from, let id):
+            if let p = pendingPings[id], p.peer == from {
+                pendingPings[id] = nil
+                p.promise.succeed(now - p.sentAt)
+            }
+        case .persist:
+            break  // deliver hands these to persist
+        }
     }
 
     /// Socket buffers of 4 MiB each way, so that a window of message fragments (or a burst

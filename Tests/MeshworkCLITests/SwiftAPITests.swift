@@ -3,6 +3,7 @@ import Logging
 import MeshCore
 import MeshCrypto
 import MeshDaemon
+import MeshNode
 import MeshTransport
 import Testing
 
@@ -81,6 +82,89 @@ import Testing
         let stranger = NodeID(Bytes32([UInt8](repeating: 7, count: 32))!)
         await #expect(throws: SendFailure.notAMember) {
             try await ra.send(to: stranger, bytes: [1], timeout: .seconds(1))
+        }
+    }
+
+    /// Pool state is made durable off the event loop: while a write is under way the node
+    /// goes on answering, and the ACK that depends on the write waits for it.
+    @Test func poolWritesRunOffTheEventLoopAndHoldTheAck() async throws {
+        let cli = CLI()
+        defer { cli.cleanup() }
+        let made = try cli.run(["mesh", "create", "--name", "slowdisk", "--pool", "100.93.0.0/24", "--key", cli.path("a/identity.key"), "--out", cli.path("s.mesh")])
+        #expect(made.status == 0)
+        let token = try KeyStore.loadToken(cli.path("s.mesh"))
+        let a = Embedded(token: token, state: cli.path("a"), name: "a", peers: [])
+        defer { a.stop() }
+        #expect(a.ready.wait(timeout: .now() + 20) == .success)
+        let ra = try #require(a.runner)
+        let bound: @Sendable (MeshNode, Instant) -> Bool = { node, _ in
+            if case .bound? = node.pool?.phase { return true } else { return false }
+        }
+        try await waitUntil("a bound") { try await ra.inspect(bound).get() }
+
+        // From now on every write of a's blocks until the test lets it go.
+        let gate = PersistGate()
+        try await ra.loop.submit {
+            let write = ra.onPersist
+            ra.onPersist = { grants, seq, votes in
+                gate.enter()
+                try write?(grants, seq, votes)
+            }
+        }.get()
+        let port = try #require(ra.localAddress?.port)
+        let b = Embedded(token: token, state: cli.path("b"), name: "b", peers: [try HostPort(parsing: "127.0.0.1:\(port)")])
+        defer { b.stop() }
+        #expect(b.ready.wait(timeout: .now() + 20) == .success)
+        let rb = try #require(b.runner)
+
+        // a signs b's lease: its write starts and blocks.
+        #expect(gate.entered.wait(timeout: .now() + 20) == .success)
+        // The event loop still answers while the write is blocked (read on the loop, so a
+        // test task that runs late under load cannot blur it)...
+        let duringWrite = try await ra.inspect { _, _ in !gate.anyLeft }.get()
+        #expect(duringWrite, "a's event loop answered only once the write was let go")
+        // ...and b has no ACK: it cannot be bound before a's write is done (the gate lets a
+        // write go by itself after 120 s, so that a broken build fails instead of hanging).
+        try await Task.sleep(for: .milliseconds(500))
+        let (bBound, released) = try await rb.inspect { node, now in (bound(node, now), gate.anyLeft) }.get()
+        #expect(!bBound || released, "b bound while a's write was still under way")
+
+        gate.open()
+        try await waitUntil("b bound once a's write is done") { try await rb.inspect(bound).get() }
+    }
+
+    /// Blocks `onPersist` calls until `open()`.
+    final class PersistGate: @unchecked Sendable {
+        let entered = DispatchSemaphore(value: 0)
+        private let released = DispatchSemaphore(value: 0)
+        private let lock = NSLock()
+        private var opened = false
+        private var left = false
+        var isOpen: Bool { lock.withLock { opened } }
+        /// Whether a blocked write has returned.
+        var anyLeft: Bool { lock.withLock { left } }
+
+        func enter() {
+            guard !isOpen else { return }
+            entered.signal()
+            _ = released.wait(timeout: .now() + 120)
+            lock.withLock { left = true }
+        }
+
+        func open() {
+            lock.withLock { opened = true }
+            for _ in 0..<64 { released.signal() }
+        }
+    }
+
+    func waitUntil(_ what: String, within seconds: Double = 20, _ condition: () async throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while try await !condition() {
+            guard Date() < deadline else {
+                Issue.record("timed out waiting: \(what)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
         }
     }
 }
