@@ -63,6 +63,10 @@ public struct Gossip: Sendable {
     var down: Set<NodeID> = []
     var broadcasts = BroadcastQueue()
     public private(set) var seeds: [Endpoint] = []
+    /// Whether a seed has answered since `join`: until then the node tries its seeds again,
+    /// even once other members know it (they may be joiners as cut off as itself).
+    var seedAnswered = false
+    var rejoinDelay = Span.zero
     public private(set) var awareness = 0
     public private(set) var leaving = false
     public private(set) var counters = GossipCounters()
@@ -131,9 +135,14 @@ public struct Gossip: Sendable {
     // MARK: - Commands
 
     /// Joins through `seeds`: announces this node to them and asks each for its digest.
-    /// Repeats every `rejoinInterval` while no other member is alive.
+    /// Repeats every `rejoinInterval` while no other member is alive, and until a seed
+    /// answers, backing off (to 30 s) once others know it: a joiner whose first datagrams
+    /// were lost may be found meanwhile only by later joiners that went through it, and
+    /// without its seeds they would form an island that never meets the mesh.
     public mutating func join(seeds: [Endpoint], now: Instant) -> [GossipOutput] {
         self.seeds = seeds
+        seedAnswered = false
+        rejoinDelay = settings.rejoinInterval
         var out: [GossipOutput] = []
         contactSeeds(now: now, &out)
         return out
@@ -144,7 +153,7 @@ public struct Gossip: Sendable {
             send(.gossip(updates: [.alive(me)]), to: s, &out)
             sendDigest(to: s, reply: false, &out)
         }
-        nextRejoinAt = seeds.isEmpty ? .distantFuture : now + settings.rejoinInterval
+        nextRejoinAt = seeds.isEmpty ? .distantFuture : now + rejoinDelay
     }
 
     /// Announces a graceful departure: a signed record marked `left`, pushed directly to a
@@ -190,6 +199,7 @@ public struct Gossip: Sendable {
         let sender = packet.sender
         guard sender != me.node else { return out }
         counters.messagesIn += 1
+        if !seedAnswered, seeds.contains(source) { seedAnswered = true }
         for u in packet.message.updates { apply(u, now: now, &out) }
         if var m = members[sender] {
             m.lastHeard = now
@@ -316,9 +326,14 @@ public struct Gossip: Sendable {
             }
         }
 
-        // Alone: try the seeds again.
+        // Alone, or no seed has answered yet: try the seeds again.
         if now >= nextRejoinAt {
-            if liveCount > 1 { nextRejoinAt = .distantFuture } else { contactSeeds(now: now, &out) }
+            if seedAnswered {
+                nextRejoinAt = .distantFuture
+            } else {
+                rejoinDelay = liveCount > 1 ? Swift.min(rejoinDelay * 2, .seconds(30)) : settings.rejoinInterval
+                contactSeeds(now: now, &out)
+            }
         }
 
         if now >= nextReapAt {

@@ -1,9 +1,11 @@
 import MeshCore
 import MeshPool
 
-/// The `meshwork sim pool` scenario: N nodes join a mesh whose pool is a /16 (or larger
-/// for more nodes), optionally with loss, a partition and churn; every running node
-/// should end up with a distinct address and ownership should spread.
+/// The `meshwork sim pool` scenario, on whole nodes (`Simulation(pool:)`: gossip, pool and
+/// the glue between them, as the daemon runs them): N nodes join a mesh whose pool is a /16
+/// (or larger for more nodes), optionally with loss, a partition, churn and the death of a
+/// fraction of them; every running node should end up with a distinct address, and no
+/// address should ever be taken while another running node holds it.
 public struct PoolScenario: Sendable {
     public var nodes = 100
     public var loss = 0.0
@@ -12,14 +14,15 @@ public struct PoolScenario: Sendable {
     public var healAt: Span?
     /// Nodes replaced (one crashes, a new one joins) per second, for at least 20 s.
     public var churn = 0.0
+    /// A fraction of the running nodes killed at `killAt` (as `kill -9`), and as many new
+    /// nodes joining in the second after.
+    public var kill = 0.0
+    public var killAt = Span.seconds(30)
     public var pool = AddressRange(IPv4Address(100, 64, 0, 1).value, IPv4Address(100, 64, 255, 254).value)
     public var joinRate = 200.0
     public var settle = Span.seconds(30)
-    /// The mesh's reclaim time (the token's; 24 h by default).
+    /// The mesh's reclaim time (the token's; 24 h by default); the lease time is the same.
     public var reclaim = Span.seconds(86400)
-    /// After a heal, duplicates are counted apart for this long: a node renumbered by a
-    /// reclaim still uses its old address until the reclaim reaches it.
-    public static let convergence = Span.seconds(30)
 
     public init() {}
 
@@ -32,34 +35,40 @@ public struct PoolScenario: Sendable {
         public var timeToAddress: GossipScenario.Distribution
         /// Running nodes without an address at the end.
         public var withoutAddress: Int
-        /// Addresses held by two running nodes of one connected component, at any check (every
-        /// second; not counting the convergence window after a heal) and at the end.
+        /// Times a node took an address that another running node held (`Simulation.duplicateAddresses`).
         public var duplicatesSeen: Int
-        /// The most seen at once in the 30 s after a heal, while reclaims reach the other side.
-        public var duplicatesWhileConverging: Int
+        /// Addresses held by two running nodes at the end.
         public var duplicatesAtEnd: Int
-        public var messagesPerAllocation: Double
-        public var messagesByKind: [String: Int]
-        /// Share of the pool owned by the largest owner, and how many nodes own space.
+        /// Acknowledged leases lost to a conflict (then asked for again).
+        public var leasesLost: Int
+        /// Datagrams sent by all nodes (gossip, pool, sessions) per node that got an address.
+        public var datagramsPerAllocation: Double
+        /// Share of the pool the largest running owner holds (by its own view), and how many
+        /// nodes own part of it (by the view of the first running node).
         public var largestOwnerShare: Double
         public var owners: Int
-        public var simulatedSeconds: Double
-        /// Reclaims made, and addresses lost to a conflict (then asked for again).
+        /// Nodes killed by `--kill`, and seconds from the kill until all their replacements
+        /// held an address (nil if some never did).
+        public var killed: Int
+        public var replacementsBoundAfter: Double?
         public var reclaims: Int
-        public var conflicts: Int
+        public var simulatedSeconds: Double
     }
 
     public func run(progress: ((String) -> Void)? = nil) -> Report {
         var settings = PoolAgent.Settings()
         settings.reclaimTime = reclaim
-        // The lease time as `mesh create` sets it by default: the reclaim time.
         settings.leaseTime = reclaim
-        let sim = PoolSimulation(seed: seed, pool: pool, loss: loss, settings: settings)
+        let sim = Simulation(seed: seed, network: SimNetwork(loss: loss), pool: pool, poolSettings: settings)
         var rng = SeededRandom(seed: seed ^ 0x9001)
+        func joinOne() {
+            let up = sim.upNodes
+            sim.addNode(joinVia: up.isEmpty ? [] : [up[Int(rng.next() % UInt64(up.count))]])
+        }
         sim.addNode()
         let span = Span.seconds(Double(nodes - 1) / joinRate)
         for k in 1..<nodes {
-            sim.schedule(at: .zero + .milliseconds(100) + span * (Double(k) / Double(nodes))) { sim.addNode() }
+            sim.schedule(at: .zero + .milliseconds(100) + span * (Double(k) / Double(nodes))) { joinOne() }
         }
         if let p = partitionAt {
             sim.schedule(at: .zero + p) {
@@ -75,45 +84,68 @@ public struct PoolScenario: Sendable {
                 progress?("healed at \(h)")
             }
         }
+        var killed: [Int] = [], replacements: [Int] = []
+        if kill > 0 {
+            sim.schedule(at: .zero + killAt) {
+                var up = sim.upNodes
+                let count = Int((Double(up.count) * kill).rounded(.down))
+                for _ in 0..<count {
+                    let i = up.remove(at: Int(rng.next() % UInt64(up.count)))
+                    sim.crash(i)
+                    killed.append(i)
+                }
+                progress?("killed \(count) nodes at \(killAt)")
+                for k in 0..<count {
+                    sim.schedule(at: sim.now + .seconds(1) * (Double(k + 1) / Double(count))) {
+                        joinOne()
+                        replacements.append(sim.nodes.count - 1)
+                    }
+                }
+            }
+        }
         // With churn, nodes are replaced for at least 20 s (or the join phase, if longer).
         let churnEnd = Instant.zero + Span.milliseconds(100) + (churn > 0 ? Swift.max(span, .seconds(20)) : span)
-        let end = Swift.max(churnEnd, .zero + (healAt ?? .zero)) + settle
+        var end = Swift.max(churnEnd, .zero + (healAt ?? .zero)) + settle
+        if kill > 0 { end = Swift.max(end, .zero + killAt + reclaim + settle) }
         if churn > 0 {
             var t = Instant.zero + .seconds(1)
             while t < churnEnd {
                 sim.schedule(at: t) {
                     let up = sim.upNodes.filter { $0 != 0 }
                     if !up.isEmpty { sim.crash(up[Int(rng.next() % UInt64(up.count))]) }
-                    sim.addNode()
+                    joinOne()
                 }
                 t = t + .seconds(1 / churn)
             }
         }
-        var duplicatesSeen = 0, duplicatesWhileConverging = 0
+        var replacementsBound: Instant?
         while sim.now < end {
             sim.run(for: .seconds(1))
-            let now = sim.duplicateAddresses().values.reduce(0) { $0 + $1.count - 1 }
-            if let h = healAt, sim.now > .zero + h, sim.now <= .zero + h + Self.convergence {
-                duplicatesWhileConverging = max(duplicatesWhileConverging, now)
-            } else {
-                duplicatesSeen = max(duplicatesSeen, now)
+            if replacementsBound == nil, !replacements.isEmpty, replacements.count == killed.count,
+               replacements.allSatisfy({ sim.address(of: $0) != nil }) {
+                replacementsBound = sim.now
             }
             if Int(sim.now.nanoseconds / 1_000_000_000) % 10 == 0 {
-                progress?("simulated \(Int(sim.now.nanoseconds / 1_000_000_000))s: \(sim.upNodes.filter { sim.address(of: $0) != nil }.count) of \(sim.upNodes.count) running nodes bound")
+                let up = sim.upNodes
+                progress?("simulated \(Int(sim.now.nanoseconds / 1_000_000_000))s: \(up.filter { sim.address(of: $0) != nil }.count) of \(up.count) running nodes bound")
             }
         }
         let up = sim.upNodes
-        let times = sim.nodes.compactMap { n -> Double? in n.leasedAt.map { ($0 - n.startedAt).seconds } }
+        let times = sim.nodes.compactMap { n -> Double? in n.poolLog.leasedAt.map { ($0 - n.poolLog.startedAt).seconds } }
         let unfinished = up.filter { sim.address(of: $0) == nil }.count
-        let bound = sim.nodes.filter { $0.leasedAt != nil }.count
-        let (share, owners) = sim.ownershipSpread()
+        let bound = sim.nodes.filter { $0.poolLog.leasedAt != nil }.count
+        let largest = up.map { sim.shares(seenBy: $0)[sim.nodes[$0].id] ?? 0 }.max() ?? 0
+        let owners = up.first.map { sim.shares(seenBy: $0).count } ?? 0
         return Report(
             nodes: sim.nodes.count, loss: loss, seed: seed, pool: "\(IPv4Address(pool.first))-\(IPv4Address(pool.last))",
             timeToAddress: GossipScenario.Distribution(times, unfinished: unfinished), withoutAddress: unfinished,
-            duplicatesSeen: duplicatesSeen, duplicatesWhileConverging: duplicatesWhileConverging, duplicatesAtEnd: sim.duplicateAddresses().values.reduce(0) { $0 + $1.count - 1 },
-            messagesPerAllocation: bound == 0 ? 0 : Double(sim.messages) / Double(bound), messagesByKind: sim.messagesByKind,
-            largestOwnerShare: share, owners: owners, simulatedSeconds: (sim.now - .zero).seconds,
-            reclaims: up.reduce(0) { $0 + sim.nodes[$1].agent!.counters.reclaims },
-            conflicts: up.reduce(0) { $0 + sim.nodes[$1].agent!.counters.conflicts })
+            duplicatesSeen: sim.duplicateAddresses.count,
+            duplicatesAtEnd: sim.duplicateHolders().values.reduce(0) { $0 + $1.count - 1 },
+            leasesLost: sim.leasesLost,
+            datagramsPerAllocation: bound == 0 ? 0 : Double(sim.datagramsSent) / Double(bound),
+            largestOwnerShare: largest, owners: owners, killed: killed.count,
+            replacementsBoundAfter: replacementsBound.map { ($0 - (.zero + killAt)).seconds },
+            reclaims: sim.nodes.reduce(0) { $0 + $1.poolLog.reclaims },
+            simulatedSeconds: (sim.now - .zero).seconds)
     }
 }

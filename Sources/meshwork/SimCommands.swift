@@ -117,29 +117,33 @@ struct GossipSim: ParsableCommand {
 struct PoolSim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pool",
-        abstract: "Simulate address allocation: how fast nodes get addresses, and that no two share one.",
+        abstract: "Simulate address allocation on whole nodes: how fast nodes get addresses, and that no two share one.",
         discussion: """
-            N nodes join (200 per second) a mesh with a 100.64.0.0/16 pool (wider for more \
-            nodes) and acquire addresses by DISCOVER/OFFER/REQUEST/ACK from whoever owns free \
-            space. Membership is given to the simulation (each node knows which nodes run and \
-            are reachable); the pool protocol, its messages and its signed grants are the real ones.
+            N nodes join (200 per second) a mesh with a 100.64.0.0/16 pool and acquire \
+            addresses by DISCOVER/OFFER/REQUEST/ACK from whoever owns free space. Each \
+            simulated node is the node the daemon runs (gossip membership, the pool, and the \
+            glue between them) on a virtual network and a virtual clock; only signatures and \
+            sealing are stand-ins. A run is a pure function of its seed.
 
             Reports: time from start to address (p50/p99/max), nodes left without an address, \
-            duplicate addresses (checked every simulated second and at the end), messages per \
-            allocation, how ownership of the pool is spread, reclaims made and addresses lost \
-            to conflicts. Duplicates are counted within each side of a partition; a partition \
-            longer than --reclaim lets the larger side reclaim the other side's space, whose \
-            nodes renumber on heal.
+            duplicates (every time a node took an address another running node held, and \
+            addresses held twice at the end), acknowledged leases lost, datagrams sent per \
+            allocation (all traffic), how ownership of the pool is spread, and reclaims made. \
+            With --kill, a random fraction of the running nodes is killed at --kill-at and as \
+            many new nodes join in the second after; the run goes on for the reclaim time \
+            after the kill (use a short --reclaim) and reports when every replacement held an \
+            address. A partition longer than --reclaim lets the side holding most of the \
+            pool reclaim the other side's space; that side's nodes renumber on heal.
 
             Examples:
               meshwork sim pool --nodes 1000 --loss 0.05
-              meshwork sim pool --nodes 300 --partition-at 1s --heal-at 20s
+              meshwork sim pool --nodes 100 --kill 0.4 --kill-at 20s --reclaim 20s
               meshwork sim pool --nodes 300 --partition-at 2s --heal-at 90s --reclaim 20s
               meshwork sim pool --nodes 200 --churn 2 --json
             """
     )
 
-    @Option(name: .long, help: "Number of nodes (2 to 5000).")
+    @Option(name: .long, help: "Number of nodes (2 to 10000).")
     var nodes: Int = 100
 
     @Option(name: .long, help: ArgumentHelp("Probability that a datagram is lost, 0 to 0.5.", valueName: "p"))
@@ -154,7 +158,13 @@ struct PoolSim: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Nodes replaced per second (one crashes, a new one joins), for at least 20 s.", valueName: "rate"))
     var churn: Double = 0
 
-    @Option(name: .long, help: ArgumentHelp("The mesh's reclaim time: how long a node must be gone before its space is reclaimed.", valueName: "duration"))
+    @Option(name: .long, help: ArgumentHelp("Fraction of the running nodes killed at --kill-at, 0 to 0.9 (as many new ones join after).", valueName: "fraction"))
+    var kill: Double = 0
+
+    @Option(name: .long, help: ArgumentHelp("When --kill strikes (simulated time).", valueName: "duration"))
+    var killAt: String = "30s"
+
+    @Option(name: .long, help: ArgumentHelp("The mesh's reclaim time: how long a node must be gone before its space is reclaimed (the lease time is the same).", valueName: "duration"))
     var reclaim: String = "24h"
 
     @Option(name: .long, help: "Seed of every random choice in the run.")
@@ -165,9 +175,14 @@ struct PoolSim: ParsableCommand {
 
     func validate() throws {
         do { _ = try DurationText.parseSeconds(reclaim) } catch { throw ValidationError("--reclaim: \(error.description)") }
-        guard (2...5000).contains(nodes) else { throw ValidationError("--nodes: \(nodes) is out of range: use 2 to 5000") }
+        do { _ = try DurationText.parseSeconds(killAt) } catch { throw ValidationError("--kill-at: \(error.description)") }
+        guard (2...10000).contains(nodes) else { throw ValidationError("--nodes: \(nodes) is out of range: use 2 to 10000") }
         guard loss >= 0, loss <= 0.5 else { throw ValidationError("--loss: \(loss) is out of range: use a probability from 0 to 0.5, e.g. 0.05") }
         guard churn >= 0, churn <= 100 else { throw ValidationError("--churn: \(churn) is out of range: use 0 to 100 nodes per second") }
+        guard kill >= 0, kill <= 0.9 else { throw ValidationError("--kill: \(kill) is out of range: use a fraction from 0 to 0.9, e.g. 0.4") }
+        if kill > 0, (try? DurationText.parseSeconds(reclaim)) ?? 0 > 3600 {
+            throw ValidationError("--kill needs a short --reclaim: the run lasts the reclaim time after the kill; e.g. --kill 0.4 --reclaim 20s")
+        }
         for (flag, v) in [("partition-at", partitionAt), ("heal-at", healAt)] {
             if let v { do { _ = try DurationText.parseSeconds(v) } catch { throw ValidationError("--\(flag): \(error.description)") } }
         }
@@ -183,10 +198,11 @@ struct PoolSim: ParsableCommand {
         s.loss = loss
         s.seed = seed
         s.churn = churn
+        s.kill = kill
+        s.killAt = .seconds(Double(try DurationText.parseSeconds(killAt)))
         s.reclaim = .seconds(Double(try DurationText.parseSeconds(reclaim)))
         if let p = partitionAt { s.partitionAt = .seconds(Double(try DurationText.parseSeconds(p))) }
         if let h = healAt { s.healAt = .seconds(Double(try DurationText.parseSeconds(h))) }
-        if nodes > 30000 { s.pool = AddressRange(IPv4Address(100, 64, 0, 1).value, IPv4Address(100, 127, 255, 254).value) }
         let clock = ContinuousClock()
         let start = clock.now
         let r = s.run(progress: json ? nil : { printErr("  \($0)") })
@@ -197,18 +213,22 @@ struct PoolSim: ParsableCommand {
             return
         }
         let t = r.timeToAddress
-        print("Pool simulation: \(r.nodes) nodes, loss \(loss), seed \(seed), pool \(r.pool)")
-        printFields([
+        print("Pool simulation (whole nodes): \(r.nodes) nodes, loss \(loss), seed \(seed), pool \(r.pool)")
+        var fields = [
             ("Time to address", String(format: "p50 %.2fs  p99 %.2fs  max %.2fs  (%d bound)", t.p50, t.p99, t.max, t.count)),
             ("Without address", "\(r.withoutAddress)"),
-            ("Duplicates", "\(r.duplicatesSeen) seen, \(r.duplicatesAtEnd) at the end"
-                + (healAt == nil ? "" : "; \(r.duplicatesWhileConverging) in the \(Int(PoolScenario.convergence.seconds))s after the heal (nodes renumbered by a reclaim, until it reaches them)")),
-            ("Messages/alloc", String(format: "%.1f", r.messagesPerAllocation) + "  (" + r.messagesByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + ")"),
+            ("Duplicates", "\(r.duplicatesSeen) taken while held, \(r.duplicatesAtEnd) at the end"),
+            ("Leases lost", "\(r.leasesLost) acknowledged leases lost to a conflict"),
+            ("Datagrams/alloc", String(format: "%.1f (gossip, pool and sessions)", r.datagramsPerAllocation)),
             ("Ownership", String(format: "largest owner %.2f%% of the pool; %d nodes own space", r.largestOwnerShare * 100, r.owners)),
-            ("Reclaims", "\(r.reclaims) made; \(r.conflicts) addresses lost to a conflict and asked for again"),
-            ("Simulated", String(format: "%.0fs", r.simulatedSeconds)),
-            ("Wall time", "\(wall)"),
-        ])
+            ("Reclaims", "\(r.reclaims) made"),
+        ]
+        if r.killed > 0 {
+            fields.append(("Killed", "\(r.killed) nodes; " + (r.replacementsBoundAfter.map { String(format: "their replacements all bound %.1fs after the kill", $0) } ?? "some replacements never bound")))
+        }
+        fields += [("Simulated", String(format: "%.0fs", r.simulatedSeconds)), ("Wall time", "\(wall)")]
+        printFields(fields)
+        if r.duplicatesSeen > 0 || r.duplicatesAtEnd > 0 || r.leasesLost > 0 { throw ExitCode(1) }
     }
 }
 

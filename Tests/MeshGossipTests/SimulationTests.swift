@@ -23,6 +23,24 @@ import Testing
         #expect(ok, "30 nodes did not converge within 20s (seed \(seed))")
     }
 
+    /// A joiner whose join datagrams to its seed were lost, and a later joiner that went
+    /// through it: the two know each other, but neither knows the mesh. The first keeps
+    /// trying its seed until the seed answers, so the island merges into the mesh.
+    @Test(arguments: [UInt64(1), 2, 3])
+    func joinersCutOffFromTheirSeedDoNotStayAnIsland(seed: UInt64) {
+        let sim = mesh(5, seed: seed)
+        #expect(sim.run(until: { sim.nodes.count == 5 && sim.converged() }, within: .seconds(20)), "seed \(seed)")
+        // a's seed, node 4, is down when a joins through it: a's join datagrams are lost.
+        sim.crash(4)
+        let a = sim.addNode(joinVia: [4])
+        sim.run(for: .milliseconds(200))
+        let b = sim.addNode(joinVia: [a])
+        #expect(sim.run(until: { sim.status(of: b, seenBy: a) == .alive }, within: .seconds(5)), "seed \(seed): b did not join through a")
+        sim.restart(4, joinVia: [0])
+        // Nobody in the mesh knows a or b; only a's seed, tried again, can join them up.
+        #expect(sim.run(until: { sim.converged() }, within: .seconds(60)), "seed \(seed): the island \(a), \(b) never met the mesh")
+    }
+
     @Test(arguments: [UInt64(4), 5])
     func crashIsDetectedByAll(seed: UInt64) {
         let sim = mesh(25, seed: seed)
