@@ -27,12 +27,20 @@ public struct RingView: Sendable {
     var orphans: [Bytes32: [Grant]] = [:]
     /// Reclaims whose voters' grants up to their votes are not all known yet, by ref.
     var waitingReclaims: [Bytes32: Grant] = [:]
-    var children: [Bytes32: [Bytes32]] = [:]
+    /// Each attached grant's children, kept in fold order ((order, ref): `Child`).
+    var children: [Bytes32: [Child]] = [:]
     var genesisRef: Bytes32?
+    /// The attached reclaims, by ref (what a rewound fold may leave out).
+    var reclaimRefs: [Bytes32] = []
     /// Per grantor: its grants held here (attached or waiting), their count and refs' XOR.
     public private(set) var byGrantor: [NodeID: GrantorStats] = [:]
     public private(set) var counters = Counters()
     private var cache: [Ownership]?
+    /// Each grant's effective range in the cached fold (a grant with none is absent): kept
+    /// with `cache`, so that new grants fold again only the subtrees of their parents.
+    private var effective: [Bytes32: RangeSet] = [:]
+    /// Parents that gained children since `cache` was made.
+    private var dirty: Set<Bytes32> = []
 
     public struct GrantorStats: Sendable, Equatable {
         public var grants: [Grant] = []
@@ -150,6 +158,8 @@ public struct RingView: Sendable {
         guard !waitingReclaims.isEmpty else { return }
         let due = waitingReclaims.filter { $0.value.votes.contains { $0.signer == g.grantor } }
         for (ref, r) in due.sorted(by: { $0.key < $1.key }) {
+            // Still short of some voter's grants: wait on, without checking it all again.
+            if r.votes.contains(where: { $0.seq > 0 && (byGrantor[$0.signer]?.contiguousSeq ?? 0) < $0.seq }) { continue }
             waitingReclaims[ref] = nil
             guard grants[ref] == nil, let parent = grants[r.parent] else { continue }
             if let why = chainProblem(r, parent: parent) {
@@ -245,18 +255,92 @@ public struct RingView: Sendable {
             if (byGrantor[signer]?.contiguousSeq ?? 0) < seq { return .failure(IncompleteHistory(signer: signer)) }
         }
         let all = grants
-        // Usually nothing is rewound (no voter signed anything after its vote, and nothing
-        // reclaimed from a voter since): the current fold, cached, says it.
-        let rewinds = at.contains { signer, seq in (byGrantor[signer]?.maxSeq ?? 0) > seq }
-            || all.values.contains { g in g.kind == .reclaim && (all[g.parent].flatMap { at[$0.grantee] }.map { g.cutoff >= $0 } ?? false) }
-        let rewound = !rewinds ? ownership() : fold { g in
+        let skip: (Grant) -> Bool = { g in
             if let v = at[g.grantor], g.seq > v { return true }
             if g.kind == .reclaim, let target = all[g.parent]?.grantee, let v = at[target], g.cutoff >= v { return true }
             return false
         }
+        // What the rewind leaves out: voters' grants above their votes, and reclaims of
+        // voters' holdings at or above their votes. Leaving out a grant changes the fold
+        // only under its parent, so only the subtrees of their parents are folded again.
+        var parents = Set<Bytes32>()
+        for (signer, v) in at {
+            for g in byGrantor[signer]?.grants ?? [] where g.seq > v && all[g.parent] != nil { parents.insert(g.parent) }
+        }
+        for ref in reclaimRefs {
+            if let g = all[ref], skip(g) { parents.insert(g.parent) }
+        }
+        let current = ownership()
+        var held: [NodeID: RangeSet] = [:]
+        // Usually nothing is rewound (no voter signed anything after its vote, and nothing
+        // reclaimed from a voter since): the current fold, cached, says it.
+        guard !parents.isEmpty else {
+            for o in current where at[o.owner] != nil { held[o.owner, default: RangeSet()].insert(o.range) }
+            return .success(held)
+        }
+        // The topmost of those parents: none of its ancestors is one. Its effective range is
+        // the same in the rewound fold as now, and its subtree's stretches tile it.
+        var refolded = RangeSet()
+        var stretches: [Ownership] = []
+        for p in parents.sorted() where !hasAncestor(p, in: parents) {
+            let eff = effective[p] ?? RangeSet()
+            guard !eff.isEmpty else { continue }
+            refolded = refolded.union(eff)
+            stretches += fold(from: p, effective: eff, skipping: skip)
+        }
+        for o in current where at[o.owner] != nil && !refolded.contains(o.range.first) { held[o.owner, default: RangeSet()].insert(o.range) }
+        for o in stretches where at[o.owner] != nil { held[o.owner, default: RangeSet()].insert(o.range) }
+        return .success(held)
+    }
+
+    /// `voteHoldings` by one whole rewound fold: the definition, which the property tests
+    /// hold the local refold to.
+    mutating func voteHoldingsByWholeFold(_ votes: [ReclaimVote]) -> [NodeID: RangeSet] {
+        var at: [NodeID: UInt64] = [:]
+        for v in votes { at[v.signer] = v.seq }
+        let all = grants
+        let rewound = fold(skipping: { g in
+            if let v = at[g.grantor], g.seq > v { return true }
+            if g.kind == .reclaim, let target = all[g.parent]?.grantee, let v = at[target], g.cutoff >= v { return true }
+            return false
+        })
         var held: [NodeID: RangeSet] = [:]
         for o in rewound where at[o.owner] != nil { held[o.owner, default: RangeSet()].insert(o.range) }
-        return .success(held)
+        return held
+    }
+
+    /// Whether a strict ancestor of the attached grant `ref` is in `set`.
+    func hasAncestor(_ ref: Bytes32, in set: Set<Bytes32>) -> Bool {
+        var r = ref
+        while let g = grants[r], !g.isGenesis {
+            r = g.parent
+            if set.contains(r) { return true }
+        }
+        return false
+    }
+
+    /// A child in its parent's list: what the fold needs of it, without copying the grant.
+    struct Child: Sendable {
+        var seq: UInt64
+        var tie: UInt8
+        var ref: Bytes32
+        var range: AddressRange
+
+        init(_ g: Grant, ref: Bytes32) {
+            (seq, tie) = g.order
+            self.ref = ref
+            range = g.range
+        }
+
+        /// Fold order: (order, ref).
+        func precedes(_ o: Child) -> Bool { (seq, tie) != (o.seq, o.tie) ? (seq, tie) < (o.seq, o.tie) : ref < o.ref }
+    }
+
+    /// The children of `ref` in fold order, less those `skip` names.
+    func sortedChildren(of ref: Bytes32, skipping skip: ((Grant) -> Bool)? = nil) -> [Child] {
+        let kids = children[ref] ?? []
+        guard let skip else { return kids }
+        return kids.filter { !skip(grants[$0.ref]!) }
     }
 
     /// A forced reclaim (`meshwork pool reclaim --force`) stands only with the signature of
@@ -291,10 +375,21 @@ public struct RingView: Sendable {
 
     mutating func attach(_ g: Grant, ref: Bytes32) {
         grants[ref] = g
-        cache = nil
         byGrantor[g.grantor, default: GrantorStats()].attached(seq: g.seq)
         if g.forced { counters.forcedReclaims += 1 }
-        if g.isGenesis { genesisRef = ref } else { children[g.parent, default: []].append(ref) }
+        if g.isGenesis {
+            genesisRef = ref
+        } else {
+            // Kept sorted: the fold walks children in order (most arrive in order: appended).
+            let c = Child(g, ref: ref)
+            var list = children.removeValue(forKey: g.parent) ?? []
+            var i = list.count
+            while i > 0, c.precedes(list[i - 1]) { i -= 1 }
+            list.insert(c, at: i)
+            children[g.parent] = list
+        }
+        if g.kind == .reclaim { reclaimRefs.append(ref) }
+        noteAttached(g)
         // Orphans that were waiting for this grant.
         if let waiting = orphans.removeValue(forKey: ref) {
             orphanTotal -= waiting.count
@@ -324,28 +419,74 @@ public struct RingView: Sendable {
     /// The pool, cut into stretches by owner, sorted by address. Stretches not yet covered
     /// (no genesis grant known) are absent.
     public mutating func ownership() -> [Ownership] {
-        if let cache { return cache }
-        let out = fold(skipping: nil)
+        if let cache, dirty.isEmpty { return cache }
+        if let old = cache {
+            // Fold again only under the parents that gained children since: the topmost
+            // ones (their own effective ranges have not changed), whose subtrees' stretches
+            // tile those ranges exactly.
+            var fresh: [Ownership] = []
+            var refolded = RangeSet()
+            for p in dirty.sorted() where !hasAncestor(p, in: dirty) {
+                guard let eff = effective[p] else { continue }
+                var stack = [p]
+                while let r = stack.popLast() {
+                    for c in children[r] ?? [] where effective.removeValue(forKey: c.ref) != nil { stack.append(c.ref) }
+                }
+                fresh += fold(from: p, effective: eff, skipping: nil, recording: &effective, record: true)
+                refolded = refolded.union(eff)
+            }
+            dirty = []
+            fresh += old.filter { !refolded.contains($0.range.first) }
+            fresh.sort { $0.range < $1.range }
+            cache = fresh
+            return fresh
+        }
+        guard let root = genesisRef, let g = grants[root] else { return [] }
+        effective = [:]
+        let out = fold(from: root, effective: RangeSet(g.range), skipping: nil, recording: &effective, record: true)
         cache = out
         return out
     }
 
+    /// Notes that `g` attached, for the cached fold: only the subtree of its parent can
+    /// change (nothing, if the parent has no effective range: a grant attached since the
+    /// fold has none recorded, and lies under a parent noted already).
+    mutating func noteAttached(_ g: Grant) {
+        guard cache != nil else { return }
+        if g.isGenesis || dirty.count >= 64 {
+            cache = nil
+            dirty = []
+        } else if effective[g.parent] != nil {
+            dirty.insert(g.parent)
+        }
+    }
+
     /// The fold, leaving out the grants `skip` names (and all that descends from them).
     func fold(skipping skip: ((Grant) -> Bool)?) -> [Ownership] {
-        var out: [Ownership] = []
         guard let root = genesisRef, let g = grants[root] else { return [] }
-        var stack: [(Bytes32, RangeSet)] = [(root, RangeSet(g.range))]
+        return fold(from: root, effective: RangeSet(g.range), skipping: skip)
+    }
+
+    /// The fold of the subtree under `top`, whose effective range is `effective`.
+    func fold(from top: Bytes32, effective: RangeSet, skipping skip: ((Grant) -> Bool)?) -> [Ownership] {
+        var unused: [Bytes32: RangeSet] = [:]
+        return fold(from: top, effective: effective, skipping: skip, recording: &unused, record: false)
+    }
+
+    /// The fold of the subtree under `top`; with `effs`, also each grant's effective range.
+    func fold(from top: Bytes32, effective: RangeSet, skipping skip: ((Grant) -> Bool)?,
+              recording effs: inout [Bytes32: RangeSet], record: Bool) -> [Ownership] {
+        var out: [Ownership] = []
+        var stack: [(Bytes32, RangeSet)] = [(top, effective)]
         while let (ref, eff) = stack.popLast() {
+            if record { effs[ref] = eff }
             let grant = grants[ref]!
             var claimed = RangeSet()
-            var kids: [(Bytes32, Grant)] = (children[ref] ?? []).map { ($0, grants[$0]!) }
-            if let skip { kids.removeAll { skip($0.1) } }
-            kids.sort { a, b in a.1.order != b.1.order ? a.1.order < b.1.order : a.0 < b.0 }
-            for (kref, kid) in kids {
+            for kid in sortedChildren(of: ref, skipping: skip) {
                 let mine = eff.intersection(kid.range).subtracting(claimed)
                 if mine.isEmpty { continue }
                 claimed = claimed.union(mine)
-                stack.append((kref, mine))
+                stack.append((kid.ref, mine))
             }
             for r in eff.subtracting(claimed).ranges {
                 out.append(Ownership(range: r, owner: grant.grantee, kind: grant.kind == .lease ? .lease : .space, grant: ref))

@@ -41,7 +41,8 @@ public struct PoolScenario: Sendable {
         public var duplicatesAtEnd: Int
         /// Acknowledged leases lost to a conflict (then asked for again).
         public var leasesLost: Int
-        /// Datagrams sent by all nodes (gossip, pool, sessions) per node that got an address.
+        /// Datagrams sent by all nodes (gossip and pool: simulated nodes run no sessions) per
+        /// node that got an address.
         public var datagramsPerAllocation: Double
         /// Share of the pool the largest running owner holds (by its own view), and how many
         /// nodes own part of it (by the view of the first running node).
@@ -61,9 +62,18 @@ public struct PoolScenario: Sendable {
         settings.leaseTime = reclaim
         let sim = Simulation(seed: seed, network: SimNetwork(loss: loss), pool: pool, poolSettings: settings)
         var rng = SeededRandom(seed: seed ^ 0x9001)
+        // During a partition a new node joins one side (by a coin flip) through a node of it.
+        var sides: [[Int]]?
         func joinOne() {
-            let up = sim.upNodes
-            sim.addNode(joinVia: up.isEmpty ? [] : [up[Int(rng.next() % UInt64(up.count))]])
+            var up = sim.upNodes
+            var side: Int?
+            if let s = sides {
+                let k = Int(rng.next() % 2)
+                side = k
+                up = up.filter { s[k].contains($0) }
+            }
+            let i = sim.addNode(joinVia: up.isEmpty ? [] : [up[Int(rng.next() % UInt64(up.count))]], side: side)
+            if let k = side { sides![k].append(i) }
         }
         sim.addNode()
         let span = Span.seconds(Double(nodes - 1) / joinRate)
@@ -74,12 +84,14 @@ public struct PoolScenario: Sendable {
             sim.schedule(at: .zero + p) {
                 var a: [Int] = [], b: [Int] = []
                 for i in sim.nodes.indices { if rng.next() % 2 == 0 { a.append(i) } else { b.append(i) } }
+                sides = [a, b]
                 sim.partition([a, b])
                 progress?("partitioned at \(p)")
             }
         }
         if let h = healAt {
             sim.schedule(at: .zero + h) {
+                sides = nil
                 sim.heal()
                 progress?("healed at \(h)")
             }

@@ -84,9 +84,11 @@ public final class Simulation: VirtualTimeSimulation {
 
     // MARK: - Script
 
-    /// Adds a node and starts it now, joining through the given nodes (none: it waits to be joined).
+    /// Adds a node and starts it now, joining through the given nodes (none: it waits to be
+    /// joined); during a partition, on side `side` (an index into the groups given to
+    /// `partition`; none: a side of its own until the heal).
     @discardableResult
-    public func addNode(name: String? = nil, joinVia seeds: [Int] = []) -> Int {
+    public func addNode(name: String? = nil, joinVia seeds: [Int] = [], side: Int? = nil) -> Int {
         let index = nodes.count
         let ep = endpoint(index)
         let identity: NodeIdentity?
@@ -101,7 +103,7 @@ public final class Simulation: VirtualTimeSimulation {
         }
         nodes.append(SimNode(name: name ?? "n\(index)", id: id, endpoint: ep, node: nil, identity: identity))
         byEndpoint[ep] = index
-        group.append(0)
+        group.append(side.map { $0 + 1 } ?? 0)
         start(index, joinVia: seeds)
         return index
     }

@@ -136,7 +136,7 @@ struct PoolSim: ParsableCommand {
             pool reclaim the other side's space; that side's nodes renumber on heal.
 
             Examples:
-              meshwork sim pool --nodes 1000 --loss 0.05
+              meshwork sim pool --nodes 300 --loss 0.05
               meshwork sim pool --nodes 100 --kill 0.4 --kill-at 20s --reclaim 20s
               meshwork sim pool --nodes 300 --partition-at 2s --heal-at 90s --reclaim 20s
               meshwork sim pool --nodes 200 --churn 2 --json
@@ -219,7 +219,7 @@ struct PoolSim: ParsableCommand {
             ("Without address", "\(r.withoutAddress)"),
             ("Duplicates", "\(r.duplicatesSeen) taken while held, \(r.duplicatesAtEnd) at the end"),
             ("Leases lost", "\(r.leasesLost) acknowledged leases lost to a conflict"),
-            ("Datagrams/alloc", String(format: "%.1f (gossip, pool and sessions)", r.datagramsPerAllocation)),
+            ("Datagrams/alloc", String(format: "%.1f (gossip and pool)", r.datagramsPerAllocation)),
             ("Ownership", String(format: "largest owner %.2f%% of the pool; %d nodes own space", r.largestOwnerShare * 100, r.owners)),
             ("Reclaims", "\(r.reclaims) made"),
         ]

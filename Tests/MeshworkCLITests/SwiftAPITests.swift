@@ -48,12 +48,12 @@ import Testing
         let token = try KeyStore.loadToken(cli.path("api.mesh"))
         let a = Embedded(token: token, state: cli.path("a"), name: "a", peers: [])
         defer { a.stop() }
-        #expect(a.ready.wait(timeout: .now() + 20) == .success)
+        #expect(await Self.signalled(a.ready, within: 20))
         let ra = try #require(a.runner)
         let port = try #require(ra.localAddress?.port)
         let b = Embedded(token: token, state: cli.path("b"), name: "b", peers: [try HostPort(parsing: "127.0.0.1:\(port)")])
         defer { b.stop() }
-        #expect(b.ready.wait(timeout: .now() + 20) == .success)
+        #expect(await Self.signalled(b.ready, within: 20))
         let rb = try #require(b.runner)
         let bID = try await rb.inspect { node, _ in node.id }.get()
         let aID = try await ra.inspect { node, _ in node.id }.get()
@@ -95,7 +95,7 @@ import Testing
         let token = try KeyStore.loadToken(cli.path("s.mesh"))
         let a = Embedded(token: token, state: cli.path("a"), name: "a", peers: [])
         defer { a.stop() }
-        #expect(a.ready.wait(timeout: .now() + 20) == .success)
+        #expect(await Self.signalled(a.ready, within: 20))
         let ra = try #require(a.runner)
         let bound: @Sendable (MeshNode, Instant) -> Bool = { node, _ in
             if case .bound? = node.pool?.phase { return true } else { return false }
@@ -114,11 +114,11 @@ import Testing
         let port = try #require(ra.localAddress?.port)
         let b = Embedded(token: token, state: cli.path("b"), name: "b", peers: [try HostPort(parsing: "127.0.0.1:\(port)")])
         defer { b.stop() }
-        #expect(b.ready.wait(timeout: .now() + 20) == .success)
+        #expect(await Self.signalled(b.ready, within: 20))
         let rb = try #require(b.runner)
 
         // a signs b's lease: its write starts and blocks.
-        #expect(gate.entered.wait(timeout: .now() + 20) == .success)
+        #expect(await Self.signalled(gate.entered, within: 20))
         // The event loop still answers while the write is blocked (read on the loop, so a
         // test task that runs late under load cannot blur it)...
         let duringWrite = try await ra.inspect { _, _ in !gate.anyLeft }.get()
@@ -155,6 +155,17 @@ import Testing
             lock.withLock { opened = true }
             for _ in 0..<64 { released.signal() }
         }
+    }
+
+    /// Waits for `semaphore` without blocking a thread of the test pool (other tests run
+    /// on it meanwhile).
+    static func signalled(_ semaphore: DispatchSemaphore, within seconds: Double) async -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while semaphore.wait(timeout: .now()) != .success {
+            guard Date() < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return true
     }
 
     func waitUntil(_ what: String, within seconds: Double = 20, _ condition: () async throws -> Bool) async throws {
