@@ -48,7 +48,12 @@ extension PoolAgent {
             lastQuorumAt = now
             return false
         }
-        if fencedSince == nil { fencedSince = now }
+        if fencedSince == nil {
+            fencedSince = now
+            // Fenced may only mean that this view lacks grants (a joiner whose first digest
+            // exchange went to a member that had just died): compare views soon.
+            nextSyncAt = min(nextSyncAt, now + settings.catchUpInterval)
+        }
         return true
     }
 

@@ -605,9 +605,12 @@ public struct PoolAgent: Sendable {
         askForVotes(now: now, &out)
         if now >= nextBalanceAt { balance(now: now, &out) }
         if now >= nextSyncAt {
-            nextSyncAt = now + settings.syncInterval
-            if !members.isEmpty {
-                let peer = members[Int(rng.next() % UInt64(members.count))]
+            // Every 15 s; every 2 s while fenced, with a member membership does not suspect.
+            nextSyncAt = now + (fencedSince != nil ? settings.catchUpInterval : settings.syncInterval)
+            let trusted = members.filter { !suspected.contains($0) }
+            let from = trusted.isEmpty ? members : trusted
+            if !from.isEmpty {
+                let peer = from[Int(rng.next() % UInt64(from.count))]
                 sendDigest(to: peer, reply: false, &out)
             }
         }

@@ -41,6 +41,9 @@ public struct PoolScenario: Sendable {
         public var duplicatesAtEnd: Int
         /// Acknowledged leases lost to a conflict (then asked for again).
         public var leasesLost: Int
+        /// Leases a running node stopped using because it was fenced for half the lease
+        /// time (`PoolEvent.expired`; taken back once it reaches a quorum).
+        public var leasesLapsed: Int
         /// Datagrams sent by all nodes (gossip and pool: simulated nodes run no sessions) per
         /// node that got an address.
         public var datagramsPerAllocation: Double
@@ -154,6 +157,7 @@ public struct PoolScenario: Sendable {
             duplicatesSeen: sim.duplicateAddresses.count,
             duplicatesAtEnd: sim.duplicateHolders().values.reduce(0) { $0 + $1.count - 1 },
             leasesLost: sim.leasesLost,
+            leasesLapsed: sim.nodes.reduce(0) { $0 + ($1.node?.pool?.counters.leasesExpired ?? 0) },
             datagramsPerAllocation: bound == 0 ? 0 : Double(sim.datagramsSent) / Double(bound),
             largestOwnerShare: largest, owners: owners, killed: killed.count,
             replacementsBoundAfter: replacementsBound.map { ($0 - (.zero + killAt)).seconds },

@@ -218,7 +218,7 @@ struct PoolSim: ParsableCommand {
             ("Time to address", String(format: "p50 %.2fs  p99 %.2fs  max %.2fs  (%d bound)", t.p50, t.p99, t.max, t.count)),
             ("Without address", "\(r.withoutAddress)"),
             ("Duplicates", "\(r.duplicatesSeen) taken while held, \(r.duplicatesAtEnd) at the end"),
-            ("Leases lost", "\(r.leasesLost) acknowledged leases lost to a conflict"),
+            ("Leases lost", "\(r.leasesLost) acknowledged leases lost to a conflict; \(r.leasesLapsed) lapsed (fenced for half the lease time)"),
             ("Datagrams/alloc", String(format: "%.1f (gossip and pool)", r.datagramsPerAllocation)),
             ("Ownership", String(format: "largest owner %.2f%% of the pool; %d nodes own space", r.largestOwnerShare * 100, r.owners)),
             ("Reclaims", "\(r.reclaims) made"),

@@ -97,6 +97,9 @@ import Testing
         #expect(sim.run(until: { Self.largestShare(sim) <= 1.5 / Double(sim.upNodes.count) }, within: .seconds(10)),
                 "seed \(seed): largest share \(Self.largestShare(sim)) after the deaths were reclaimed")
         Self.expectSafe(sim, "kill 40% of \(n)", seed: seed)
+        // The survivors hold a quorum: no running node was fenced long enough to lapse.
+        let lapsed = sim.upNodes.filter { (sim.poolAgent($0)?.counters.leasesExpired ?? 0) > 0 }
+        #expect(lapsed.isEmpty, "seed \(seed): leases lapsed on \(lapsed)")
     }
 
     /// A partition longer than the reclaim time, with joins on both sides, then heal: the
