@@ -43,18 +43,11 @@ import Testing
     @Test func sendAndReceiveThroughTheSwiftAPI() async throws {
         let cli = CLI()
         defer { cli.cleanup() }
-        let made = try cli.run(["mesh", "create", "--name", "api", "--pool", "100.92.0.0/24", "--key", cli.path("a/identity.key"), "--out", cli.path("api.mesh")])
-        #expect(made.status == 0)
-        let token = try KeyStore.loadToken(cli.path("api.mesh"))
-        let a = Embedded(token: token, state: cli.path("a"), name: "a", peers: [])
+        let token = try Self.makeMesh(cli, name: "api", pool: "100.92.0.0/24")
+        let (a, ra) = try await Self.start(token, cli, name: "a")
         defer { a.stop() }
-        #expect(await Self.signalled(a.ready, within: 20))
-        let ra = try #require(a.runner)
-        let port = try #require(ra.localAddress?.port)
-        let b = Embedded(token: token, state: cli.path("b"), name: "b", peers: [try HostPort(parsing: "127.0.0.1:\(port)")])
+        let (b, rb) = try await Self.start(token, cli, name: "b", joining: ra)
         defer { b.stop() }
-        #expect(await Self.signalled(b.ready, within: 20))
-        let rb = try #require(b.runner)
         let bID = try await rb.inspect { node, _ in node.id }.get()
         let aID = try await ra.inspect { node, _ in node.id }.get()
         // Wait until a knows b as a live member.
@@ -90,13 +83,9 @@ import Testing
     @Test func poolWritesRunOffTheEventLoopAndHoldTheAck() async throws {
         let cli = CLI()
         defer { cli.cleanup() }
-        let made = try cli.run(["mesh", "create", "--name", "slowdisk", "--pool", "100.93.0.0/24", "--key", cli.path("a/identity.key"), "--out", cli.path("s.mesh")])
-        #expect(made.status == 0)
-        let token = try KeyStore.loadToken(cli.path("s.mesh"))
-        let a = Embedded(token: token, state: cli.path("a"), name: "a", peers: [])
+        let token = try Self.makeMesh(cli, name: "slowdisk", pool: "100.93.0.0/24")
+        let (a, ra) = try await Self.start(token, cli, name: "a")
         defer { a.stop() }
-        #expect(await Self.signalled(a.ready, within: 20))
-        let ra = try #require(a.runner)
         let bound: @Sendable (MeshNode, Instant) -> Bool = { node, _ in
             if case .bound? = node.pool?.phase { return true } else { return false }
         }
@@ -111,11 +100,8 @@ import Testing
                 try write?(grants, seq, votes)
             }
         }.get()
-        let port = try #require(ra.localAddress?.port)
-        let b = Embedded(token: token, state: cli.path("b"), name: "b", peers: [try HostPort(parsing: "127.0.0.1:\(port)")])
+        let (b, rb) = try await Self.start(token, cli, name: "b", joining: ra)
         defer { b.stop() }
-        #expect(await Self.signalled(b.ready, within: 20))
-        let rb = try #require(b.runner)
 
         // a signs b's lease: its write starts and blocks.
         #expect(await Self.signalled(gate.entered, within: 20))
@@ -156,6 +142,27 @@ import Testing
             for _ in 0..<64 { released.signal() }
         }
     }
+
+    /// A mesh whose genesis key is `a`'s (STATE a/identity.key), made by the CLI.
+    static func makeMesh(_ cli: CLI, name: String, pool: String) throws -> MeshToken {
+        let made = try cli.run(["mesh", "create", "--name", name, "--pool", pool, "--key", cli.path("a/identity.key"), "--out", cli.path("\(name).mesh")])
+        #expect(made.status == 0)
+        return try KeyStore.loadToken(cli.path("\(name).mesh"))
+    }
+
+    /// Starts node `name` in this process (joining `seed`'s node, if given) and waits until
+    /// it is up; the caller stops it.
+    static func start(_ token: MeshToken, _ cli: CLI, name: String, joining seed: NodeRunner? = nil) async throws -> (Embedded, NodeRunner) {
+        let peers = try seed.map { [try HostPort(parsing: "127.0.0.1:\(try #require($0.localAddress?.port))")] } ?? []
+        let node = Embedded(token: token, state: cli.path(name), name: name, peers: peers)
+        guard await signalled(node.ready, within: 20), let runner = node.runner else {
+            node.stop()
+            throw StartFailure(name: name)
+        }
+        return (node, runner)
+    }
+
+    struct StartFailure: Error { let name: String }
 
     /// Waits for `semaphore` without blocking a thread of the test pool (other tests run
     /// on it meanwhile).
