@@ -72,7 +72,8 @@ import Testing
     }
 
     /// With real signatures: a member pushes a forced reclaim of the genesis grant
-    /// "authorised" by its own key (the mesh has no admin key here), and sends DISCOVERs
+    /// "authorised" by its own key (the mesh has no admin key here), voted reclaims of a
+    /// live member's lease whose votes are by throwaway keys (and its own), and sends DISCOVERs
     /// under made-up node IDs (signed by their own fresh keys) and in other members' names
     /// (signed by its own key). Every honest node refuses and counts each kind; nobody loses
     /// an address, and a node joining afterwards is served.
@@ -95,6 +96,31 @@ import Testing
                                                    signature: p.auth.sign(ReclaimVote.signedBytes(holding: root, cutoff: 0, successor: p.me, seq: 0)))])
             forced.sign(with: p.auth)
             for m in p.members { out.append(.send(p.signed(.grants([forced])), to: m)) }
+            // Over-claiming votes: a voted reclaim of a live member's lease, its votes by
+            // eight throwaway keys (valid signatures; they never held anything), and the
+            // same with the attacker's own vote added. Votes claim no addresses: each weighs
+            // what the fold says its signer held, so neither is near a quorum.
+            let victim = p.members.sorted()[0]
+            if let lease = p.view.leases(of: victim).first, let holding = p.view.grants[lease.grant] {
+                let cutoff = p.view.highestSeq(of: victim) ?? 0
+                func vote(_ a: Ed25519RecordAuthenticator, _ id: NodeID, seq: UInt64) -> ReclaimVote {
+                    ReclaimVote(signer: id, seq: seq, signature: a.sign(ReclaimVote.signedBytes(holding: lease.grant, cutoff: cutoff, successor: p.me, seq: seq)))
+                }
+                let throwaway: [ReclaimVote] = (0..<8).map { _ in
+                    let k = NodeIdentity.generate(using: &rng)
+                    return vote(Ed25519RecordAuthenticator(identity: k), k.nodeID, seq: 0)
+                }
+                let own = ReclaimVote(signer: p.me, seq: p.seq,
+                                      signature: p.auth.sign(ReclaimVote.signedBytes(holding: lease.grant, cutoff: cutoff, successor: p.me, seq: p.seq)))
+                for (k, votes) in [throwaway, throwaway + [own]].enumerated() {
+                    var r = Grant(grantor: p.me, seq: p.seq + 2 + UInt64(k), parent: lease.grant, range: holding.range, grantee: p.me,
+                                  kind: .reclaim, cutoff: cutoff, votes: votes)
+                    r.sign(with: p.auth)
+                    for m in p.members { out.append(.send(p.signed(.grants([r])), to: m)) }
+                }
+            } else {
+                Issue.record("seed \(seed): the attacker's view holds no lease of n\(victim.fingerprint)")
+            }
             for k in 0..<10 {
                 // Under a made-up ID, signed by that ID's own (fresh) key: not a member.
                 let made = NodeIdentity.generate(using: &rng)
@@ -115,7 +141,8 @@ import Testing
         sim.run(for: .seconds(5))
         for i in honest {
             let p = sim.poolAgent(i)!
-            #expect(p.view.counters.badReclaims >= 1, "seed \(seed): n\(i) did not refuse the forced reclaim")
+            #expect(p.view.counters.badReclaims >= 3, "seed \(seed): n\(i) refused \(p.view.counters.badReclaims) of the forced and the two voted reclaims")
+            #expect(p.view.counters.weightlessVotes >= 1, "seed \(seed): n\(i) did not count the throwaway keys' votes as weightless")
             #expect(p.view.counters.forcedReclaims == 0, "seed \(seed): n\(i) accepted a forced reclaim")
             #expect(p.counters.refusedNonMembers >= 10, "seed \(seed): n\(i) refused \(p.counters.refusedNonMembers) requests from made-up IDs")
             #expect(p.counters.badPacketSignatures >= 1, "seed \(seed): n\(i) counted no packet signed in another's name")
