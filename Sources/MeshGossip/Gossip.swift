@@ -63,8 +63,10 @@ public struct Gossip: Sendable {
     var down: Set<NodeID> = []
     var broadcasts = BroadcastQueue()
     public private(set) var seeds: [Endpoint] = []
-    /// Whether a seed has answered since `join`: until then the node tries its seeds again,
-    /// even once other members know it (they may be joiners as cut off as itself).
+    /// Whether a seed has shown that it knows this node (its digest holds this node's
+    /// record) since `join`: until then the node tries its seeds again, even once other
+    /// members know it (they may be joiners as cut off as itself, or the seed may have
+    /// answered the digest but lost the announcement).
     var seedAnswered = false
     var rejoinDelay = Span.zero
     public private(set) var awareness = 0
@@ -135,10 +137,11 @@ public struct Gossip: Sendable {
     // MARK: - Commands
 
     /// Joins through `seeds`: announces this node to them and asks each for its digest.
-    /// Repeats every `rejoinInterval` while no other member is alive, and until a seed
-    /// answers, backing off (to 30 s) once others know it: a joiner whose first datagrams
-    /// were lost may be found meanwhile only by later joiners that went through it, and
-    /// without its seeds they would form an island that never meets the mesh.
+    /// Repeats every `rejoinInterval` while no other member is alive, and until a seed's
+    /// digest shows that it knows this node, backing off (to 30 s) once others know it: a
+    /// joiner whose first datagrams were lost may be found meanwhile only by later joiners
+    /// that went through it, and without its seeds they would form an island that never
+    /// meets the mesh; and a seed that answered the digest may have lost the announcement.
     public mutating func join(seeds: [Endpoint], now: Instant) -> [GossipOutput] {
         self.seeds = seeds
         seedAnswered = false
@@ -199,7 +202,6 @@ public struct Gossip: Sendable {
         let sender = packet.sender
         guard sender != me.node else { return out }
         counters.messagesIn += 1
-        if !seedAnswered, seeds.contains(source) { seedAnswered = true }
         for u in packet.message.updates { apply(u, now: now, &out) }
         if var m = members[sender] {
             m.lastHeard = now
@@ -538,6 +540,7 @@ public struct Gossip: Sendable {
         let myKey = me.node.digestKey
         if (page.lo...page.hi).contains(myKey) {
             if let t = theirs[myKey] {
+                if !seedAnswered, t.incarnation >= me.incarnation, seeds.contains(source) { seedAnswered = true }
                 if t.status == .suspect || t.status == .dead, t.incarnation >= me.incarnation { accusedSelf(t.incarnation, &out) }
                 let mine = DigestEntry(key: myKey, incarnation: me.incarnation, status: me.left ? .left : .alive)
                 if mine.isNewer(than: t) { toSend.append(.alive(me)) }
