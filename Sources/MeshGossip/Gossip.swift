@@ -67,7 +67,7 @@ public struct Gossip: Sendable {
     /// record) since `join`: until then the node tries its seeds again, even once other
     /// members know it (they may be joiners as cut off as itself, or the seed may have
     /// answered the digest but lost the announcement).
-    var seedAnswered = false
+    var seedKnowsMe = false
     var rejoinDelay = Span.zero
     public private(set) var awareness = 0
     public private(set) var leaving = false
@@ -144,7 +144,7 @@ public struct Gossip: Sendable {
     /// meets the mesh; and a seed that answered the digest may have lost the announcement.
     public mutating func join(seeds: [Endpoint], now: Instant) -> [GossipOutput] {
         self.seeds = seeds
-        seedAnswered = false
+        seedKnowsMe = false
         rejoinDelay = settings.rejoinInterval
         var out: [GossipOutput] = []
         contactSeeds(now: now, &out)
@@ -330,7 +330,7 @@ public struct Gossip: Sendable {
 
         // Alone, or no seed has answered yet: try the seeds again.
         if now >= nextRejoinAt {
-            if seedAnswered {
+            if seedKnowsMe {
                 nextRejoinAt = .distantFuture
             } else {
                 rejoinDelay = liveCount > 1 ? Swift.min(rejoinDelay * 2, .seconds(30)) : settings.rejoinInterval
@@ -540,7 +540,7 @@ public struct Gossip: Sendable {
         let myKey = me.node.digestKey
         if (page.lo...page.hi).contains(myKey) {
             if let t = theirs[myKey] {
-                if !seedAnswered, t.incarnation >= me.incarnation, seeds.contains(source) { seedAnswered = true }
+                if !seedKnowsMe, t.incarnation >= me.incarnation, seeds.contains(source) { seedKnowsMe = true }
                 if t.status == .suspect || t.status == .dead, t.incarnation >= me.incarnation { accusedSelf(t.incarnation, &out) }
                 let mine = DigestEntry(key: myKey, incarnation: me.incarnation, status: me.left ? .left : .alive)
                 if mine.isNewer(than: t) { toSend.append(.alive(me)) }
@@ -648,12 +648,7 @@ public struct Gossip: Sendable {
 
     /// Index of the first sorted key ≥ `key`.
     func lowerBound(_ key: UInt64) -> Int {
-        var lo = 0, hi = sortedKeys.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if sortedKeys[mid].key < key { lo = mid + 1 } else { hi = mid }
-        }
-        return lo
+        sortedKeys.partitionPoint { $0.key < key }
     }
 
     mutating func insert(_ m: Member) {

@@ -57,12 +57,7 @@ public struct RangeSet: Hashable, Sendable, CustomStringConvertible {
 
     /// The index of the first range that ends at or after `a`.
     func lowerIndex(_ a: UInt32) -> Int {
-        var lo = 0, hi = ranges.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if ranges[mid].last < a { lo = mid + 1 } else { hi = mid }
-        }
-        return lo
+        ranges.partitionPoint { $0.last < a }
     }
 
     public func contains(_ a: UInt32) -> Bool {

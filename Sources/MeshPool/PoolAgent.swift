@@ -285,12 +285,7 @@ public struct PoolAgent: Sendable {
     }
 
     func insertionIndex(_ id: NodeID) -> Int {
-        var lo = 0, hi = members.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if members[mid] < id { lo = mid + 1 } else { hi = mid }
-        }
-        return lo
+        members.partitionPoint { $0 < id }
     }
 
     /// The address derived from a node ID: the same every time, so a node tends to get the

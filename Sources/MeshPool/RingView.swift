@@ -414,11 +414,7 @@ public struct RingView: Sendable {
     /// Who holds `address`, and whether it is a lease.
     public mutating func owner(of address: UInt32) -> Ownership? {
         let o = ownership()
-        var lo = 0, hi = o.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if o[mid].range.last < address { lo = mid + 1 } else { hi = mid }
-        }
+        let lo = o.partitionPoint { $0.range.last < address }
         return lo < o.count && o[lo].range.contains(address) ? o[lo] : nil
     }
 
