@@ -33,10 +33,10 @@ extension RingView {
         for (signer, seq) in at where seq > 0 {
             if (byGrantor[signer]?.contiguousSeq ?? 0) < seq { return .failure(IncompleteHistory(signer: signer)) }
         }
-        let all = grants
+        let all = grants, roots = holdings
         let skip: (Grant) -> Bool = { g in
             if let v = at[g.grantor], g.seq > v { return true }
-            if g.kind == .reclaim, let target = all[g.parent]?.grantee, let v = at[target], g.cutoff >= v { return true }
+            if g.kind == .reclaim, let target = (all[g.parent]?.grantee ?? roots[g.parent]?.grantee), let v = at[target], g.cutoff >= v { return true }
             return false
         }
         // What the rewind leaves out: voters' grants above their votes, and reclaims of
@@ -44,7 +44,7 @@ extension RingView {
         // only under its parent, so only the subtrees of their parents are folded again.
         var parents = Set<Bytes32>()
         for (signer, v) in at {
-            for g in byGrantor[signer]?.grants ?? [] where g.seq > v && all[g.parent] != nil { parents.insert(g.parent) }
+            for g in byGrantor[signer]?.grants ?? [] where g.seq > v && (all[g.parent] != nil || holdings[g.parent] != nil) { parents.insert(g.parent) }
         }
         for ref in reclaimRefs {
             if let g = all[ref], skip(g) { parents.insert(g.parent) }
@@ -77,10 +77,10 @@ extension RingView {
     mutating func voteHoldingsByWholeFold(_ votes: [ReclaimVote]) -> [NodeID: RangeSet] {
         var at: [NodeID: UInt64] = [:]
         for v in votes { at[v.signer] = v.seq }
-        let all = grants
+        let all = grants, roots = holdings
         let rewound = fold(skipping: { g in
             if let v = at[g.grantor], g.seq > v { return true }
-            if g.kind == .reclaim, let target = all[g.parent]?.grantee, let v = at[target], g.cutoff >= v { return true }
+            if g.kind == .reclaim, let target = (all[g.parent]?.grantee ?? roots[g.parent]?.grantee), let v = at[target], g.cutoff >= v { return true }
             return false
         })
         var held: [NodeID: RangeSet] = [:]

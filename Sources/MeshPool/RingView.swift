@@ -41,6 +41,13 @@ public struct RingView: Sendable {
     var effective: [Bytes32: RangeSet] = [:]
     /// Parents that gained children since `cache` was made.
     private var dirty: Set<Bytes32> = []
+    /// The checkpoint this view is built on (nil: the genesis grant is its root). Its
+    /// holdings are then the roots, and `grants` holds only grants made since.
+    public private(set) var base: PoolCheckpoint?
+    /// The base's holdings by ref.
+    var holdings: [Bytes32: PoolCheckpoint.Holding] = [:]
+    /// Per grantor, the highest seq inside the base's cut (grants up to it are dropped).
+    public private(set) var insideSeq: [NodeID: UInt64] = [:]
 
     public struct GrantorStats: Sendable, Equatable {
         public var grants: [Grant] = []
@@ -52,8 +59,17 @@ public struct RingView: Sendable {
         public private(set) var contiguousSeq: UInt64 = 0
 
         mutating func attached(seq: UInt64) {
+            guard seq > contiguousSeq else { return }
             attachedSeqs.insert(seq)
-            while attachedSeqs.contains(contiguousSeq + 1) { contiguousSeq += 1 }
+            while attachedSeqs.contains(contiguousSeq + 1) { attachedSeqs.remove(contiguousSeq + 1); contiguousSeq += 1 }
+        }
+
+        /// Seqs 1…`seq` are inside a checkpoint: known, though not held.
+        mutating func markInside(upTo seq: UInt64) {
+            maxSeq = max(maxSeq, seq)
+            if contiguousSeq < seq { contiguousSeq = seq }
+            attachedSeqs = attachedSeqs.filter { $0 > seq }
+            while attachedSeqs.contains(contiguousSeq + 1) { attachedSeqs.remove(contiguousSeq + 1); contiguousSeq += 1 }
         }
     }
 
@@ -71,6 +87,9 @@ public struct RingView: Sendable {
         public var forcedReclaims = 0
         /// Reclaims refused whose voters held nothing at all in the fold (keys with no space).
         public var weightlessVotes = 0
+        /// Grants that arrived after a checkpoint took them in (dropped: the checkpoint
+        /// holds what they did).
+        public var insideCheckpoint = 0
     }
 
     /// At most this many grants wait for a parent; past it, new orphans are refused (they
@@ -93,10 +112,25 @@ public struct RingView: Sendable {
         self.auth = auth
     }
 
+    /// A view built on `base`: its holdings are the roots, grants inside its cut are
+    /// dropped on arrival, and each marked grantor's seqs up to its mark count as known.
+    init(pool: AddressRange, genesis: NodeID, admin: NodeID?, auth: any RecordAuthenticator, base: PoolCheckpoint) {
+        self.init(pool: pool, genesis: genesis, admin: admin, auth: auth)
+        self.base = base
+        for h in base.holdings { holdings[h.ref] = h }
+        insideSeq = base.insideSeq
+        for (grantor, seq) in insideSeq {
+            var st = GrantorStats()
+            st.markInside(upTo: seq)
+            byGrantor[grantor] = st
+        }
+    }
+
     public var grantCount: Int { grants.count }
     public var orphanCount: Int { orphanTotal }
     var orphanTotal = 0
-    public var hasGenesis: Bool { genesisRef != nil }
+    /// Whether the view has a root: the genesis grant, or a checkpoint.
+    public var hasGenesis: Bool { genesisRef != nil || base != nil }
 
     /// Every grant this view holds, attached or waiting (for anti-entropy and persistence).
     public var allGrants: [Grant] { Array(grants.values) + orphans.values.flatMap { $0 } + waitingReclaims.values }
@@ -106,6 +140,10 @@ public struct RingView: Sendable {
         let ref = g.ref
         if grants[ref] != nil || orphans[g.parent]?.contains(g) == true || waitingReclaims[ref] != nil {
             counters.duplicates += 1
+            return .duplicate
+        }
+        if base != nil, g.isGenesis || (insideSeq[g.grantor].map { g.seq <= $0 } ?? false) {
+            counters.insideCheckpoint += 1
             return .duplicate
         }
         guard g.range.first <= g.range.last, pool.contains(g.range) else { return reject("range \(g.range) is outside the pool", chain: true) }
@@ -124,7 +162,7 @@ public struct RingView: Sendable {
             record(g, ref: ref)
             return .added
         }
-        guard let parent = grants[g.parent] else {
+        guard let parent = parentGrant(g.parent) else {
             guard orphanCount < Self.orphanLimit else {
                 counters.orphansDropped += 1
                 return .rejected("too many grants waiting for their parent")
@@ -147,7 +185,6 @@ public struct RingView: Sendable {
         }
         attach(g, ref: ref)
         record(g, ref: ref)
-        retryWaitingReclaims(after: g)
         return .added
     }
 
@@ -161,13 +198,14 @@ public struct RingView: Sendable {
             // Still short of some voter's grants: wait on, without checking it all again.
             if r.votes.contains(where: { $0.seq > 0 && (byGrantor[$0.signer]?.contiguousSeq ?? 0) < $0.seq }) { continue }
             waitingReclaims[ref] = nil
-            guard grants[ref] == nil, let parent = grants[r.parent] else { continue }
+            guard grants[ref] == nil, let parent = parentGrant(r.parent) else { continue }
             if let why = chainProblem(r, parent: parent) {
                 if why.hasPrefix(Self.incompleteVoters) { waitingReclaims[ref] = r } else { counters.badReclaims += 1; counters.badChains += 1 }
                 continue
             }
             attach(r, ref: ref)
-            record(r, ref: ref)
+            // One that waited as an orphan first is recorded already.
+            if byGrantor[r.grantor]?.grants.contains(r) != true { record(r, ref: ref) }
         }
     }
 
@@ -204,7 +242,13 @@ public struct RingView: Sendable {
         if g.grantee != g.grantor { return "a reclaim must go to its signer" }
         if target == g.grantor { return "a node cannot reclaim its own grant" }
         if g.range != parent.range { return "a reclaim must take its parent's whole range" }
+        // Inside a checkpoint the departed node's grants are folded in already: a reclaim
+        // may not reorder them, nor weigh a vote by a fold rewound past the cut.
+        if let inside = insideSeq[target], g.cutoff < inside { return "its cutoff lies inside the checkpoint the view is built on" }
         if g.forced { return forcedProblem(g) }
+        if base != nil, g.votes.contains(where: { v in insideSeq[v.signer].map { v.seq < $0 } ?? false }) {
+            return "a vote made before the checkpoint the view is built on"
+        }
         var signers = Set<NodeID>()
         for v in g.votes {
             guard v.signer != target, signers.insert(v.signer).inserted else { return "a vote by the departed node, or two by one signer" }
@@ -222,6 +266,26 @@ public struct RingView: Sendable {
             return "its votes' signers hold \(weight.count) of \(pool.count) addresses, not a majority"
         }
         return nil
+    }
+
+    /// The grant `ref` as a parent: an attached grant, or a holding of the base.
+    func parentGrant(_ ref: Bytes32) -> Grant? {
+        grants[ref] ?? holdings[ref]?.asParent
+    }
+
+    /// The grantee and kind of an attached grant or a base holding.
+    func holder(of ref: Bytes32) -> (grantee: NodeID, kind: Grant.Kind)? {
+        if let g = grants[ref] { return (g.grantee, g.kind) }
+        if let h = holdings[ref] { return (h.grantee, h.kind) }
+        return nil
+    }
+
+    /// The roots of the tree and their effective ranges: the genesis grant and the whole
+    /// pool, or the base's holdings and what each holds.
+    var roots: [(Bytes32, RangeSet)] {
+        if base != nil { return holdings.values.sorted { $0.ref < $1.ref }.map { ($0.ref, $0.held) } }
+        guard let root = genesisRef, let g = grants[root] else { return [] }
+        return [(root, RangeSet(g.range))]
     }
 
     /// Whether a strict ancestor of the attached grant `ref` is in `set`.
@@ -283,6 +347,9 @@ public struct RingView: Sendable {
         weight * 2 > pool.count || (weight * 2 == pool.count && holdsAnchor)
     }
 
+    /// Takes over the counters of the view this one replaces.
+    mutating func inherit(_ c: Counters) { counters = c }
+
     mutating func reject(_ why: String, chain: Bool) -> InsertResult {
         if chain { counters.badChains += 1 }
         return .rejected(why)
@@ -309,14 +376,20 @@ public struct RingView: Sendable {
         if let waiting = orphans.removeValue(forKey: ref) {
             orphanTotal -= waiting.count
             for o in waiting {
-                if chainProblem(o, parent: g) == nil {
+                let why = chainProblem(o, parent: g)
+                if why == nil {
                     attach(o, ref: o.ref)
+                } else if why!.hasPrefix(Self.incompleteVoters), waitingReclaims.count < Self.orphanLimit {
+                    // A reclaim whose parent came before its voters' grants: it waits for them.
+                    waitingReclaims[o.ref] = o
                 } else {
                     counters.badChains += 1
                     if o.kind == .reclaim { counters.badReclaims += 1 }
                 }
             }
         }
+        // Reclaims waiting for this grantor's grants (this one may have come as an orphan).
+        retryWaitingReclaims(after: g)
     }
 
     // MARK: - The fold
@@ -356,9 +429,12 @@ public struct RingView: Sendable {
             cache = fresh
             return fresh
         }
-        guard let root = genesisRef, let g = grants[root] else { return [] }
+        let tops = roots
+        guard !tops.isEmpty else { return [] }
         effective = [:]
-        let out = fold(from: root, effective: RangeSet(g.range), skipping: nil, recording: &effective, record: true)
+        var out: [Ownership] = []
+        for (root, eff) in tops { out += fold(from: root, effective: eff, skipping: nil, recording: &effective, record: true) }
+        out.sort { $0.range < $1.range }
         cache = out
         return out
     }
@@ -378,8 +454,10 @@ public struct RingView: Sendable {
 
     /// The fold, leaving out the grants `skip` names (and all that descends from them).
     func fold(skipping skip: ((Grant) -> Bool)?) -> [Ownership] {
-        guard let root = genesisRef, let g = grants[root] else { return [] }
-        return fold(from: root, effective: RangeSet(g.range), skipping: skip)
+        var out: [Ownership] = []
+        for (root, eff) in roots { out += fold(from: root, effective: eff, skipping: skip) }
+        out.sort { $0.range < $1.range }
+        return out
     }
 
     /// The fold of the subtree under `top`, whose effective range is `effective`.
@@ -395,7 +473,7 @@ public struct RingView: Sendable {
         var stack: [(Bytes32, RangeSet)] = [(top, effective)]
         while let (ref, eff) = stack.popLast() {
             if record { effs[ref] = eff }
-            let grant = grants[ref]!
+            let grant = holder(of: ref)!
             var claimed = RangeSet()
             for kid in sortedChildren(of: ref, skipping: skip) {
                 let mine = eff.intersection(kid.range).subtracting(claimed)
