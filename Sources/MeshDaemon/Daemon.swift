@@ -99,7 +99,7 @@ public final class Daemon: @unchecked Sendable {
     var poolLog: PoolLog?
     var incarnation: UInt64 = 0
     /// Grants and sequence number as last made durable (guarded: written from the event loop).
-    let poolState = NIOLockedValueBox<(grants: [Bytes32: Grant], seq: UInt64, votes: [Bytes32: NodeID])>(([:], 0, [:]))
+    let poolState = NIOLockedValueBox<PoolSaved>(PoolSaved())
     let poolDirty = NIOLockedValueBox(false)
     var stopHandler: (@Sendable (Bool) -> Void)?
     /// Called once the node is up (socket bound, joined, control socket open), off the
@@ -176,6 +176,7 @@ public final class Daemon: @unchecked Sendable {
         let savedPool = try PoolStateFile.load(from: poolPath, meshId: meshId)
         // What was made durable after that snapshot (PoolLog.swift).
         let logged = try PoolLog.read(path: poolLogPath, meshId: meshId)
+        let baseRead = try savedPool?.decodedCheckpoint(path: poolPath)
         var grantsRead = try savedPool?.decodedGrants(path: poolPath) ?? []
         var votesRead = try savedPool?.decodedVotes(path: poolPath) ?? [:]
         var seqRead = savedPool?.seq ?? 0
@@ -187,7 +188,8 @@ public final class Daemon: @unchecked Sendable {
         }
         let (savedGrants, savedVotes, savedSeq) = (grantsRead, votesRead, seqRead)
         poolState.withLockedValue {
-            $0 = (Dictionary(savedGrants.map { ($0.ref, $0) }, uniquingKeysWith: { a, _ in a }), savedSeq, savedVotes)
+            $0 = PoolSaved(grants: Dictionary(savedGrants.map { ($0.ref, $0) }, uniquingKeysWith: { a, _ in a }), seq: savedSeq,
+                           votes: savedVotes, base: baseRead)
         }
         poolLog = try PoolLog(path: poolLogPath, meshId: meshId)
         // Metrics before anything is saved or sent: a port that is taken fails the start
@@ -234,7 +236,9 @@ public final class Daemon: @unchecked Sendable {
         runner = NodeRunner(loop: group.next(), logger: logger) { [weak self] event, gossip in
             self?.log(event, gossip)
         }
-        runner.onPersist = { [weak self] grants, seq, votes in try self?.persistPool(grants, seq: seq, votes: votes) }
+        runner.onPersist = { [weak self] grants, seq, votes, checkpoint in
+            try self?.persistPool(grants, seq: seq, votes: votes, checkpoint: checkpoint)
+        }
         runner.onPoolEvent = { [weak self] event in
             self?.log(event)
             switch event {
@@ -252,8 +256,7 @@ public final class Daemon: @unchecked Sendable {
             bound = try runner.start(host: config.listenHost, port: config.listenPort, seeds: seeds) { address, now in
                 let endpoints = Self.advertised(listenHost: listenHost, bound: address)
                 let record = MemberRecord(node: identity.nodeID, incarnation: inc, name: name, endpoints: endpoints, x25519: x25519)
-                var view = RingView(pool: usable, genesis: genesis, admin: admin, auth: auth)
-                for g in savedGrants { view.insert(g) }
+                let view = RingView.restored(pool: usable, genesis: genesis, admin: admin, auth: auth, base: baseRead, grants: savedGrants)
                 var poolSettings = PoolAgent.Settings()
                 poolSettings.reclaimTime = .seconds(Double(reclaimSeconds))
                 poolSettings.leaseTime = .seconds(Double(leaseSeconds))
@@ -794,9 +797,16 @@ public final class Daemon: @unchecked Sendable {
     /// grants and seq must be on disk first; the runner holds the ACK until this returns.
     /// What is new is appended to `pool.log` (one write, one fsync); when the log outgrows
     /// the snapshot, `pool.json` is rewritten whole and the log cut back (PoolLog.swift).
-    func persistPool(_ grants: [Grant], seq: UInt64, votes: [Bytes32: NodeID] = [:]) throws {
+    func persistPool(_ grants: [Grant], seq: UInt64, votes: [Bytes32: NodeID] = [:], checkpoint: PoolCheckpoint? = nil) throws {
         try poolState.withLockedValue { s in
-            let new = grants.filter { s.grants[$0.ref] == nil }
+            if let checkpoint, checkpoint.number > (s.base?.number ?? 0) {
+                // The view moved onto a checkpoint: keep it, drop what lies inside its cut,
+                // and write the state whole (the log's records are in it).
+                s.base = checkpoint
+                s.grants = s.grants.filter { !checkpoint.holdsInside($0.value) }
+                return try writeSnapshot(s, cutting: poolLog)
+            }
+            let new = grants.filter { s.grants[$0.ref] == nil && !(s.base?.holdsInside($0) ?? false) }
             let newVotes = votes.filter { s.votes[$0.key] != $0.value }
             guard !new.isEmpty || seq > s.seq || !newVotes.isEmpty else { return }
             for g in new { s.grants[g.ref] = g }
@@ -812,8 +822,9 @@ public final class Daemon: @unchecked Sendable {
     /// Writes everything saved as a new `pool.json` (crash-safe), then cuts `log` (if any)
     /// back to its header: after a crash between the two, the log's records are read again
     /// on top of a snapshot that holds them, harmlessly.
-    func writeSnapshot(_ s: (grants: [Bytes32: Grant], seq: UInt64, votes: [Bytes32: NodeID]), cutting log: PoolLog?) throws {
-        try PoolStateFile(meshId: config.token.meshID.description, seq: s.seq, grants: Array(s.grants.values), votes: s.votes).save(to: poolPath)
+    func writeSnapshot(_ s: PoolSaved, cutting log: PoolLog?) throws {
+        try PoolStateFile(meshId: config.token.meshID.description, seq: s.seq, grants: Array(s.grants.values), votes: s.votes,
+                          checkpoint: s.base).save(to: poolPath)
         try log?.reset()
     }
 

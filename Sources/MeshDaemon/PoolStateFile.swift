@@ -17,12 +17,24 @@ public struct PoolStateFile: StateFile {
     /// Reclaim votes given: holding grant ref (hex) → the successor voted for (node ID hex).
     /// A node never votes for two successors of one holding, across restarts too.
     public var votes: [String: String]?
+    /// The checkpoint the view is built on (its wire encoding, hex), if any: `grants` are
+    /// then those made after its cut (docs/pool.md, "History compaction").
+    public var checkpoint: String?
 
-    public init(meshId: String, seq: UInt64, grants: [Grant], votes: [Bytes32: NodeID] = [:]) {
+    public init(meshId: String, seq: UInt64, grants: [Grant], votes: [Bytes32: NodeID] = [:], checkpoint: PoolCheckpoint? = nil) {
         self.meshId = meshId
         self.seq = seq
         self.grants = grants.map { Hex.encode($0.wireBytes) }.sorted()
         self.votes = votes.isEmpty ? nil : Dictionary(uniqueKeysWithValues: votes.map { ($0.key.hex, $0.value.hex) })
+        self.checkpoint = checkpoint.map { Hex.encode($0.wireBytes) }
+    }
+
+    public func decodedCheckpoint(path: String = "pool.json") throws -> PoolCheckpoint? {
+        guard let checkpoint else { return nil }
+        guard let bytes = Hex.decode(checkpoint) else { throw StateFileError.corrupt(path: path, reason: "the checkpoint is not hex") }
+        do { return try PoolCheckpoint(wireBytes: bytes) } catch {
+            throw StateFileError.corrupt(path: path, reason: "the checkpoint does not decode: \(error)")
+        }
     }
 
     public func decodedVotes(path: String = "pool.json") throws -> [Bytes32: NodeID] {
@@ -46,5 +58,15 @@ public struct PoolStateFile: StateFile {
     public func validate(path: String) throws {
         _ = try decodedGrants(path: path)
         _ = try decodedVotes(path: path)
+        _ = try decodedCheckpoint(path: path)
     }
+}
+
+/// What the daemon has made durable of its pool state (kept beside the running node, and
+/// written as `pool.json` and `pool.log`).
+struct PoolSaved: Sendable {
+    var grants: [Bytes32: Grant] = [:]
+    var seq: UInt64 = 0
+    var votes: [Bytes32: NodeID] = [:]
+    var base: PoolCheckpoint?
 }

@@ -304,9 +304,11 @@ public struct MeshNode: Sendable {
             case .resend(let packet, let to):
                 result += sendPool(packet, to: to, resend: true)
             case .persist(let grants, let seq):
-                result.append(.persist(grants: grants, seq: seq, votes: [:]))
+                result.append(.persist(grants: grants, seq: seq, votes: [:], checkpoint: nil))
             case .persistVote(let holding, let successor):
-                result.append(.persist(grants: [], seq: 0, votes: [holding: successor]))
+                result.append(.persist(grants: [], seq: 0, votes: [holding: successor], checkpoint: nil))
+            case .persistCheckpoint(let cp):
+                result.append(.persist(grants: [], seq: 0, votes: [:], checkpoint: cp))
             case .event(let e):
                 result.append(.pool(e))
             }
@@ -355,8 +357,9 @@ public enum NodeOutput: Sendable {
     case datagram([UInt8], to: Endpoint)
     case event(MembershipEvent)
     /// Make these grants, this grant sequence number and these reclaim votes (holding →
-    /// successor) durable before acting on any later output.
-    case persist(grants: [Grant], seq: UInt64, votes: [Bytes32: NodeID])
+    /// successor) durable before acting on any later output; with a checkpoint, the view
+    /// moved onto it: keep it, and drop the grants inside its cut (compaction).
+    case persist(grants: [Grant], seq: UInt64, votes: [Bytes32: NodeID], checkpoint: PoolCheckpoint?)
     case pool(PoolEvent)
     /// A whole message from a member, in order, once.
     case message(from: NodeID, [UInt8])

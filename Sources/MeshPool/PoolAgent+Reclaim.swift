@@ -190,6 +190,7 @@ extension PoolAgent {
                 out.append(.persistVote(holding: x, successor: me))
             }
             p.votes[me] = v
+            votedCutoff[x] = p.cutoff
             counters.votes += 1  // votes signed here: the successor's own too
         }
         proposals[x] = p
@@ -225,7 +226,7 @@ extension PoolAgent {
 
     /// A successor asks for this node's vote.
     mutating func answerReclaimAsk(from successor: NodeID, holding x: Bytes32, cutoff: UInt64, now: Instant, _ out: inout [Output]) {
-        guard let g = view.grants[x] else { return }
+        guard let g = view.parentGrant(x) else { return }
         let target = g.grantee
         let after = g.kind == .lease ? settings.leaseTime : settings.reclaimTime
         guard isCaughtUp, target != me, successor != target, let since = absentSince[target], now - since >= after else { return }
@@ -240,6 +241,7 @@ extension PoolAgent {
             guard let priorGone = absentSince[prior], now - priorGone >= settings.reclaimTime else { return }
         }
         guard let vote = makeVote(holding: x, cutoff: cutoff, successor: successor) else { return }
+        votedCutoff[x] = cutoff
         if votedFor[x] != successor {
             votedFor[x] = successor
             out.append(.persistVote(holding: x, successor: successor))
@@ -251,7 +253,7 @@ extension PoolAgent {
     /// This node's vote, signed; nil if it holds nothing outside the reclaimed range (it
     /// would weigh nothing).
     mutating func makeVote(holding x: Bytes32, cutoff: UInt64, successor: NodeID) -> ReclaimVote? {
-        guard let g = view.grants[x] else { return nil }
+        guard let g = view.parentGrant(x) else { return nil }
         let mine = RangeSet(view.ownership().filter { $0.owner == me }.map(\.range)).subtracting(RangeSet(g.range))
         guard !mine.isEmpty else { return nil }
         return ReclaimVote(signer: me, seq: seq, signature: auth.sign(ReclaimVote.signedBytes(holding: x, cutoff: cutoff, successor: successor, seq: seq)))
@@ -274,7 +276,7 @@ extension PoolAgent {
     /// first until the quorum, then a quarter more as a margin (for a view that cannot
     /// weigh one voter yet), within one datagram.
     mutating func completeIfMajority(holding x: Bytes32, _ out: inout [Output]) {
-        guard var p = proposals[x], let parent = view.grants[x] else { return }
+        guard var p = proposals[x], let parent = view.parentGrant(x) else { return }
         // This node's own vote, renewed at its current seq if it signed since (other reclaims
         // of a wave): weighing it then needs no rewound fold, and it counts what it holds now.
         if let mine = p.votes[me], mine.seq < seq, let v = makeVote(holding: x, cutoff: p.cutoff, successor: me) {
@@ -340,7 +342,7 @@ extension PoolAgent {
         var plan: [ForcedHolding] = []
         var seen = Set<Bytes32>()
         let cutoff = view.highestSeq(of: target) ?? 0
-        for o in view.ownership() where o.owner == target && seen.insert(o.grant).inserted && view.grants[o.grant] != nil {
+        for o in view.ownership() where o.owner == target && seen.insert(o.grant).inserted && view.parentGrant(o.grant) != nil {
             plan.append(ForcedHolding(holding: o.grant, cutoff: cutoff, successor: me))
         }
         return plan.isEmpty ? .failure(.holdsNothing) : .success(plan)
@@ -362,7 +364,7 @@ extension PoolAgent {
         var out: [Output] = []
         var taken: [AddressRange] = []
         for h in plan {
-            guard let parent = view.grants[h.holding], let auth = authorizations[h] else { continue }
+            guard let parent = view.parentGrant(h.holding), let auth = authorizations[h] else { continue }
             if publishReclaim(of: parent, parentRef: h.holding, cutoff: h.cutoff, votes: [auth], forced: true, &out) {
                 taken.append(parent.range)
             }

@@ -49,6 +49,13 @@ extension PoolAgent {
             out.append(.send(signed(.ack(xid: x, grants: [g])), to: client))
             return
         }
+        // Its lease is a holding of the checkpoint this view is built on: send that; the
+        // client binds once its view holds the lease.
+        if let lease = view.leases(of: client).first, lease.range.first == address, let base = view.base, view.grants[lease.grant] == nil {
+            sendCheckpoint(base, to: client, &out)
+            out.append(.send(signed(.ack(xid: x, grants: [])), to: client))
+            return
+        }
         // One lease per member: a client that holds one gets no second.
         if !view.leases(of: client).isEmpty {
             counters.refusedSecondLease += 1

@@ -111,6 +111,8 @@ extension PoolAgent {
 
     mutating func sendDigest(to peer: NodeID, reply: Bool, resend: Bool = false, _ out: inout [Output]) {
         syncSession &+= 1
+        // The checkpoint this view is built on: a peer on a newer one sends it.
+        out.append(.send(signed(.checkpointHave(number: checkpointNumber)), to: peer))
         for p in keyRangePages(grantorDigests().map(\.digest), key: \.key, perPage: (settings.maxPayload - 128) / GrantorDigest.size) {
             let packet = signed(.digest(session: syncSession, reply: reply, last: p.last, lo: p.lo, hi: p.hi, entries: Array(p.items)))
             out.append(resend ? .resend(packet, to: peer) : .send(packet, to: peer))

@@ -73,6 +73,11 @@ public struct PoolAgent: Sendable {
         public var grantBurst: UInt64 = 4096
         public var grantRate = 16.0
         public var historyWindow = Span.seconds(30)
+        /// History compaction: the holder of the pool's first address proposes a checkpoint
+        /// once the view holds this many grants (0: never), and asks again those that have
+        /// not signed this often (PoolAgent+Checkpoint.swift).
+        public var checkpointEvery = 512
+        public var checkpointRetry = Span.seconds(5)
         public init() {}
     }
 
@@ -89,6 +94,9 @@ public struct PoolAgent: Sendable {
         /// Make durable, before acting on any later output, that this node voted for
         /// `successor` to reclaim `holding` (it never votes for two).
         case persistVote(holding: Bytes32, successor: NodeID)
+        /// The view moved onto this checkpoint: make it durable with the grants outside its
+        /// cut, and drop those inside (compact the state file).
+        case persistCheckpoint(PoolCheckpoint)
         case event(PoolEvent)
     }
 
@@ -184,6 +192,14 @@ public struct PoolAgent: Sendable {
     var fencedSince: Instant?
     /// Per-grantor ceilings on the seqs this node takes in (PoolAgent+Limits.swift).
     var grantCeilings: [NodeID: GrantCeiling] = [:]
+    // History compaction (PoolAgent+Checkpoint.swift).
+    var assemblies: [Bytes32: Assembly] = [:]
+    var checkpointProposal: CheckpointProposal?
+    /// The cutoff of each vote this run gave (checked before signing a checkpoint).
+    var votedCutoff: [Bytes32: UInt64] = [:]
+    /// Why this node last refused a checkpoint (for status and logs).
+    public internal(set) var lastCheckpointRefusal: String?
+    var nextCheckpointAt = Instant.zero
 
     public struct Counters: Sendable, Equatable, Codable {
         public var discovers = 0, offers = 0, requests = 0, acks = 0, naks = 0, conflicts = 0
@@ -207,6 +223,10 @@ public struct PoolAgent: Sendable {
         /// Grants dropped because their grantor signed more than the per-member limit allows
         /// (PoolAgent+Limits.swift); anti-entropy offers them again later.
         public var rateLimitedGrants = 0
+        /// Checkpoints this view moved onto (of them, taken on trust: this node could not
+        /// fold them), proposed, signed for others, refused, and not proposed for their size.
+        public var checkpoints = 0, checkpointsTrusted = 0, checkpointsProposed = 0, checkpointsSigned = 0
+        public var checkpointsRefused = 0, checkpointsTooLarge = 0
     }
 
     /// - Parameters:
@@ -227,7 +247,8 @@ public struct PoolAgent: Sendable {
         nextReclaimCheck = now
         self.view = view
         self.auth = auth
-        self.seq = seq
+        // Never below this node's own grants that a checkpoint took in.
+        self.seq = Swift.max(seq, view.insideSeq[me] ?? 0)
         self.settings = settings
         self.preferred = preferred
         rng = SeededRandom(seed: seed)
@@ -351,7 +372,7 @@ public struct PoolAgent: Sendable {
 
     mutating func bind(_ address: UInt32, _ out: inout [Output]) {
         waitingReason = nil
-        boundBy = view.leases(of: me).first { $0.range.first == address }.flatMap { view.grants[$0.grant]?.grantor }
+        boundBy = view.leases(of: me).first { $0.range.first == address }.flatMap { view.parentGrant($0.grant)?.grantor }
         if phase != .bound(address: address) {
             phase = .bound(address: address)
             attempt = 0
@@ -549,6 +570,14 @@ public struct PoolAgent: Sendable {
             answerReclaimAsk(from: from, holding: holding, cutoff: cutoff, now: now, &out)
         case .reclaimVote(let holding, let cutoff, let vote):
             takeReclaimVote(from: from, holding: holding, cutoff: cutoff, vote: vote, now: now, &out)
+        case .checkpointHave(let number):
+            if let base = view.base, base.number > number { sendCheckpoint(base, to: from, &out) }
+        case .checkpointPart(let id, let index, let count, let bytes):
+            let before = checkpointNumber
+            takeCheckpointPart(from: from, id: id, index: index, count: count, bytes: bytes, now: now, &out)
+            if checkpointNumber != before { afterViewChange(view.allGrants, now: now, &out) }
+        case .checkpointSign(let ref, let signature):
+            takeCheckpointSignature(from: from, ref: ref, signature: signature, &out)
         }
         if case .requesting = phase, let lease = view.leases(of: me).first { bind(lease.range.first, &out) }
         if !isCaughtUp { checkCaughtUp(now: now, &out) }
@@ -598,6 +627,7 @@ public struct PoolAgent: Sendable {
             checkDepartures(now: now, &out)
         }
         askForVotes(now: now, &out)
+        checkpointTick(now: now, &out)
         if now >= nextBalanceAt { balance(now: now, &out) }
         if now >= nextSyncAt {
             // Every 15 s; every 2 s while fenced, with a member membership does not suspect.
@@ -620,6 +650,7 @@ public struct PoolAgent: Sendable {
             d = min(d, max(lastNow + settings.catchUpInterval * 0.25, min(nextCatchUpAskAt, catchUpSince + settings.reclaimTime * 0.5)))
         }
         for p in proposals.values { d = min(d, p.nextAskAt) }
+        if let p = checkpointProposal { d = min(d, p.nextAskAt) }
         switch phase {
         case .discovering: d = min(d, offersUntil, deadline)
         case .requesting: d = min(d, deadline)

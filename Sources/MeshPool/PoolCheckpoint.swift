@@ -170,6 +170,13 @@ public struct PoolCheckpoint: Hashable, Sendable {
         return w.bytes
     }
 
+    /// Whether `g` lies inside the cut (what a view built on this drops).
+    public func holdsInside(_ g: Grant) -> Bool {
+        if g.isGenesis { return true }
+        let i = marks.partitionPoint { $0.grantor < g.grantor }
+        return i < marks.count && marks[i].grantor == g.grantor && g.seq <= marks[i].seq
+    }
+
     /// The highest seq inside the cut, per grantor named.
     public var insideSeq: [NodeID: UInt64] {
         Dictionary(marks.map { ($0.grantor, $0.seq) }, uniquingKeysWith: max)
@@ -181,7 +188,7 @@ extension PoolCheckpoint: WireCodable {
         number = try r.readUInt64("checkpoint number")
         previous = try r.readBytes32("checkpoint previous")
         marks = try r.readArray(of: Mark.self, .u32, limit: Self.limit, minimumElementSize: 40, "checkpoint marks")
-        holdings = try r.readArray(of: Holding.self, .u32, limit: Self.limit, minimumElementSize: 124, "checkpoint holdings")
+        holdings = try r.readArray(of: Holding.self, .u32, limit: Self.limit, minimumElementSize: 115, "checkpoint holdings")
         signatures = try r.readArray(of: Signature.self, .u16, limit: 4096, minimumElementSize: 96, "checkpoint signatures")
         guard zip(marks, marks.dropFirst()).allSatisfy({ $0.grantor < $1.grantor }) else {
             throw .invalidValue(field: "checkpoint marks", reason: "not sorted by grantor, or a grantor twice")

@@ -26,12 +26,22 @@ public enum PoolMessage: Hashable, Sendable {
     case reclaimAsk(holding: Bytes32, cutoff: UInt64)
     /// A member's signed consent to that reclaim (sent to the successor only).
     case reclaimVote(holding: Bytes32, cutoff: UInt64, vote: ReclaimVote)
+    /// History compaction (docs/pool.md): the number of the checkpoint the sender's view is
+    /// built on, sent with each digest; a member on a newer one sends it back.
+    case checkpointHave(number: UInt64)
+    /// One part of an encoded checkpoint (`PoolCheckpoint`, with the signatures it has):
+    /// `id` is BLAKE2b-256 of the whole encoding, which is cut into `count` parts.
+    case checkpointPart(id: Bytes32, index: UInt16, count: UInt16, bytes: [UInt8])
+    /// A member's signature over a proposed checkpoint (to the proposer only).
+    case checkpointSign(ref: Bytes32, signature: [UInt8])
 
     public enum NakReason: UInt8, Sendable, Codable {
         case noSpace = 1, taken = 2, expired = 3, fenced = 4
     }
 
     public static let grantLimit = 64
+    /// At most this many parts to one checkpoint (about 1 MiB).
+    public static let partLimit = 1024
     public static let digestLimit = 1024
 }
 
@@ -132,6 +142,16 @@ public struct PoolPacket: Hashable, Sendable, WireCodable {
         case 9:
             let holding = try r.readBytes32("holding"), cutoff = try r.readUInt64("cutoff")
             message = .reclaimVote(holding: holding, cutoff: cutoff, vote: try r.read(ReclaimVote.self))
+        case 11: message = .checkpointHave(number: try r.readUInt64("checkpoint number"))
+        case 12:
+            let id = try r.readBytes32("checkpoint id")
+            let index = try r.readUInt16("part index"), count = try r.readUInt16("part count")
+            guard count > 0, count <= PoolMessage.partLimit, index < count else {
+                throw .invalidValue(field: "checkpoint part", reason: "part \(index) of \(count)")
+            }
+            let n = Int(try r.readUInt16("part length"))
+            message = .checkpointPart(id: id, index: index, count: count, bytes: try r.readBytes(n, "part bytes"))
+        case 13: message = .checkpointSign(ref: try r.readBytes32("checkpoint ref"), signature: try r.readBytes(64, "checkpoint signature"))
         default:
             throw .invalidValue(field: "pool kind", reason: "unknown kind \(kind)")
         }
@@ -168,6 +188,13 @@ public struct PoolPacket: Hashable, Sendable, WireCodable {
             w.writeUInt8(8); w.writeBytes32(holding); w.writeUInt64(cutoff)
         case .reclaimVote(let holding, let cutoff, let vote):
             w.writeUInt8(9); w.writeBytes32(holding); w.writeUInt64(cutoff); w.write(vote)
+        case .checkpointHave(let number):
+            w.writeUInt8(11); w.writeUInt64(number)
+        case .checkpointPart(let id, let index, let count, let bytes):
+            w.writeUInt8(12); w.writeBytes32(id); w.writeUInt16(index); w.writeUInt16(count)
+            w.writeUInt16(UInt16(bytes.count)); w.writeBytes(bytes)
+        case .checkpointSign(let ref, let signature):
+            w.writeUInt8(13); w.writeBytes32(ref); w.writeBytes(signature)
         }
     }
 }

@@ -117,6 +117,22 @@ extension RingView {
         return .success(rebuilt(on: cp))
     }
 
+    /// This view moved onto `cp`, a later checkpoint than its base (not necessarily the
+    /// next: one made elsewhere while this node was away), if this view folds the same
+    /// holdings at `cp`'s cut and `cp`'s cut takes in all of this view's (for each grantor
+    /// both mark, `cp`'s mark is not below this base's).
+    public mutating func built(onLater cp: PoolCheckpoint) -> Result<RingView, CheckpointProblem> {
+        let have = base?.number ?? 0
+        guard cp.number > have else { return .failure(.notNext(have: have, got: cp.number)) }
+        let theirs = cp.insideSeq
+        for (id, mark) in insideSeq where (theirs[id] ?? mark) < mark { return .failure(.differs) }
+        switch checkpoint(cut: theirs) {
+        case .failure(let e): return .failure(e)
+        case .success(let mine): guard mine.holdings == cp.holdings else { return .failure(.differs) }
+        }
+        return .success(rebuilt(on: cp))
+    }
+
     /// A view with nothing but `cp`, taken on trust, checking only that it is well formed:
     /// holdings inside their ranges that tile the pool exactly. (What a node that holds
     /// nothing can check; docs/pool.md says what that trusts.)
@@ -148,20 +164,35 @@ extension RingView {
     func rebuilt(on cp: PoolCheckpoint) -> RingView {
         var v = RingView(pool: pool, genesis: genesis, admin: admin, auth: auth, base: cp)
         v.inherit(counters)
-        // Reclaims last, and again while any is taken in: one refused because a grant to a
-        // voter was not in yet is taken in once it is.
-        var rest = allGrants.sorted {
+        // Orphans are left behind: after the cut, their parents may be gone for good (inside
+        // it, holding nothing); one whose parent is only late comes again with anti-entropy.
+        return v.rebuiltWith(Array(grants.values) + waitingReclaims.values)
+    }
+
+    /// This view with `grants` taken in as well (those inside its base's cut are dropped).
+    public func rebuiltWith(_ grants: [Grant]) -> RingView {
+        var v = self
+        // Reclaims last, and again while that takes any in: a reclaim weighed before the
+        // grants its voters' weight rests on were in is refused (or, waiting for a voter's
+        // grants, weighed again and refused), and taken once they are.
+        var rest = grants.sorted {
             ($0.kind == .reclaim ? 1 : 0, $0.grantor, $0.seq, $0.ref) < ($1.kind == .reclaim ? 1 : 0, $1.grantor, $1.seq, $1.ref)
         }
         while !rest.isEmpty {
             let before = rest.count
-            rest = rest.filter { g in
-                if case .rejected = v.insert(g) { return g.kind == .reclaim }
-                return false
-            }
+            for g in rest { v.insert(g) }
+            rest = rest.filter { g in g.kind == .reclaim && !v.holds(g) }
             if rest.count == before { break }
         }
         return v
+    }
+
+    /// A view restored from disk: on `base` if there is one, with `grants` taken in.
+    public static func restored(pool: AddressRange, genesis: NodeID, admin: NodeID?, auth: any RecordAuthenticator,
+                                base: PoolCheckpoint?, grants: [Grant]) -> RingView {
+        let v = base.map { RingView(pool: pool, genesis: genesis, admin: admin, auth: auth, base: $0) }
+            ?? RingView(pool: pool, genesis: genesis, admin: admin, auth: auth)
+        return v.rebuiltWith(grants)
     }
 
     /// What the signatures of `cp` weigh, in `cp`'s own holdings: signers that hold

@@ -29,7 +29,9 @@ extension RingView {
     /// What each vote's signer held at its vote (one rewound fold for all of them).
     public mutating func voteHoldings(_ votes: [ReclaimVote]) -> Result<[NodeID: RangeSet], IncompleteHistory> {
         var at: [NodeID: UInt64] = [:]
-        for v in votes { at[v.signer] = v.seq }
+        // A vote below its signer's mark is weighed at the mark: a view on a checkpoint
+        // cannot rewind past it (docs/pool.md, "History compaction").
+        for v in votes { at[v.signer] = Swift.max(v.seq, insideSeq[v.signer] ?? 0) }
         for (signer, seq) in at where seq > 0 {
             if (byGrantor[signer]?.contiguousSeq ?? 0) < seq { return .failure(IncompleteHistory(signer: signer)) }
         }
@@ -76,7 +78,9 @@ extension RingView {
     /// hold the local refold to.
     mutating func voteHoldingsByWholeFold(_ votes: [ReclaimVote]) -> [NodeID: RangeSet] {
         var at: [NodeID: UInt64] = [:]
-        for v in votes { at[v.signer] = v.seq }
+        // A vote below its signer's mark is weighed at the mark: a view on a checkpoint
+        // cannot rewind past it (docs/pool.md, "History compaction").
+        for v in votes { at[v.signer] = Swift.max(v.seq, insideSeq[v.signer] ?? 0) }
         let all = grants, roots = holdings
         let rewound = fold(skipping: { g in
             if let v = at[g.grantor], g.seq > v { return true }

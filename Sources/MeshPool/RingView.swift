@@ -246,9 +246,6 @@ public struct RingView: Sendable {
         // may not reorder them, nor weigh a vote by a fold rewound past the cut.
         if let inside = insideSeq[target], g.cutoff < inside { return "its cutoff lies inside the checkpoint the view is built on" }
         if g.forced { return forcedProblem(g) }
-        if base != nil, g.votes.contains(where: { v in insideSeq[v.signer].map { v.seq < $0 } ?? false }) {
-            return "a vote made before the checkpoint the view is built on"
-        }
         var signers = Set<NodeID>()
         for v in g.votes {
             guard v.signer != target, signers.insert(v.signer).inserted else { return "a vote by the departed node, or two by one signer" }
@@ -266,6 +263,13 @@ public struct RingView: Sendable {
             return "its votes' signers hold \(weight.count) of \(pool.count) addresses, not a majority"
         }
         return nil
+    }
+
+    /// Whether `g` is in this view: attached, waiting for its parent or its voters' grants,
+    /// or inside the base's cut.
+    public func holds(_ g: Grant) -> Bool {
+        let ref = g.ref
+        return grants[ref] != nil || waitingReclaims[ref] != nil || orphans[g.parent]?.contains(g) == true || (base?.holdsInside(g) ?? false)
     }
 
     /// The grant `ref` as a parent: an attached grant, or a holding of the base.

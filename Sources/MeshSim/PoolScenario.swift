@@ -23,6 +23,12 @@ public struct PoolScenario: Sendable {
     public var settle = Span.seconds(30)
     /// The mesh's reclaim time (the token's; 24 h by default); the lease time is the same.
     public var reclaim = Span.seconds(86400)
+    /// Join/leave cycles after the join phase: a running node (not the first) leaves for
+    /// good (RELEASE) and a new one joins, `cycleRate` times a simulated second.
+    public var cycles = 0
+    public var cycleRate = 2.0
+    /// Grants held before the proposer starts a checkpoint (0: never; PoolAgent.Settings).
+    public var checkpointEvery = PoolAgent.Settings().checkpointEvery
 
     public init() {}
 
@@ -56,6 +62,16 @@ public struct PoolScenario: Sendable {
         public var killed: Int
         public var replacementsBoundAfter: Double?
         public var reclaims: Int
+        /// Join/leave cycles run (`cycles`), and what history left behind, sampled every
+        /// simulated second over the running nodes: the most grants a view held, the largest
+        /// state file (`pool.json` as the daemon writes it: checkpoint and grants, hex), the
+        /// largest full anti-entropy exchange (checkpoint, every grant held, digest pages),
+        /// and the newest checkpoint reached.
+        public var cycles: Int
+        public var grantsHeldMax: Int
+        public var stateFileBytesMax: Int
+        public var fullExchangeBytesMax: Int
+        public var checkpoints: UInt64
         public var simulatedSeconds: Double
     }
 
@@ -63,6 +79,7 @@ public struct PoolScenario: Sendable {
         var settings = PoolAgent.Settings()
         settings.reclaimTime = reclaim
         settings.leaseTime = reclaim
+        settings.checkpointEvery = checkpointEvery
         let sim = Simulation(seed: seed, network: SimNetwork(loss: loss), pool: pool, poolSettings: settings)
         var rng = SeededRandom(seed: seed ^ 0x9001)
         // During a partition a new node joins one side (by a coin flip) through a node of it.
@@ -122,6 +139,19 @@ public struct PoolScenario: Sendable {
         let churnEnd = Instant.zero + Span.milliseconds(100) + (churn > 0 ? Swift.max(span, .seconds(20)) : span)
         var end = Swift.max(churnEnd, .zero + (healAt ?? .zero)) + settle
         if kill > 0 { end = Swift.max(end, .zero + killAt + reclaim + settle) }
+        if cycles > 0 {
+            // After the join phase and 5 s to settle: one leaves for good, one joins.
+            let first = churnEnd + .seconds(5)
+            for k in 0..<cycles {
+                sim.schedule(at: first + .seconds(Double(k) / cycleRate)) {
+                    let up = sim.upNodes.filter { $0 != 0 }
+                    if !up.isEmpty { sim.leave(up[Int(rng.next() % UInt64(up.count))], release: true) }
+                    joinOne()
+                }
+            }
+            end = Swift.max(end, first + .seconds(Double(cycles) / cycleRate) + settle)
+        }
+        var grantsHeldMax = 0, stateFileBytesMax = 0, fullExchangeBytesMax = 0
         if churn > 0 {
             var t = Instant.zero + .seconds(1)
             while t < churnEnd {
@@ -136,6 +166,19 @@ public struct PoolScenario: Sendable {
         var replacementsBound: Instant?
         while sim.now < end {
             sim.run(for: .seconds(1))
+            if cycles > 0 {
+                for i in sim.upNodes {
+                    guard let agent = sim.poolAgent(i) else { continue }
+                    let base = agent.view.base?.wireBytes.count ?? 0
+                    let held = agent.view.allGrants.reduce(0) { $0 + $1.encodedSize }
+                    let disk = sim.disk(of: i)
+                    let saved = (disk.base?.wireBytes.count ?? 0) + disk.grants.values.reduce(0) { $0 + $1.encodedSize }
+                    grantsHeldMax = Swift.max(grantsHeldMax, agent.view.grantCount)
+                    // pool.json: hex (twice the bytes), a quoted string and comma per grant.
+                    stateFileBytesMax = Swift.max(stateFileBytesMax, 2 * saved + 3 * disk.grants.count + 200)
+                    fullExchangeBytesMax = Swift.max(fullExchangeBytesMax, base + held + GrantorDigest.size * agent.view.byGrantor.count)
+                }
+            }
             if replacementsBound == nil, !replacements.isEmpty, replacements.count == killed.count,
                replacements.allSatisfy({ sim.address(of: $0) != nil }) {
                 replacementsBound = sim.now
@@ -162,6 +205,9 @@ public struct PoolScenario: Sendable {
             largestOwnerShare: largest, owners: owners, killed: killed.count,
             replacementsBoundAfter: replacementsBound.map { ($0 - (.zero + killAt)).seconds },
             reclaims: sim.nodes.reduce(0) { $0 + $1.poolLog.reclaims },
+            cycles: cycles, grantsHeldMax: grantsHeldMax, stateFileBytesMax: stateFileBytesMax,
+            fullExchangeBytesMax: fullExchangeBytesMax,
+            checkpoints: up.compactMap { sim.poolAgent($0)?.checkpointNumber }.max() ?? 0,
             simulatedSeconds: (sim.now - .zero).seconds)
     }
 }

@@ -203,6 +203,7 @@ public final class PoolSimulation: VirtualTimeSimulation {
         case .digest: return "digest"
         case .decline: return "decline"
         case .reclaimAsk: return "reclaimAsk"
+        case .checkpointHave, .checkpointPart, .checkpointSign: return "checkpoint"
         case .reclaimVote: return "reclaimVote"
         }
     }
@@ -254,6 +255,8 @@ public final class PoolSimulation: VirtualTimeSimulation {
                 nodes[i].persistedSeq = max(nodes[i].persistedSeq, seq)
             case .persistVote(let holding, let successor):
                 nodes[i].persistedVotes[holding] = successor
+            case .persistCheckpoint:
+                break  // the oracle simulator's nodes do not restart from disk
             case .send(let packet, let to), .resend(let packet, let to):
                 messages += 1
                 messagesByKind[Self.kind(packet.message), default: 0] += 1

@@ -9,13 +9,19 @@ public struct SimDisk: Sendable {
     public internal(set) var grants: [Bytes32: Grant] = [:]
     public internal(set) var seq: UInt64 = 0
     public internal(set) var votes: [Bytes32: NodeID] = [:]
+    /// The checkpoint the node's view was last built on (grants inside its cut dropped).
+    public internal(set) var base: PoolCheckpoint?
 
     public init() {}
 
-    mutating func write(grants new: [Grant], seq s: UInt64, votes v: [Bytes32: NodeID]) {
+    mutating func write(grants new: [Grant], seq s: UInt64, votes v: [Bytes32: NodeID], checkpoint: PoolCheckpoint? = nil) {
         for g in new { grants[g.ref] = g }
         seq = Swift.max(seq, s)
         votes.merge(v) { _, b in b }
+        if let checkpoint {
+            base = checkpoint
+            grants = grants.filter { !checkpoint.holdsInside($0.value) }
+        }
     }
 }
 
@@ -46,8 +52,8 @@ extension Simulation {
     /// The pool agent a node starts with, built from its disk as the daemon builds it.
     func makePoolAgent(_ i: Int, auth: any RecordAuthenticator) -> PoolAgent? {
         guard let pool else { return nil }
-        var view = RingView(pool: pool, genesis: nodes[0].id, auth: auth)
-        for g in nodes[i].disk.grants.values.sorted(by: { $0.seq < $1.seq }) { view.insert(g) }
+        let view = RingView.restored(pool: pool, genesis: nodes[0].id, admin: nil, auth: auth, base: nodes[i].disk.base,
+                                     grants: Array(nodes[i].disk.grants.values))
         nodes[i].poolLog.startedAt = now
         nodes[i].poolLog.leasedAt = nil
         nodes[i].poolLog.bound = nil

@@ -125,9 +125,9 @@ public final class Simulation: VirtualTimeSimulation {
     }
 
     /// A graceful leave: the node announces it and keeps running for `linger`, then stops.
-    public func leave(_ i: Int, linger: Span = .seconds(1)) {
+    public func leave(_ i: Int, linger: Span = .seconds(1), release: Bool = false) {
         guard nodes[i].isUp else { return }
-        let out = withNode(i) { $0.leave(now: now) }
+        let out = withNode(i) { $0.leave(now: now, release: release) }
         handle(i, out)
         schedule(at: now + linger) { [weak self] in self?.crash(i) }
     }
@@ -276,8 +276,8 @@ public final class Simulation: VirtualTimeSimulation {
                 queue.push(now + delay, .deliver(bytes, from: nodes[i].endpoint, to: j))
             case .event(let e):
                 observer?(now, i, e)
-            case .persist(let grants, let seq, let votes):
-                nodes[i].disk.write(grants: grants, seq: seq, votes: votes)
+            case .persist(let grants, let seq, let votes, let checkpoint):
+                nodes[i].disk.write(grants: grants, seq: seq, votes: votes, checkpoint: checkpoint)
             case .pool(let e):
                 recordPool(i, e)
             case .message, .messageAcknowledged, .messageFailed, .sessionEstablished, .packet, .pong:

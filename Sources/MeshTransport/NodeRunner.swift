@@ -30,7 +30,7 @@ public final class NodeRunner: @unchecked Sendable {
     /// the event loop, on one serial queue, in the order the node asked; every output the
     /// node makes after asking waits until the write is done, and if it throws none of them
     /// is sent (the node stops). The event loop goes on reading and working meanwhile.
-    public var onPersist: (@Sendable ([Grant], UInt64, [Bytes32: NodeID]) throws -> Void)?
+    public var onPersist: (@Sendable ([Grant], UInt64, [Bytes32: NodeID], PoolCheckpoint?) throws -> Void)?
     /// Writes for `onPersist`, one at a time, in order.
     private let persistQueue = DispatchQueue(label: "meshwork.pool-persist")
     /// Persists asked for and persists done (numbered from 1; done in order).
@@ -300,8 +300,8 @@ public final class NodeRunner: @unchecked Sendable {
     /// follows a persist waits for it (`held`).
     private func deliver(_ outputs: [NodeOutput]) {
         for o in outputs {
-            if case .persist(let grants, let seq, let votes) = o {
-                persist(grants, seq: seq, votes: votes)
+            if case .persist(let grants, let seq, let votes, let checkpoint) = o {
+                persist(grants, seq: seq, votes: votes, checkpoint: checkpoint)
             } else if persistsAsked > persistsDone {
                 held.append((persistsAsked, o))
             } else {
@@ -312,13 +312,13 @@ public final class NodeRunner: @unchecked Sendable {
     }
 
     /// Hands a write to the persist queue; its completion comes back to the event loop.
-    private func persist(_ grants: [Grant], seq: UInt64, votes: [Bytes32: NodeID]) {
+    private func persist(_ grants: [Grant], seq: UInt64, votes: [Bytes32: NodeID], checkpoint: PoolCheckpoint?) {
         guard let onPersist, !closing else { return }
         persistsAsked += 1
         let number = persistsAsked
         persistQueue.async { [self] in
             let failure: (any Error)?
-            do { try onPersist(grants, seq, votes); failure = nil } catch { failure = error }
+            do { try onPersist(grants, seq, votes, checkpoint); failure = nil } catch { failure = error }
             loop.execute { self.persisted(number, failure: failure) }
         }
     }

@@ -133,13 +133,19 @@ struct PoolSim: ParsableCommand {
             many new nodes join in the second after; the run goes on for the reclaim time \
             after the kill (use a short --reclaim) and reports when every replacement held an \
             address. A partition longer than --reclaim lets the side holding most of the \
-            pool reclaim the other side's space; that side's nodes renumber on heal.
+            pool reclaim the other side's space; that side's nodes renumber on heal. With \
+            --cycles, after the join phase a running node leaves for good (giving its space \
+            back) and a new one joins, two cycles a simulated second, and the report adds \
+            what history left behind: the most grants a view held, the largest state file \
+            and the largest full anti-entropy exchange (checkpoints keep both to what the \
+            live mesh holds).
 
             Examples:
               meshwork sim pool --nodes 300 --loss 0.05
               meshwork sim pool --nodes 100 --kill 0.4 --kill-at 20s --reclaim 20s
               meshwork sim pool --nodes 300 --partition-at 2s --heal-at 90s --reclaim 20s
               meshwork sim pool --nodes 200 --churn 2 --json
+              meshwork sim pool --nodes 100 --cycles 2000
             """
     )
 
@@ -167,6 +173,12 @@ struct PoolSim: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The mesh's reclaim time: how long a node must be gone before its space is reclaimed (the lease time is the same).", valueName: "duration"))
     var reclaim: String = "24h"
 
+    @Option(name: .long, help: ArgumentHelp("Join/leave cycles after the join phase (one leaves for good, one joins; 2 a second), 0 to 1000000.", valueName: "count"))
+    var cycles: Int = 0
+
+    @Option(name: .long, help: ArgumentHelp("Grants a view holds before a checkpoint is proposed (0: never).", valueName: "grants"))
+    var checkpointEvery: Int = PoolAgent.Settings().checkpointEvery
+
     @Option(name: .long, help: "Seed of every random choice in the run.")
     var seed: UInt64 = 1
 
@@ -179,6 +191,8 @@ struct PoolSim: ParsableCommand {
         guard (2...10000).contains(nodes) else { throw ValidationError("--nodes: \(nodes) is out of range: use 2 to 10000") }
         guard loss >= 0, loss <= 0.5 else { throw ValidationError("--loss: \(loss) is out of range: use a probability from 0 to 0.5, e.g. 0.05") }
         guard churn >= 0, churn <= 100 else { throw ValidationError("--churn: \(churn) is out of range: use 0 to 100 nodes per second") }
+        guard (0...1_000_000).contains(cycles) else { throw ValidationError("--cycles: \(cycles) is out of range: use 0 to 1000000") }
+        guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every: \(checkpointEvery) is negative: use 0 (never) or a number of grants, e.g. 512") }
         guard kill >= 0, kill <= 0.9 else { throw ValidationError("--kill: \(kill) is out of range: use a fraction from 0 to 0.9, e.g. 0.4") }
         if kill > 0, (try? DurationText.parseSeconds(reclaim)) ?? 0 > 3600 {
             throw ValidationError("--kill needs a short --reclaim: the run lasts the reclaim time after the kill; e.g. --kill 0.4 --reclaim 20s")
@@ -198,6 +212,8 @@ struct PoolSim: ParsableCommand {
         s.loss = loss
         s.seed = seed
         s.churn = churn
+        s.cycles = cycles
+        s.checkpointEvery = checkpointEvery
         s.kill = kill
         s.killAt = .seconds(Double(try DurationText.parseSeconds(killAt)))
         s.reclaim = .seconds(Double(try DurationText.parseSeconds(reclaim)))
@@ -223,6 +239,9 @@ struct PoolSim: ParsableCommand {
             ("Ownership", String(format: "largest owner %.2f%% of the pool; %d nodes own space", r.largestOwnerShare * 100, r.owners)),
             ("Reclaims", "\(r.reclaims) made"),
         ]
+        if r.cycles > 0 {
+            fields.append(("History", "\(r.cycles) join/leave cycles; at most \(r.grantsHeldMax) grants held, state file \(r.stateFileBytesMax / 1024) KiB, full exchange \(r.fullExchangeBytesMax / 1024) KiB; \(r.checkpoints) checkpoints"))
+        }
         if r.killed > 0 {
             fields.append(("Killed", "\(r.killed) nodes; " + (r.replacementsBoundAfter.map { String(format: "their replacements all bound %.1fs after the kill", $0) } ?? "some replacements never bound")))
         }

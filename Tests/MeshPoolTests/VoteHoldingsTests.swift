@@ -62,11 +62,12 @@ import Testing
     }
 
     /// The views of the running nodes of a simulated mesh of 12 whole nodes, settled, 5 of
-    /// them killed, 3 joined, 60 s on (reclaim and lease time 20 s).
+    /// them killed, 3 joined, 60 s on (reclaim and lease time 20 s; no checkpoints).
     static func viewsAfterAReclaimWave(seed: UInt64) -> [RingView] {
         var s = PoolAgent.Settings()
         s.reclaimTime = .seconds(20)
         s.leaseTime = .seconds(20)
+        s.checkpointEvery = 0  // whole histories: the tests compare checkpoints against them
         let pool = AddressRange(IPv4Address(100, 80, 0, 1).value, IPv4Address(100, 80, 3, 254).value)
         let sim = Simulation(seed: seed, pool: pool, poolSettings: s)
         sim.addNode()

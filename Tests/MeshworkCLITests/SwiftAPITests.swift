@@ -95,9 +95,9 @@ import Testing
         let gate = PersistGate()
         try await ra.loop.submit {
             let write = ra.onPersist
-            ra.onPersist = { grants, seq, votes in
+            ra.onPersist = { grants, seq, votes, checkpoint in
                 gate.enter()
-                try write?(grants, seq, votes)
+                try write?(grants, seq, votes, checkpoint)
             }
         }.get()
         let (b, rb) = try await Self.start(token, cli, name: "b", joining: ra)

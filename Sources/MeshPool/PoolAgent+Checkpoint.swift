@@ -1,0 +1,225 @@
+import MeshCore
+import MeshCrypto
+import MeshWire
+
+/// History compaction (docs/pool.md, "History compaction"): the holder of the pool's first
+/// address proposes a checkpoint of its view once it holds `checkpointEvery` grants; every
+/// member that folds the same holdings from its own grants (and has no vote given for a
+/// reclaim the cut leaves out) signs it; once the signers hold a quorum of the pool, the
+/// checkpoint replaces the grants inside its cut on every node. A node lagging behind
+/// takes a checkpoint whose signers hold a quorum by its own view; a node that holds
+/// nothing takes it on trust.
+extension PoolAgent {
+    /// A checkpoint arriving in parts.
+    struct Assembly: Sendable {
+        var count: Int
+        var parts: [Int: [UInt8]] = [:]
+        var from: NodeID
+        var started: Instant
+    }
+
+    /// A checkpoint this node proposed and is collecting signatures for.
+    struct CheckpointProposal: Sendable {
+        var checkpoint: PoolCheckpoint
+        var tries = 0
+        var nextAskAt: Instant
+    }
+
+    /// What this node's view is built on.
+    public var checkpointNumber: UInt64 { view.base?.number ?? 0 }
+
+    // MARK: - Proposing
+
+    /// On a tick: propose a checkpoint, or ask again those that have not signed.
+    mutating func checkpointTick(now: Instant, _ out: inout [Output]) {
+        for (id, a) in assemblies where now - a.started > settings.checkpointRetry * 6 { assemblies[id] = nil }
+        if var p = checkpointProposal {
+            guard now >= p.nextAskAt else { return }
+            guard p.tries < 6, p.checkpoint.number == checkpointNumber + 1 else {
+                checkpointProposal = nil
+                nextCheckpointAt = now + settings.checkpointRetry * 6
+                return
+            }
+            p.tries += 1
+            p.nextAskAt = now + settings.checkpointRetry
+            checkpointProposal = p
+            let signed = Set(p.checkpoint.signatures.map(\.signer))
+            for m in members where !signed.contains(m) && !suspected.contains(m) { sendCheckpoint(p.checkpoint, to: m, &out) }
+            return
+        }
+        guard settings.checkpointEvery > 0, now >= nextCheckpointAt, view.grantCount >= settings.checkpointEvery,
+              isProposer(), mayGrant(now: now) else { return }
+        nextCheckpointAt = now + settings.checkpointRetry
+        let cut = view.closedCut()
+        let inside = view.grants.values.filter { g in g.isGenesis || cut[g.grantor].map { g.seq <= $0 } ?? false }.count
+        // Not worth it unless it takes in most of what is held.
+        guard inside * 2 >= view.grantCount, case .success(var cp) = view.checkpoint(cut: cut) else { return }
+        guard cp.encodedSize <= PoolMessage.partLimit * Self.partSize else {
+            counters.checkpointsTooLarge += 1
+            return
+        }
+        cp.signatures = [PoolCheckpoint.Signature(signer: me, signature: auth.sign(PoolCheckpoint.signedBytes(ref: cp.ref)))]
+        if RingView.isQuorum(view.signedWeight(cp), of: view.pool) {
+            adopt(cp, trusted: false, &out)
+            return
+        }
+        checkpointProposal = CheckpointProposal(checkpoint: cp, nextAskAt: now + settings.checkpointRetry)
+        counters.checkpointsProposed += 1
+        for m in members where !suspected.contains(m) { sendCheckpoint(cp, to: m, &out) }
+    }
+
+    /// A member's signature over this node's proposal.
+    mutating func takeCheckpointSignature(from: NodeID, ref: Bytes32, signature: [UInt8], _ out: inout [Output]) {
+        guard var p = checkpointProposal, p.checkpoint.ref == ref, !p.checkpoint.signatures.contains(where: { $0.signer == from }),
+              auth.verify(signature: signature, message: PoolCheckpoint.signedBytes(ref: ref), signer: from) else { return }
+        p.checkpoint.signatures.append(PoolCheckpoint.Signature(signer: from, signature: signature))
+        checkpointProposal = p
+        guard RingView.isQuorum(view.signedWeight(p.checkpoint), of: view.pool) else { return }
+        checkpointProposal = nil
+        let cp = p.checkpoint
+        if adopt(cp, trusted: false, &out) {
+            for m in members where !suspected.contains(m) { sendCheckpoint(cp, to: m, &out) }
+        }
+    }
+
+    /// Whether this node proposes checkpoints: the first stretch of the pool (from its
+    /// first address) held by a live member not suspected, or by this node, is its. (Views
+    /// may differ for a moment, and two nodes propose: both checkpoints are folds of the
+    /// same history, and either serves.)
+    mutating func isProposer() -> Bool {
+        let live = Set(members).subtracting(suspected)
+        return view.ownership().first { $0.owner == me || live.contains($0.owner) }?.owner == me
+    }
+
+    // MARK: - Receiving
+
+    static let partSize = 1100
+
+    /// `cp` in parts of at most `partSize` bytes.
+    mutating func sendCheckpoint(_ cp: PoolCheckpoint, to peer: NodeID, _ out: inout [Output]) {
+        let bytes = cp.wireBytes
+        let id = Bytes32(Blake2b.hash(bytes, outputLength: 32))!
+        let count = (bytes.count + Self.partSize - 1) / Self.partSize
+        guard count <= PoolMessage.partLimit else { return }
+        for i in 0..<count {
+            let piece = Array(bytes[(i * Self.partSize)..<min(bytes.count, (i + 1) * Self.partSize)])
+            out.append(.send(signed(.checkpointPart(id: id, index: UInt16(i), count: UInt16(count), bytes: piece)), to: peer))
+        }
+    }
+
+    mutating func takeCheckpointPart(from: NodeID, id: Bytes32, index: UInt16, count: UInt16, bytes: [UInt8], now: Instant,
+                                     _ out: inout [Output]) {
+        var a = assemblies[id] ?? Assembly(count: Int(count), from: from, started: now)
+        guard a.count == Int(count) else { return }
+        if assemblies[id] == nil {
+            // A few at a time: the oldest goes (each at most about 1 MiB).
+            if assemblies.count >= 4, let oldest = assemblies.min(by: { $0.value.started < $1.value.started })?.key { assemblies[oldest] = nil }
+        }
+        a.parts[Int(index)] = bytes
+        guard a.parts.count == a.count else {
+            assemblies[id] = a
+            return
+        }
+        assemblies[id] = nil
+        let whole = (0..<a.count).flatMap { a.parts[$0] ?? [] }
+        guard Bytes32(Blake2b.hash(whole, outputLength: 32)) == id else {
+            counters.checkpointsRefused += 1
+            lastCheckpointRefusal = "a checkpoint whose parts do not match their id"
+            return
+        }
+        let cp: PoolCheckpoint
+        do { cp = try PoolCheckpoint(wireBytes: whole) } catch {
+            counters.checkpointsRefused += 1
+            lastCheckpointRefusal = "a checkpoint that does not decode: \(error)"
+            return
+        }
+        takeCheckpoint(cp, from: from, now: now, &out)
+    }
+
+    /// A whole checkpoint from `from`: a proposal to sign, or one signed by a quorum to move to.
+    mutating func takeCheckpoint(_ cp: PoolCheckpoint, from: NodeID, now: Instant, _ out: inout [Output]) {
+        guard cp.number > checkpointNumber else { return }
+        if RingView.isQuorum(view.signedWeight(cp), of: view.pool) {
+            if !adopt(cp, trusted: false, &out), !adopt(cp, trusted: true, &out) {
+                refuseCheckpoint(cp, "this view neither folds it nor finds its signers holding a quorum")
+            }
+            return
+        }
+        // A proposal: sign it if this view folds the same, and no vote of this node's is
+        // for a reclaim the cut leaves out.
+        guard isCaughtUp, cp.number == checkpointNumber + 1, cp.previous == (view.base?.ref ?? .zero) else { return }
+        var v = view
+        if case .failure(let why) = v.built(on: cp) {
+            refuseCheckpoint(cp, why.description)
+            // Most often it lacks the proposer's newest grants: fetch them before it asks again.
+            sendDigest(to: from, reply: false, &out)
+            return
+        }
+        if hasVoteOutside(cp) {
+            refuseCheckpoint(cp, "this node voted for a reclaim its cut leaves out")
+            return
+        }
+        counters.checkpointsSigned += 1
+        out.append(.send(signed(.checkpointSign(ref: cp.ref, signature: auth.sign(PoolCheckpoint.signedBytes(ref: cp.ref)))), to: from))
+    }
+
+    mutating func refuseCheckpoint(_ cp: PoolCheckpoint, _ why: String) {
+        counters.checkpointsRefused += 1
+        lastCheckpointRefusal = "checkpoint \(cp.number): \(why)"
+    }
+
+    /// Whether this node voted for a reclaim not made yet that `cp` would make invalid: its
+    /// cut takes in grants of the departed node above the vote's cutoff, so the reclaim
+    /// would reach inside it. Such a node must not sign: every quorum of signers holds a
+    /// voter of any reclaim that a quorum voted for.
+    mutating func hasVoteOutside(_ cp: PoolCheckpoint) -> Bool {
+        let inside = cp.insideSeq
+        let holding = Set(view.ownership().map(\.grant))
+        for (x, _) in votedFor {
+            // Made already, or moot: the departed node no longer holds anything by it.
+            guard holding.contains(x), let g = view.parentGrant(x) else { continue }
+            let cutoff = votedCutoff[x] ?? view.highestSeq(of: g.grantee) ?? 0
+            if (inside[g.grantee] ?? 0) > cutoff { return true }
+        }
+        return false
+    }
+
+    /// Moves this view onto `cp` (signed by a quorum). Untrusted: this view folds the same
+    /// holdings at `cp`'s cut. Trusted: this view cannot fold it (it lacks grants inside
+    /// the cut, which members dropped), but `cp`'s signers hold a quorum by this view, or
+    /// this view holds nothing at all.
+    @discardableResult
+    mutating func adopt(_ cp: PoolCheckpoint, trusted: Bool, _ out: inout [Output]) -> Bool {
+        var v = view
+        let next: RingView
+        if !trusted {
+            guard case .success(let built) = v.built(onLater: cp) else { return false }
+            next = built
+        } else {
+            if view.hasGenesis {
+                // Weighed in this view: who held what before the cut, as far as it knows.
+                let message = PoolCheckpoint.signedBytes(ref: cp.ref)
+                let signers = Set(cp.signatures.filter { auth.verify(signature: $0.signature, message: message, signer: $0.signer) }.map(\.signer))
+                let held = RangeSet(v.ownership().filter { signers.contains($0.owner) }.map(\.range))
+                guard RingView.isQuorum(held, of: view.pool) else { return false }
+            }
+            guard case .success(let fresh) = v.trusting(cp) else { return false }
+            next = fresh.rebuiltWith(view.allGrants)
+            counters.checkpointsTrusted += 1
+        }
+        view = next
+        counters.checkpoints += 1
+        // Never sign again a seq of this node's that the checkpoint took in.
+        if let mine = view.insideSeq[me], mine > seq {
+            seq = mine
+            out.append(.persist(grants: [], seq: seq))
+        }
+        if let p = checkpointProposal, p.checkpoint.number <= cp.number { checkpointProposal = nil }
+        out.append(.persistCheckpoint(cp))
+        return true
+    }
+}
+
+extension PoolCheckpoint {
+    public var encodedSize: Int { wireBytes.count }
+}

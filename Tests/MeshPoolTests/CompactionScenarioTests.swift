@@ -1,0 +1,44 @@
+import MeshCore
+import MeshPool
+import MeshSim
+import Testing
+
+/// History compaction on whole nodes (docs/pool.md, "History compaction"): members join
+/// and leave over and over; checkpoints keep every node's view, and its disk, to what the
+/// live mesh holds, not to its history, and no address is held twice or lost on the way.
+@Suite struct CompactionScenarioTests {
+    static let every = 48
+
+    /// A settled mesh of `n`, then `cycles` joins each followed by a leave (RELEASE).
+    static func churned(seed: UInt64, n: Int = 8, cycles: Int) -> Simulation {
+        let sim = ScenarioTests.settledMesh(n, seed: seed) { $0.checkpointEvery = every }
+        var rng = SeededRandom(seed: seed ^ 0xc4c1e)
+        for c in 0..<cycles {
+            let via = Array(sim.upNodes.prefix(n))
+            let j = sim.addNode(joinVia: [via[Int(rng.next() % UInt64(via.count))]])
+            #expect(sim.run(until: { sim.address(of: j) != nil }, within: .seconds(15)), "seed \(seed): joiner \(c) got no address")
+            sim.run(for: .milliseconds(500))
+            sim.leave(j, release: true)
+            sim.run(for: .seconds(2))
+        }
+        sim.run(for: .seconds(30))
+        return sim
+    }
+
+    @Test(arguments: ScenarioTests.seeds)
+    func churnKeepsViewsAndDisksToTheLiveMesh(seed: UInt64) {
+        let cycles = 80
+        let sim = Self.churned(seed: seed, cycles: cycles)
+        ScenarioTests.expectSafe(sim, "churn", seed: seed)
+        #expect(sim.allBoundDistinct(), "seed \(seed): not all bound after the churn")
+        let numbers = sim.upNodes.compactMap { sim.poolAgent($0)?.checkpointNumber }
+        #expect(numbers.min() ?? 0 >= 2, "seed \(seed): checkpoints reached \(numbers)")
+        for i in sim.upNodes {
+            let held = sim.poolAgent(i)?.view.grantCount ?? 0
+            // Without checkpoints each node would hold every grant of the run (over 300).
+            #expect(held <= 3 * Self.every, "seed \(seed), n\(i): \(held) grants held after \(cycles) cycles")
+            #expect(sim.disk(of: i).grants.count <= 3 * Self.every, "seed \(seed), n\(i): \(sim.disk(of: i).grants.count) grants on disk")
+            #expect(sim.disk(of: i).base != nil, "seed \(seed), n\(i): no checkpoint on disk")
+        }
+    }
+}
