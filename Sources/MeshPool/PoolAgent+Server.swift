@@ -118,6 +118,7 @@ extension PoolAgent {
         g.seq = seq + 1
         g.sign(with: auth)
         guard view.insert(g) == .added else { return nil }
+        seenAt[g.ref] = lastNow
         seq += 1
         return g
     }

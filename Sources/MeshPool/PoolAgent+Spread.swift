@@ -11,6 +11,7 @@ extension PoolAgent {
             switch view.insert(g) {
             case .added, .orphan:
                 fresh.append(g)
+                seenAt[g.ref] = lastNow
                 // One of this node's own, from before a restart: never sign that seq again.
                 if g.grantor == me, g.seq > seq { seq = g.seq }
             case .duplicate, .rejected: break  // rejected ones are counted by the view

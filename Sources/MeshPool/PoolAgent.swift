@@ -78,6 +78,9 @@ public struct PoolAgent: Sendable {
         /// not signed this often (PoolAgent+Checkpoint.swift).
         public var checkpointEvery = 512
         public var checkpointRetry = Span.seconds(5)
+        /// A checkpoint takes in only grants the proposer has held this long: the members
+        /// asked to sign have most likely received them too (a push, or a digest exchange).
+        public var checkpointSettle = Span.seconds(10)
         public init() {}
     }
 
@@ -195,6 +198,12 @@ public struct PoolAgent: Sendable {
     // History compaction (PoolAgent+Checkpoint.swift).
     var assemblies: [Bytes32: Assembly] = [:]
     var checkpointProposal: CheckpointProposal?
+    /// When each grant held since the base came in (a checkpoint takes in settled ones).
+    var seenAt: [Bytes32: Instant] = [:]
+    /// When this node last sent its checkpoint to a member, and last asked a proposer for
+    /// its grants (each at most once per `checkpointRetry`).
+    var offeredAt: [NodeID: Instant] = [:]
+    var pulledAt: [NodeID: Instant] = [:]
     /// The cutoff of each vote this run gave (checked before signing a checkpoint).
     var votedCutoff: [Bytes32: UInt64] = [:]
     /// Why this node last refused a checkpoint (for status and logs).
@@ -571,7 +580,7 @@ public struct PoolAgent: Sendable {
         case .reclaimVote(let holding, let cutoff, let vote):
             takeReclaimVote(from: from, holding: holding, cutoff: cutoff, vote: vote, now: now, &out)
         case .checkpointHave(let number):
-            if let base = view.base, base.number > number { sendCheckpoint(base, to: from, &out) }
+            offerCheckpoint(to: from, theirs: number, now: now, &out)
         case .checkpointPart(let id, let index, let count, let bytes):
             let before = checkpointNumber
             takeCheckpointPart(from: from, id: id, index: index, count: count, bytes: bytes, now: now, &out)

@@ -41,4 +41,47 @@ import Testing
             #expect(sim.disk(of: i).base != nil, "seed \(seed), n\(i): no checkpoint on disk")
         }
     }
+
+    /// A member restarted after checkpoints, with its disk kept (the checkpoint and the
+    /// grants after it), from a backup taken before them (it lacks grants the others
+    /// dropped: it must take the checkpoint by its signers' weight in its own view), and
+    /// wiped (it takes the checkpoint on trust): it catches up, gets an address (its own
+    /// again, where its disk or the mesh still says so), and nothing is held twice.
+    @Test(arguments: ScenarioTests.seeds)
+    func aMemberRestartsAfterCheckpointsFromItsDiskAnOldBackupOrNothing(seed: UInt64) {
+        let sim = ScenarioTests.settledMesh(8, seed: seed) { $0.checkpointEvery = Self.every }
+        let backup = sim.disk(of: 3)
+        var rng = SeededRandom(seed: seed ^ 0x5eed)
+        func churn(_ cycles: Int) {
+            for _ in 0..<cycles {
+                let j = sim.addNode(joinVia: [Int(rng.next() % 8)])
+                _ = sim.run(until: { sim.address(of: j) != nil }, within: .seconds(15))
+                sim.run(for: .milliseconds(500))
+                sim.leave(j, release: true)
+                sim.run(for: .seconds(2))
+            }
+            sim.run(for: .seconds(20))
+        }
+        churn(30)
+        let number = sim.poolAgent(1)?.checkpointNumber ?? 0
+        #expect(number >= 2, "seed \(seed): only \(number) checkpoints after 30 cycles")
+        for (i, disk) in [(3, SimRestartDisk.restored(backup)), (4, .kept), (5, .wiped)] {
+            let before = sim.address(of: i)
+            sim.crash(i)
+            sim.run(for: .seconds(2))
+            sim.restart(i, joinVia: [i == 5 ? 6 : 1], disk: disk)
+            #expect(sim.run(until: { sim.address(of: i) != nil && sim.poolAgent(i)?.isCaughtUp == true }, within: .seconds(40)),
+                    "seed \(seed), n\(i) (\(disk)): no address after its restart")
+            #expect((sim.poolAgent(i)?.checkpointNumber ?? 0) >= number, "seed \(seed), n\(i): still before the mesh's checkpoint")
+            if case .kept = disk {
+                #expect(sim.address(of: i) == before, "seed \(seed), n\(i): a restart with its disk changed its address")
+            } else {
+                // It lacked grants the others had dropped: it could not fold the checkpoint.
+                #expect((sim.poolAgent(i)?.counters.checkpointsTrusted ?? 0) >= 1, "seed \(seed), n\(i) (\(disk)): no checkpoint taken by trust")
+            }
+        }
+        churn(10)
+        ScenarioTests.expectSafe(sim, "restarts after checkpoints", seed: seed)
+        #expect(sim.allBoundDistinct(), "seed \(seed): not all bound at the end")
+    }
 }

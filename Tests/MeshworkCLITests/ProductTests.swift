@@ -519,6 +519,32 @@ import Testing
     }
 }
 
+/// A pool.json built on a checkpoint keeps it, and a corrupt one is reported, not reset.
+@Suite struct PoolStateCheckpointTests {
+    @Test func theCheckpointRoundTripsAndACorruptOneIsAnError() throws {
+        let dir = NSTemporaryDirectory() + "meshwork-state-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let a = NodeID(Bytes32([UInt8](repeating: 1, count: 32))!), b = NodeID(Bytes32([UInt8](repeating: 2, count: 32))!)
+        let pool = AddressRange(100 << 24 | 64 << 16 | 1, 100 << 24 | 64 << 16 | 254)
+        let g = Grant(grantor: a, seq: 4, parent: .zero, range: pool, grantee: b, kind: .space)
+        let cp = PoolCheckpoint(number: 3, previous: Bytes32([UInt8](repeating: 9, count: 32))!,
+                                marks: [PoolCheckpoint.Mark(grantor: a, seq: 4)],
+                                holdings: [PoolCheckpoint.Holding(ref: Bytes32([UInt8](repeating: 7, count: 32))!, grant: g, held: RangeSet(pool))],
+                                signatures: [PoolCheckpoint.Signature(signer: b, signature: [UInt8](repeating: 5, count: 64))])
+        let path = dir + "/pool.json"
+        try PoolStateFile(meshId: "m1", seq: 9, grants: [], checkpoint: cp).save(to: path)
+        let loaded = try #require(try PoolStateFile.load(from: path, meshId: "m1"))
+        #expect(try loaded.decodedCheckpoint(path: path) == cp)
+        // One byte of the checkpoint changed so that it no longer decodes: reported.
+        var text = try String(contentsOfFile: path, encoding: .utf8)
+        let hex = try #require(loaded.checkpoint)
+        text = text.replacingOccurrences(of: hex, with: String(hex.dropLast(2)))
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: StateFileError.self) { _ = try PoolStateFile.load(from: path, meshId: "m1") }
+    }
+}
+
 /// Socket addresses and endpoints convert byte for byte (every datagram does, both ways).
 @Suite struct SocketAddressTests {
     @Test func endpointsAndSocketAddressesRoundTrip() throws {
