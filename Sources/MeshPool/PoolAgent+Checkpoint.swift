@@ -13,7 +13,6 @@ extension PoolAgent {
     struct Assembly: Sendable {
         var count: Int
         var parts: [Int: [UInt8]] = [:]
-        var from: NodeID
         var started: Instant
     }
 
@@ -110,7 +109,7 @@ extension PoolAgent {
 
     mutating func takeCheckpointPart(from: NodeID, id: Bytes32, index: UInt16, count: UInt16, bytes: [UInt8], now: Instant,
                                      _ out: inout [Output]) {
-        var a = assemblies[id] ?? Assembly(count: Int(count), from: from, started: now)
+        var a = assemblies[id] ?? Assembly(count: Int(count), started: now)
         guard a.count == Int(count) else { return }
         if assemblies[id] == nil {
             // A few at a time: the oldest goes (each at most about 1 MiB).
@@ -149,8 +148,8 @@ extension PoolAgent {
         // A proposal: sign it if this view folds the same, and no vote of this node's is
         // for a reclaim the cut leaves out.
         guard isCaughtUp, cp.number == checkpointNumber + 1, cp.previous == (view.base?.ref ?? .zero) else { return }
-        var v = view
-        if case .failure(let why) = v.built(on: cp) {
+        // Checked without building the view on it: signing changes nothing here.
+        if let why = view.foldProblem(cp) {
             refuseCheckpoint(cp, why.description)
             // Most often it lacks the proposer's newest grants: fetch them before it asks
             // again (once per ask: the answer may bring the checkpoint again).

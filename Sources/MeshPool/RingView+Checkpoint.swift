@@ -107,14 +107,19 @@ extension RingView {
     /// fold of its own grants at `cp`'s cut (checked by folding them: the signatures are
     /// not looked at). Grants inside the cut are dropped; the rest are kept.
     public mutating func built(on cp: PoolCheckpoint) -> Result<RingView, CheckpointProblem> {
-        let have = base?.number ?? 0
-        guard cp.number == have + 1, cp.previous == (base?.ref ?? .zero) else { return .failure(.notNext(have: have, got: cp.number)) }
-        switch checkpoint(cut: cp.insideSeq) {
-        case .failure(let e): return .failure(e)
-        case .success(let mine):
-            guard mine.marks == cp.marks, mine.holdings == cp.holdings else { return .failure(.differs) }
-        }
+        if let problem = foldProblem(cp) { return .failure(problem) }
         return .success(rebuilt(on: cp))
+    }
+
+    /// Why this view would not build on `cp` as the next checkpoint (`built(on:)`), without
+    /// building it: what a member checks before it signs a proposal.
+    public mutating func foldProblem(_ cp: PoolCheckpoint) -> CheckpointProblem? {
+        let have = base?.number ?? 0
+        guard cp.number == have + 1, cp.previous == (base?.ref ?? .zero) else { return .notNext(have: have, got: cp.number) }
+        switch checkpoint(cut: cp.insideSeq) {
+        case .failure(let e): return e
+        case .success(let mine): return mine.marks == cp.marks && mine.holdings == cp.holdings ? nil : .differs
+        }
     }
 
     /// This view moved onto `cp`, a later checkpoint than its base (not necessarily the
