@@ -227,6 +227,14 @@ public enum ControlProtocol {
         /// Pool packets sent and received on a session (through a relay, or asked again).
         public var poolSentOnSessions: Int?
         public var poolReceivedOnSessions: Int?
+        /// The checkpoint this node's pool view is built on (0: none yet), and checkpoints
+        /// taken on trust (this node held nothing or was catching up), weighed (it could not
+        /// fold one but its signers held a quorum in its view) and refused (a forged one, or
+        /// one this node could not check).
+        public var poolCheckpoint: Int?
+        public var poolCheckpointsTrusted: Int?
+        public var poolCheckpointsWeighed: Int?
+        public var poolCheckpointsRefused: Int?
     }
 
     /// The answer to `ping`: one round trip, and the path it took.

@@ -52,6 +52,9 @@ public final class MetricsExporter: Sendable {
             counter("pool_refused_non_members", "Pool requests from nodes that are not live members.") { $0.poolRefusedNonMembers ?? 0 },
             counter("pool_refused_second_lease", "REQUESTs for a second lease by a member that holds one.") { $0.poolRefusedSecondLease ?? 0 },
             counter("pool_rate_limited_grants", "Grants dropped because their grantor signed more than the per-member limit; taken later.") { $0.poolRateLimitedGrants ?? 0 },
+            family("pool_checkpoints_taken", "Checkpoints this node could not fold itself, taken by how it checked them.", "how",
+                   [("trusted", { $0.poolCheckpointsTrusted ?? 0 }), ("weighed", { $0.poolCheckpointsWeighed ?? 0 })]),
+            counter("pool_checkpoints_refused", "Checkpoints refused: forged, malformed, or not checkable by this node.") { $0.poolCheckpointsRefused ?? 0 },
             family("pool_on_sessions", "Pool packets carried on a session (through a relay, or asked again) rather than in their own datagrams.", "direction",
                    [("in", { $0.poolReceivedOnSessions ?? 0 }), ("out", { $0.poolSentOnSessions ?? 0 })]),
             family("handshakes", "Noise handshakes by result.", "result",
@@ -87,6 +90,7 @@ public final class MetricsExporter: Sendable {
         counters = cs
         gauges = [
             gauge("up_seconds", "Seconds since this node started.") { $0.uptimeSeconds },
+            gauge("pool_checkpoint", "The checkpoint this node's pool view is built on (0: none yet).") { Double($0.counters.poolCheckpoint ?? 0) },
             gauge("members", "Members by status (alive includes this node).", [("status", "alive")]) { Double($0.members.alive) },
             gauge("members", "Members by status (alive includes this node).", [("status", "suspect")]) { Double($0.members.suspect) },
             gauge("members", "Members by status (alive includes this node).", [("status", "dead")]) { Double($0.members.dead) },

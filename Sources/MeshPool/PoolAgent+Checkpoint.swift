@@ -21,6 +21,9 @@ extension PoolAgent {
         var checkpoint: PoolCheckpoint
         var tries = 0
         var nextAskAt: Instant
+        /// When its signers first held a quorum: it waits one `checkpointRetry` more for the
+        /// others (every live member's signature, or as many as come).
+        var quorumAt: Instant?
     }
 
     /// What this node's view is built on.
@@ -32,6 +35,10 @@ extension PoolAgent {
     mutating func checkpointTick(now: Instant, _ out: inout [Output]) {
         for (id, a) in assemblies where now - a.started > settings.checkpointRetry * 6 { assemblies[id] = nil }
         if var p = checkpointProposal {
+            if let q = p.quorumAt, now >= q + settings.checkpointRetry, p.checkpoint.number == checkpointNumber + 1 {
+                finishProposal(p.checkpoint, &out)
+                return
+            }
             guard now >= p.nextAskAt else { return }
             guard p.tries < 6, p.checkpoint.number == checkpointNumber + 1 else {
                 checkpointProposal = nil
@@ -73,10 +80,19 @@ extension PoolAgent {
         guard var p = checkpointProposal, p.checkpoint.ref == ref, !p.checkpoint.signatures.contains(where: { $0.signer == from }),
               auth.verify(signature: signature, message: PoolCheckpoint.signedBytes(ref: ref), signer: from) else { return }
         p.checkpoint.signatures.append(PoolCheckpoint.Signature(signer: from, signature: signature))
+        if p.quorumAt == nil, signedByQuorum(p.checkpoint) { p.quorumAt = lastNow }
         checkpointProposal = p
-        guard signedByQuorum(p.checkpoint) else { return }
+        guard p.quorumAt != nil else { return }
+        let signed = Set(p.checkpoint.signatures.map(\.signer))
+        if members.allSatisfy({ signed.contains($0) || suspected.contains($0) }) { finishProposal(p.checkpoint, &out) }
+    }
+
+    /// The proposal signed by a quorum (and by as many more as signed in time): this node
+    /// moves onto it and sends it to every member. More signatures than a bare quorum let a
+    /// member that could not fold it (it lacked grants inside the cut) find the signers
+    /// holding a quorum in its own view, where shares have moved a little since the cut.
+    mutating func finishProposal(_ cp: PoolCheckpoint, _ out: inout [Output]) {
         checkpointProposal = nil
-        let cp = p.checkpoint
         if adopt(cp, trusted: false, &out) {
             for m in members where !suspected.contains(m) { sendCheckpoint(cp, to: m, &out) }
         }
@@ -141,7 +157,7 @@ extension PoolAgent {
         guard cp.number > checkpointNumber else { return }
         if signedByQuorum(cp) {
             if !adopt(cp, trusted: false, &out), !adopt(cp, trusted: true, &out) {
-                refuseCheckpoint(cp, "this view neither folds it nor finds its signers holding a quorum")
+                refuseCheckpoint(cp, "this view neither folds it nor finds its signers holding a quorum in it")
             }
             return
         }
@@ -190,6 +206,14 @@ extension PoolAgent {
         RingView.isQuorum(view.signedWeight(cp), of: view.pool)
     }
 
+    /// What `cp`'s valid signers hold in this node's view now (not at the cut: shares move
+    /// a little since, which the proposer's wait for more than a bare quorum makes up for).
+    mutating func weightInView(_ cp: PoolCheckpoint) -> RangeSet {
+        let message = PoolCheckpoint.signedBytes(ref: cp.ref)
+        let signers = Set(cp.signatures.filter { auth.verify(signature: $0.signature, message: message, signer: $0.signer) }.map(\.signer))
+        return RangeSet(view.ownership().filter { signers.contains($0.owner) }.map(\.range))
+    }
+
     /// Whether this node voted for a reclaim not made yet that `cp` would make invalid: its
     /// cut takes in grants of the departed node above the vote's cutoff, so the reclaim
     /// would reach inside it. Such a node must not sign: every quorum of signers holds a
@@ -217,13 +241,21 @@ extension PoolAgent {
             guard case .success(let built) = v.built(onLater: cp) else { return false }
             next = built
         } else {
-            // Signed by a quorum at its cut (takeCheckpoint checked), which this node cannot
-            // check: it takes it as the mesh shows it, as a node with nothing does. (Weighing
-            // the signers in this view instead left joiners in the churn scenario without
-            // a checkpoint, seed 1: docs/pool.md, "History compaction", open points.)
+            // This view cannot fold it. A node that holds nothing, or is catching up (an old
+            // backup, a wiped disk), takes it as the mesh shows it (signed by a quorum in its
+            // own holdings, which takeCheckpoint checked): it has nothing better to weigh it
+            // by. A caught-up node has: it lacks a few grants inside the cut (pushes that
+            // missed it, which the others then dropped), and takes the checkpoint only if
+            // its signers hold a quorum in this view. A checkpoint a member forged, signed by
+            // identities it minted, weighs nothing here (docs/pool.md, "Trusting is a choice").
+            if view.hasGenesis && isCaughtUp {
+                guard RingView.isQuorum(weightInView(cp), of: view.pool) else { return false }
+                counters.checkpointsWeighed += 1
+            } else {
+                counters.checkpointsTrusted += 1
+            }
             guard case .success(let fresh) = v.trusting(cp) else { return false }
             next = fresh.rebuiltWith(view.allGrants)
-            counters.checkpointsTrusted += 1
         }
         view = next
         seenAt = seenAt.filter { next.grants[$0.key] != nil }

@@ -233,8 +233,10 @@ public struct PoolAgent: Sendable {
         /// (PoolAgent+Limits.swift); anti-entropy offers them again later.
         public var rateLimitedGrants = 0
         /// Checkpoints this view moved onto (of them, taken on trust: this node could not
-        /// fold them), proposed, signed for others, refused, and not proposed for their size.
-        public var checkpoints = 0, checkpointsTrusted = 0, checkpointsProposed = 0, checkpointsSigned = 0
+        /// fold them and held nothing or was catching up; and weighed: it could not fold them
+        /// but found their signers holding a quorum in its view), proposed, signed for
+        /// others, refused, and not proposed for their size.
+        public var checkpoints = 0, checkpointsTrusted = 0, checkpointsWeighed = 0, checkpointsProposed = 0, checkpointsSigned = 0
         public var checkpointsRefused = 0, checkpointsTooLarge = 0
     }
 
@@ -659,7 +661,7 @@ public struct PoolAgent: Sendable {
             d = min(d, max(lastNow + settings.catchUpInterval * 0.25, min(nextCatchUpAskAt, catchUpSince + settings.reclaimTime * 0.5)))
         }
         for p in proposals.values { d = min(d, p.nextAskAt) }
-        if let p = checkpointProposal { d = min(d, p.nextAskAt) }
+        if let p = checkpointProposal { d = min(d, p.nextAskAt, p.quorumAt.map { $0 + settings.checkpointRetry } ?? p.nextAskAt) }
         switch phase {
         case .discovering: d = min(d, offersUntil, deadline)
         case .requesting: d = min(d, deadline)

@@ -1,5 +1,5 @@
 import MeshCore
-import MeshPool
+@testable import MeshPool
 import MeshSim
 import Testing
 
@@ -82,6 +82,52 @@ import Testing
         }
         churn(10)
         ScenarioTests.expectSafe(sim, "restarts after checkpoints", seed: seed)
+        #expect(sim.allBoundDistinct(), "seed \(seed): not all bound at the end")
+    }
+
+    /// A caught-up member that missed grants inside a checkpoint's cut (pushes lost, and
+    /// the others dropped those grants when they moved onto it) cannot fold it: it takes it
+    /// because the signers hold a quorum in its own view (`checkpointsWeighed`), not on
+    /// trust, and ends up on the mesh's view. Modelled by putting back the member's view from
+    /// before a few checkpoints, the node staying caught up, and handing it the mesh's newest.
+    @Test(arguments: ScenarioTests.seeds)
+    func aCaughtUpMemberThatMissedGrantsWeighsTheSigners(seed: UInt64) {
+        let sim = ScenarioTests.settledMesh(8, seed: seed, realCrypto: true) { $0.checkpointEvery = Self.every }
+        var rng = SeededRandom(seed: seed ^ 0x3e1)
+        func cycle() {
+            let j = sim.addNode(joinVia: [Int(rng.next() % 8)])
+            _ = sim.run(until: { sim.address(of: j) != nil }, within: .seconds(15))
+            sim.run(for: .milliseconds(500))
+            sim.leave(j, release: true)
+            sim.run(for: .seconds(2))
+        }
+        let k = 5
+        let old = sim.poolAgent(k)!.view
+        for _ in 0..<60 where (sim.poolAgent(0)?.checkpointNumber ?? 0) < (old.base?.number ?? 0) + 2 { cycle() }
+        guard let newest = sim.poolAgent(0)?.view.base, newest.number >= (old.base?.number ?? 0) + 2 else {
+            Issue.record("seed \(seed): the mesh made fewer than 2 checkpoints in 60 cycles")
+            return
+        }
+        let proposer = sim.nodes[0].id
+        sim.withPool(k) { p in
+            p.view = old
+            var out: [PoolAgent.Output] = []
+            p.takeCheckpoint(newest, from: proposer, now: sim.now, &out)
+            return out
+        }
+        let p = sim.poolAgent(k)!
+        #expect(p.isCaughtUp, "seed \(seed): n\(k) not caught up")
+        #expect(p.checkpointNumber == newest.number, "seed \(seed): n\(k) stayed on checkpoint \(p.checkpointNumber), the mesh's is \(newest.number): \(p.lastCheckpointRefusal ?? "-")")
+        #expect(p.counters.checkpointsWeighed == 1 && p.counters.checkpointsTrusted == 0,
+                "seed \(seed): n\(k) weighed \(p.counters.checkpointsWeighed), trusted \(p.counters.checkpointsTrusted)")
+        // Anti-entropy brings it the grants made after the cut.
+        func same() -> Bool {
+            var a = sim.poolAgent(k)!, b = sim.poolAgent(0)!
+            return a.view.ownership() == b.view.ownership()
+        }
+        #expect(sim.run(until: same, within: .seconds(60)), "seed \(seed): n\(k)'s view still differs from n0's a minute after it weighed the checkpoint")
+        for _ in 0..<5 { cycle() }
+        ScenarioTests.expectSafe(sim, "a member that missed grants", seed: seed)
         #expect(sim.allBoundDistinct(), "seed \(seed): not all bound at the end")
     }
 }

@@ -152,4 +152,60 @@ import Testing
         #expect(sim.run(until: { sim.address(of: late) != nil }, within: .seconds(10)), "seed \(seed): a join after the attack got no address")
         ScenarioTests.expectSafe(sim, "forged reclaim and requests", seed: seed)
     }
+
+    /// With real signatures: a member forges checkpoints that hand the whole pool to
+    /// identities it minted (and, in one, to itself), each signed by every identity its
+    /// holdings name, so that by its own holdings it is signed by a quorum. One is numbered
+    /// next, one far ahead. Every caught-up node weighs the signers in its own view, where
+    /// they hold the attacker's share at most, and refuses both: counted, nothing changes,
+    /// and a node joining afterwards is served. (A node that holds nothing, or is catching
+    /// up, would take one on trust: docs/pool.md, "What a malicious member can still do".)
+    @Test(arguments: ScenarioTests.seeds)
+    func aForgedCheckpointIsRefusedByEveryCaughtUpNode(seed: UInt64) {
+        let sim = ScenarioTests.settledMesh(5, seed: seed, realCrypto: true)
+        sim.run(for: .seconds(5))
+        let attacker = 2
+        let honest = sim.upNodes.filter { $0 != attacker }
+        let before = honest.map { sim.address(of: $0) }
+        var rng = SeededRandom(seed: seed ^ 0xf0e9ed)
+        sim.withPool(attacker) { p in
+            let pool = p.view.pool
+            let minted = (0..<4).map { _ in NodeIdentity.generate(using: &rng) }
+            func forged(number: UInt64, holders: [NodeID], signers: [(NodeID, any RecordAuthenticator)]) -> PoolCheckpoint {
+                let size = pool.count / UInt64(holders.count)
+                let holdings = holders.enumerated().map { k, id in
+                    let first = pool.first + UInt32(UInt64(k) * size)
+                    let last = k == holders.count - 1 ? pool.last : first + UInt32(size) - 1
+                    let range = AddressRange(first, last)
+                    return PoolCheckpoint.Holding(ref: Bytes32(rng.bytes(32))!,
+                                                  grant: Grant(grantor: id, seq: 1, parent: .zero, range: range, grantee: id, kind: .space),
+                                                  held: RangeSet(range))
+                }
+                var cp = PoolCheckpoint(number: number, previous: p.view.base?.ref ?? .zero,
+                                        marks: holders.map { PoolCheckpoint.Mark(grantor: $0, seq: 1) }, holdings: holdings)
+                cp.signatures = signers.map { id, a in PoolCheckpoint.Signature(signer: id, signature: a.sign(PoolCheckpoint.signedBytes(ref: cp.ref))) }
+                return cp
+            }
+            let mintedSigners: [(NodeID, any RecordAuthenticator)] = minted.map { ($0.nodeID, Ed25519RecordAuthenticator(identity: $0)) }
+            let next = p.checkpointNumber + 1
+            let cps = [
+                forged(number: next, holders: minted.map(\.nodeID), signers: mintedSigners),
+                forged(number: next + 1000, holders: [p.me] + minted.map(\.nodeID), signers: [(p.me, p.auth)] + mintedSigners),
+            ]
+            var out: [PoolAgent.Output] = []
+            for cp in cps { for m in p.members { p.sendCheckpoint(cp, to: m, &out) } }
+            return out
+        }
+        sim.run(for: .seconds(5))
+        for i in honest {
+            let p = sim.poolAgent(i)!
+            #expect(p.checkpointNumber == 0, "seed \(seed): n\(i) moved onto forged checkpoint \(p.checkpointNumber)")
+            #expect(p.counters.checkpointsRefused >= 2, "seed \(seed): n\(i) refused \(p.counters.checkpointsRefused) of the 2 forged checkpoints")
+            #expect(p.counters.checkpointsTrusted == 0 && p.counters.checkpointsWeighed == 0, "seed \(seed): n\(i) took a checkpoint it could not fold")
+        }
+        #expect(honest.map { sim.address(of: $0) } == before, "seed \(seed): an honest node's address changed")
+        let late = sim.addNode(joinVia: [honest[0]])
+        #expect(sim.run(until: { sim.address(of: late) != nil }, within: .seconds(10)), "seed \(seed): a join after the forged checkpoints got no address")
+        ScenarioTests.expectSafe(sim, "forged checkpoints", seed: seed)
+    }
 }
