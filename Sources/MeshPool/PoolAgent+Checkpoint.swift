@@ -5,13 +5,15 @@ import MeshWire
 /// History compaction (docs/pool.md, "History compaction"): the holder of the pool's first
 /// address proposes a checkpoint of its view once it holds `checkpointEvery` grants; every
 /// member that folds the same holdings from its own grants (and has no vote given for a
-/// reclaim the cut leaves out) signs it; once the signers hold a quorum of the pool, the
-/// checkpoint replaces the grants inside its cut on every node. A node that cannot fold it
-/// (it holds nothing, or lags behind) takes it on trust.
+/// reclaim the cut leaves out) signs it; once the signers hold a quorum of the pool (in the
+/// proposer's view, now), the checkpoint replaces the grants inside its cut on every node
+/// whose view finds the same quorum. A node that holds nothing, or is catching up, takes
+/// it on trust.
 extension PoolAgent {
     /// A checkpoint arriving in parts.
     struct Assembly: Sendable {
         var count: Int
+        var final: Bool
         var parts: [Int: [UInt8]] = [:]
         var started: Instant
     }
@@ -49,7 +51,7 @@ extension PoolAgent {
             p.nextAskAt = now + settings.checkpointRetry
             checkpointProposal = p
             let signed = Set(p.checkpoint.signatures.map(\.signer))
-            for m in members where !signed.contains(m) && !suspected.contains(m) { sendCheckpoint(p.checkpoint, to: m, &out) }
+            for m in members where !signed.contains(m) && !suspected.contains(m) { sendCheckpoint(p.checkpoint, to: m, final: false, &out) }
             return
         }
         guard settings.checkpointEvery > 0, now >= nextCheckpointAt, view.grantCount >= settings.checkpointEvery,
@@ -66,13 +68,14 @@ extension PoolAgent {
             return
         }
         cp.signatures = [PoolCheckpoint.Signature(signer: me, signature: auth.sign(PoolCheckpoint.signedBytes(ref: cp.ref)))]
-        if signedByQuorum(cp) {
-            adopt(cp, trusted: false, &out)
+        counters.checkpointsProposed += 1
+        if members.isEmpty, signedByQuorum(cp) {
+            finishProposal(cp, &out)
             return
         }
-        checkpointProposal = CheckpointProposal(checkpoint: cp, nextAskAt: now + settings.checkpointRetry)
-        counters.checkpointsProposed += 1
-        for m in members where !suspected.contains(m) { sendCheckpoint(cp, to: m, &out) }
+        checkpointProposal = CheckpointProposal(checkpoint: cp, nextAskAt: now + settings.checkpointRetry,
+                                                quorumAt: signedByQuorum(cp) ? now : nil)
+        for m in members where !suspected.contains(m) { sendCheckpoint(cp, to: m, final: false, &out) }
     }
 
     /// A member's signature over this node's proposal.
@@ -88,13 +91,14 @@ extension PoolAgent {
     }
 
     /// The proposal signed by a quorum (and by as many more as signed in time): this node
-    /// moves onto it and sends it to every member. More signatures than a bare quorum let a
-    /// member that could not fold it (it lacked grants inside the cut) find the signers
-    /// holding a quorum in its own view, where shares have moved a little since the cut.
+    /// moves onto it and sends it to every member. More signatures than a bare quorum let
+    /// every member find the signers holding a quorum in its own view, which may differ a
+    /// little from the proposer's.
     mutating func finishProposal(_ cp: PoolCheckpoint, _ out: inout [Output]) {
         checkpointProposal = nil
-        if adopt(cp, trusted: false, &out) {
-            for m in members where !suspected.contains(m) { sendCheckpoint(cp, to: m, &out) }
+        var v = view
+        if case .success(let built) = v.built(onLater: cp), adopt(built, cp, &out) {
+            for m in members where !suspected.contains(m) { sendCheckpoint(cp, to: m, final: true, &out) }
         }
     }
 
@@ -111,22 +115,23 @@ extension PoolAgent {
 
     static let partSize = 1100
 
-    /// `cp` in parts of at most `partSize` bytes.
-    mutating func sendCheckpoint(_ cp: PoolCheckpoint, to peer: NodeID, _ out: inout [Output]) {
+    /// `cp` in parts of at most `partSize` bytes: a proposal to sign, or (`final`) one
+    /// signed by a quorum to move onto.
+    mutating func sendCheckpoint(_ cp: PoolCheckpoint, to peer: NodeID, final: Bool, _ out: inout [Output]) {
         let bytes = cp.wireBytes
         let id = Bytes32(Blake2b.hash(bytes, outputLength: 32))!
         let count = (bytes.count + Self.partSize - 1) / Self.partSize
         guard count <= PoolMessage.partLimit else { return }
         for i in 0..<count {
             let piece = Array(bytes[(i * Self.partSize)..<min(bytes.count, (i + 1) * Self.partSize)])
-            out.append(.send(signed(.checkpointPart(id: id, index: UInt16(i), count: UInt16(count), bytes: piece)), to: peer))
+            out.append(.send(signed(.checkpointPart(id: id, index: UInt16(i), count: UInt16(count), final: final, bytes: piece)), to: peer))
         }
     }
 
-    mutating func takeCheckpointPart(from: NodeID, id: Bytes32, index: UInt16, count: UInt16, bytes: [UInt8], now: Instant,
-                                     _ out: inout [Output]) {
-        var a = assemblies[id] ?? Assembly(count: Int(count), started: now)
-        guard a.count == Int(count) else { return }
+    mutating func takeCheckpointPart(from: NodeID, id: Bytes32, index: UInt16, count: UInt16, final: Bool, bytes: [UInt8],
+                                     now: Instant, _ out: inout [Output]) {
+        var a = assemblies[id] ?? Assembly(count: Int(count), final: final, started: now)
+        guard a.count == Int(count), a.final == final else { return }
         if assemblies[id] == nil {
             // A few at a time: the oldest goes (each at most about 1 MiB).
             if assemblies.count >= 4, let oldest = assemblies.min(by: { $0.value.started < $1.value.started })?.key { assemblies[oldest] = nil }
@@ -149,15 +154,18 @@ extension PoolAgent {
             lastCheckpointRefusal = "a checkpoint that does not decode: \(error)"
             return
         }
-        takeCheckpoint(cp, from: from, now: now, &out)
+        takeCheckpoint(cp, from: from, final: a.final, now: now, &out)
     }
 
-    /// A whole checkpoint from `from`: a proposal to sign, or one signed by a quorum to move to.
-    mutating func takeCheckpoint(_ cp: PoolCheckpoint, from: NodeID, now: Instant, _ out: inout [Output]) {
+    /// A whole checkpoint from `from`: a proposal to sign, or (`final`) one signed by a
+    /// quorum to move to.
+    mutating func takeCheckpoint(_ cp: PoolCheckpoint, from: NodeID, final: Bool, now: Instant, _ out: inout [Output]) {
         guard cp.number > checkpointNumber else { return }
-        if signedByQuorum(cp) {
-            if !adopt(cp, trusted: false, &out), !adopt(cp, trusted: true, &out) {
-                refuseCheckpoint(cp, "this view neither folds it nor finds its signers holding a quorum in it")
+        if final {
+            if !moveOnto(cp, &out) {
+                refuseCheckpoint(cp, view.hasGenesis && isCaughtUp
+                                 ? "its signers hold no quorum in this view, or this view cannot build on it"
+                                 : "it is malformed")
             }
             return
         }
@@ -195,23 +203,13 @@ extension PoolAgent {
         guard let base = view.base, base.number > theirs, offeredAt[peer].map({ now - $0 >= settings.checkpointRetry }) ?? true else { return }
         offeredAt[peer] = now
         if offeredAt.count > 1024 { offeredAt = offeredAt.filter { now - $0.value < settings.checkpointRetry } }
-        sendCheckpoint(base, to: peer, &out)
+        sendCheckpoint(base, to: peer, final: true, &out)
     }
 
-    /// Whether `cp`'s valid signers held a quorum of the pool at its cut (by its own
-    /// holdings, which a proposer and its signers fold alike). In a mesh that churns fast
-    /// (members replaced within seconds) many who held a share at the cut leave before they
-    /// sign, and checkpoints stall (docs/pool.md, "History compaction").
+    /// Whether `cp`'s valid signers hold a quorum of the pool in this node's view now
+    /// (`RingView.signedWeight`).
     mutating func signedByQuorum(_ cp: PoolCheckpoint) -> Bool {
         RingView.isQuorum(view.signedWeight(cp), of: view.pool)
-    }
-
-    /// What `cp`'s valid signers hold in this node's view now (not at the cut: shares move
-    /// a little since, which the proposer's wait for more than a bare quorum makes up for).
-    mutating func weightInView(_ cp: PoolCheckpoint) -> RangeSet {
-        let message = PoolCheckpoint.signedBytes(ref: cp.ref)
-        let signers = Set(cp.signatures.filter { auth.verify(signature: $0.signature, message: message, signer: $0.signer) }.map(\.signer))
-        return RangeSet(view.ownership().filter { signers.contains($0.owner) }.map(\.range))
     }
 
     /// Whether this node voted for a reclaim not made yet that `cp` would make invalid: its
@@ -230,33 +228,27 @@ extension PoolAgent {
         return false
     }
 
-    /// Moves this view onto `cp` (signed by a quorum at its cut). Untrusted: this view
-    /// folds the same holdings at `cp`'s cut. Trusted: this view cannot fold it (it holds
-    /// nothing, or lacks grants inside the cut, which members dropped) and takes it as shown.
+    /// Moves this view onto `cp`, a checkpoint said to be signed by a quorum, if this node
+    /// can check that (docs/pool.md, "Who moves onto it"). A caught-up node needs its
+    /// signers to hold a quorum in its own view now (a checkpoint a member forged, signed by
+    /// identities it minted, weighs nothing there), and then folds it from its own grants,
+    /// or, if it lacks a few grants inside the cut (pushes that missed it, which the others
+    /// dropped), takes it as shown (`checkpointsWeighed`). A node that holds nothing, or is
+    /// catching up (an old backup, a wiped disk), cannot weigh it: it takes it on trust, if
+    /// well formed (`checkpointsTrusted`; weak subjectivity, "Trusting is a choice").
     @discardableResult
-    mutating func adopt(_ cp: PoolCheckpoint, trusted: Bool, _ out: inout [Output]) -> Bool {
-        var v = view
-        let next: RingView
-        if !trusted {
-            guard case .success(let built) = v.built(onLater: cp) else { return false }
-            next = built
-        } else {
-            // This view cannot fold it. A node that holds nothing, or is catching up (an old
-            // backup, a wiped disk), takes it as the mesh shows it (signed by a quorum in its
-            // own holdings, which takeCheckpoint checked): it has nothing better to weigh it
-            // by. A caught-up node has: it lacks a few grants inside the cut (pushes that
-            // missed it, which the others then dropped), and takes the checkpoint only if
-            // its signers hold a quorum in this view. A checkpoint a member forged, signed by
-            // identities it minted, weighs nothing here (docs/pool.md, "Trusting is a choice").
-            if view.hasGenesis && isCaughtUp {
-                guard RingView.isQuorum(weightInView(cp), of: view.pool) else { return false }
-                counters.checkpointsWeighed += 1
-            } else {
-                counters.checkpointsTrusted += 1
-            }
-            guard case .success(let fresh) = v.trusting(cp) else { return false }
-            next = fresh.rebuiltWith(view.allGrants)
-        }
+    mutating func moveOnto(_ cp: PoolCheckpoint, _ out: inout [Output]) -> Bool {
+        let weighs = view.hasGenesis && isCaughtUp
+        if weighs { guard signedByQuorum(cp) else { return false } }
+        // Folded from this view's own grants: checked as its signers checked it.
+        if case .success(let built) = view.built(onLater: cp) { return adopt(built, cp, &out) }
+        guard case .success(let fresh) = view.trusting(cp) else { return false }
+        if weighs { counters.checkpointsWeighed += 1 } else { counters.checkpointsTrusted += 1 }
+        return adopt(fresh.rebuiltWith(view.allGrants), cp, &out)
+    }
+
+    /// This node's view becomes `next`, built on `cp`.
+    mutating func adopt(_ next: RingView, _ cp: PoolCheckpoint, _ out: inout [Output]) -> Bool {
         view = next
         seenAt = seenAt.filter { next.grants[$0.key] != nil }
         counters.checkpoints += 1

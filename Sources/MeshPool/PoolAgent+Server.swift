@@ -52,7 +52,7 @@ extension PoolAgent {
         // Its lease is a holding of the checkpoint this view is built on: send that; the
         // client binds once its view holds the lease.
         if let lease = view.leases(of: client).first, lease.range.first == address, let base = view.base, view.grants[lease.grant] == nil {
-            sendCheckpoint(base, to: client, &out)
+            sendCheckpoint(base, to: client, final: true, &out)
             out.append(.send(signed(.ack(xid: x, grants: [])), to: client))
             return
         }

@@ -583,9 +583,9 @@ public struct PoolAgent: Sendable {
             takeReclaimVote(from: from, holding: holding, cutoff: cutoff, vote: vote, now: now, &out)
         case .checkpointHave(let number):
             offerCheckpoint(to: from, theirs: number, now: now, &out)
-        case .checkpointPart(let id, let index, let count, let bytes):
+        case .checkpointPart(let id, let index, let count, let final, let bytes):
             let before = checkpointNumber
-            takeCheckpointPart(from: from, id: id, index: index, count: count, bytes: bytes, now: now, &out)
+            takeCheckpointPart(from: from, id: id, index: index, count: count, final: final, bytes: bytes, now: now, &out)
             if checkpointNumber != before { afterViewChange(view.allGrants, now: now, &out) }
         case .checkpointSign(let ref, let signature):
             takeCheckpointSignature(from: from, ref: ref, signature: signature, &out)

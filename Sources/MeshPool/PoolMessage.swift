@@ -30,8 +30,9 @@ public enum PoolMessage: Hashable, Sendable {
     /// built on, sent with each digest; a member on a newer one sends it back.
     case checkpointHave(number: UInt64)
     /// One part of an encoded checkpoint (`PoolCheckpoint`, with the signatures it has):
-    /// `id` is BLAKE2b-256 of the whole encoding, which is cut into `count` parts.
-    case checkpointPart(id: Bytes32, index: UInt16, count: UInt16, bytes: [UInt8])
+    /// `id` is BLAKE2b-256 of the whole encoding, which is cut into `count` parts. `final`:
+    /// signed by members holding a quorum, to move onto; otherwise a proposal to sign.
+    case checkpointPart(id: Bytes32, index: UInt16, count: UInt16, final: Bool, bytes: [UInt8])
     /// A member's signature over a proposed checkpoint (to the proposer only).
     case checkpointSign(ref: Bytes32, signature: [UInt8])
 
@@ -149,8 +150,10 @@ public struct PoolPacket: Hashable, Sendable, WireCodable {
             guard count > 0, count <= PoolMessage.partLimit, index < count else {
                 throw .invalidValue(field: "checkpoint part", reason: "part \(index) of \(count)")
             }
+            let flags = try r.readUInt8("part flags")
+            guard flags & ~1 == 0 else { throw .invalidValue(field: "part flags", reason: "unknown flags \(flags)") }
             let n = Int(try r.readUInt16("part length"))
-            message = .checkpointPart(id: id, index: index, count: count, bytes: try r.readBytes(n, "part bytes"))
+            message = .checkpointPart(id: id, index: index, count: count, final: flags == 1, bytes: try r.readBytes(n, "part bytes"))
         case 13: message = .checkpointSign(ref: try r.readBytes32("checkpoint ref"), signature: try r.readBytes(64, "checkpoint signature"))
         default:
             throw .invalidValue(field: "pool kind", reason: "unknown kind \(kind)")
@@ -190,8 +193,8 @@ public struct PoolPacket: Hashable, Sendable, WireCodable {
             w.writeUInt8(9); w.writeBytes32(holding); w.writeUInt64(cutoff); w.write(vote)
         case .checkpointHave(let number):
             w.writeUInt8(11); w.writeUInt64(number)
-        case .checkpointPart(let id, let index, let count, let bytes):
-            w.writeUInt8(12); w.writeBytes32(id); w.writeUInt16(index); w.writeUInt16(count)
+        case .checkpointPart(let id, let index, let count, let final, let bytes):
+            w.writeUInt8(12); w.writeBytes32(id); w.writeUInt16(index); w.writeUInt16(count); w.writeUInt8(final ? 1 : 0)
             w.writeUInt16(UInt16(bytes.count)); w.writeBytes(bytes)
         case .checkpointSign(let ref, let signature):
             w.writeUInt8(13); w.writeBytes32(ref); w.writeBytes(signature)

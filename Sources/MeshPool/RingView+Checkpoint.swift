@@ -116,10 +116,26 @@ extension RingView {
     public mutating func foldProblem(_ cp: PoolCheckpoint) -> CheckpointProblem? {
         let have = base?.number ?? 0
         guard cp.number == have + 1, cp.previous == (base?.ref ?? .zero) else { return .notNext(have: have, got: cp.number) }
-        switch checkpoint(cut: cp.insideSeq) {
+        let cut = cp.insideSeq
+        if crossesReclaim(cut) { return .notClosed }
+        switch checkpoint(cut: cut) {
         case .failure(let e): return e
         case .success(let mine): return mine.marks == cp.marks && mine.holdings == cp.holdings ? nil : .differs
         }
+    }
+
+    /// Whether a reclaim this view holds (made, or waiting) lies outside `cut` while its
+    /// target's mark lies above its cutoff, or a voter's above its vote: on a view built on
+    /// such a cut it would be refused or weighed otherwise. A proposer that knew of it would
+    /// have lowered the cut (`closedCut`); one that did not leaves a cut this view must not
+    /// sign or fold.
+    func crossesReclaim(_ cut: [NodeID: UInt64]) -> Bool {
+        let pending = Array(waitingReclaims.values) + orphans.values.flatMap { $0 }.filter { $0.kind == .reclaim }
+        for r in grants.values.filter({ $0.kind == .reclaim }) + pending where r.seq > (cut[r.grantor] ?? 0) {
+            if let target = holder(of: r.parent)?.grantee, (cut[target] ?? 0) > r.cutoff { return true }
+            if r.votes.contains(where: { (cut[$0.signer] ?? 0) > $0.seq }) { return true }
+        }
+        return false
     }
 
     /// This view moved onto `cp`, a later checkpoint than its base (not necessarily the
@@ -131,6 +147,7 @@ extension RingView {
         guard cp.number > have else { return .failure(.notNext(have: have, got: cp.number)) }
         let theirs = cp.insideSeq
         for (id, mark) in insideSeq where (theirs[id] ?? mark) < mark { return .failure(.differs) }
+        if crossesReclaim(theirs) { return .failure(.notClosed) }
         switch checkpoint(cut: theirs) {
         case .failure(let e): return .failure(e)
         case .success(let mine): guard mine.holdings == cp.holdings else { return .failure(.differs) }
@@ -200,18 +217,15 @@ extension RingView {
         return v.rebuiltWith(grants)
     }
 
-    /// What the signatures of `cp` weigh, in `cp`'s own holdings: signers that hold
-    /// something there, with a valid signature (each counted once).
-    public func signedWeight(_ cp: PoolCheckpoint) -> RangeSet {
+    /// What the valid signatures of `cp` weigh in this view: what their signers hold in
+    /// its fold now (not at `cp`'s cut: in a mesh that churns fast many who held a share at
+    /// the cut have left before they could sign, and those who joined since hold theirs now).
+    public mutating func signedWeight(_ cp: PoolCheckpoint) -> RangeSet {
         let message = PoolCheckpoint.signedBytes(ref: cp.ref)
-        var byHolder: [NodeID: [AddressRange]] = [:]
-        for h in cp.holdings { byHolder[h.grantee, default: []] += h.held.ranges }
-        var weight: [AddressRange] = []
-        var seen = Set<NodeID>()
-        for s in cp.signatures where seen.insert(s.signer).inserted {
-            guard let held = byHolder[s.signer], auth.verify(signature: s.signature, message: message, signer: s.signer) else { continue }
-            weight += held
+        var signers = Set<NodeID>()
+        for s in cp.signatures where !signers.contains(s.signer) {
+            if auth.verify(signature: s.signature, message: message, signer: s.signer) { signers.insert(s.signer) }
         }
-        return RangeSet(weight)
+        return RangeSet(ownership().filter { signers.contains($0.owner) }.map(\.range))
     }
 }

@@ -66,12 +66,16 @@ public struct PoolScenario: Sendable {
         /// simulated second over the running nodes: the most grants a view held, the largest
         /// state file (`pool.json` as the daemon writes it: checkpoint and grants, hex), the
         /// largest full anti-entropy exchange (checkpoint, every grant held, digest pages),
-        /// and the newest checkpoint reached.
+        /// and the newest checkpoint reached; checkpoints proposed and refused (summed over
+        /// the nodes still running), and the most common reason a refusal gave.
         public var cycles: Int
         public var grantsHeldMax: Int
         public var stateFileBytesMax: Int
         public var fullExchangeBytesMax: Int
         public var checkpoints: UInt64
+        public var checkpointsProposed: Int
+        public var checkpointsRefused: Int
+        public var checkpointRefusal: String?
         public var simulatedSeconds: Double
     }
 
@@ -194,6 +198,7 @@ public struct PoolScenario: Sendable {
         let bound = sim.nodes.filter { $0.poolLog.leasedAt != nil }.count
         let largest = up.map { sim.shares(seenBy: $0)[sim.nodes[$0].id] ?? 0 }.max() ?? 0
         let owners = up.first.map { sim.shares(seenBy: $0).count } ?? 0
+        let agents = up.compactMap { sim.poolAgent($0) }
         return Report(
             nodes: sim.nodes.count, loss: loss, seed: seed, pool: "\(IPv4Address(pool.first))-\(IPv4Address(pool.last))",
             timeToAddress: GossipScenario.Distribution(times, unfinished: unfinished), withoutAddress: unfinished,
@@ -208,6 +213,9 @@ public struct PoolScenario: Sendable {
             cycles: cycles, grantsHeldMax: grantsHeldMax, stateFileBytesMax: stateFileBytesMax,
             fullExchangeBytesMax: fullExchangeBytesMax,
             checkpoints: up.compactMap { sim.poolAgent($0)?.checkpointNumber }.max() ?? 0,
+            checkpointsProposed: agents.reduce(0) { $0 + $1.counters.checkpointsProposed },
+            checkpointsRefused: agents.reduce(0) { $0 + $1.counters.checkpointsRefused },
+            checkpointRefusal: Dictionary(grouping: agents.compactMap(\.lastCheckpointRefusal), by: { $0 }).max { $0.value.count < $1.value.count }?.key,
             simulatedSeconds: (sim.now - .zero).seconds)
     }
 }

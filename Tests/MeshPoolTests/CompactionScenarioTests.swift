@@ -112,7 +112,7 @@ import Testing
         sim.withPool(k) { p in
             p.view = old
             var out: [PoolAgent.Output] = []
-            p.takeCheckpoint(newest, from: proposer, now: sim.now, &out)
+            p.takeCheckpoint(newest, from: proposer, final: true, now: sim.now, &out)
             return out
         }
         let p = sim.poolAgent(k)!

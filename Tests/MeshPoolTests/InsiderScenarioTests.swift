@@ -193,7 +193,7 @@ import Testing
                 forged(number: next + 1000, holders: [p.me] + minted.map(\.nodeID), signers: [(p.me, p.auth)] + mintedSigners),
             ]
             var out: [PoolAgent.Output] = []
-            for cp in cps { for m in p.members { p.sendCheckpoint(cp, to: m, &out) } }
+            for cp in cps { for m in p.members { p.sendCheckpoint(cp, to: m, final: true, &out) } }
             return out
         }
         sim.run(for: .seconds(5))
