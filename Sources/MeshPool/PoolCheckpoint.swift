@@ -13,7 +13,7 @@ import MeshWire
 /// effective ranges), so dropping it, and everything under it, changes no fold.
 public struct PoolCheckpoint: Hashable, Sendable {
     /// One grant inside the cut that still holds something, and what it holds.
-    public struct Holding: Hashable, Sendable, WireCodable {
+    public struct Holding: Hashable, Sendable {
         public var ref: Bytes32
         public var grantor: NodeID
         public var seq: UInt64
@@ -23,6 +23,16 @@ public struct PoolCheckpoint: Hashable, Sendable {
         public var range: AddressRange
         /// Its effective range in the fold at the cut: what it still holds.
         public var held: RangeSet
+
+        public init(ref: Bytes32, grantor: NodeID, seq: UInt64, grantee: NodeID, kind: Grant.Kind, range: AddressRange, held: RangeSet) {
+            self.ref = ref
+            self.grantor = grantor
+            self.seq = seq
+            self.grantee = grantee
+            self.kind = kind
+            self.range = range
+            self.held = held
+        }
 
         public init(ref: Bytes32, grant g: Grant, held: RangeSet) {
             self.ref = ref
@@ -39,71 +49,16 @@ public struct PoolCheckpoint: Hashable, Sendable {
         var asParent: Grant {
             Grant(grantor: grantor, seq: seq, parent: .zero, range: range, grantee: grantee, kind: kind)
         }
-
-        public init(from r: inout WireReader) throws(WireError) {
-            ref = try r.readBytes32("holding ref")
-            grantor = try r.read(NodeID.self)
-            seq = try r.readUInt64("holding seq")
-            grantee = try r.read(NodeID.self)
-            let k = try r.readUInt8("holding kind")
-            guard let kind = Grant.Kind(rawValue: k) else { throw .invalidValue(field: "holding kind", reason: "unknown kind \(k)") }
-            self.kind = kind
-            let first = try r.readUInt32("holding range first"), last = try r.readUInt32("holding range last")
-            guard first <= last else { throw .invalidValue(field: "holding range", reason: "first > last") }
-            range = AddressRange(first, last)
-            let pieces = try r.readArray(of: Piece.self, .u16, limit: Int(UInt16.max), minimumElementSize: 8, "holding held")
-            let set = RangeSet(pieces.map(\.range))
-            guard set.ranges.count == pieces.count, pieces.isEmpty || set.ranges == pieces.map(\.range) else {
-                throw .invalidValue(field: "holding held", reason: "ranges not sorted, disjoint and apart")
-            }
-            held = set
-        }
-
-        public func encode(to w: inout WireWriter) {
-            w.writeBytes32(ref)
-            w.write(grantor)
-            w.writeUInt64(seq)
-            w.write(grantee)
-            w.writeUInt8(kind.rawValue)
-            w.writeUInt32(range.first)
-            w.writeUInt32(range.last)
-            w.writeArray(.u16, held.ranges.map(Piece.init))
-        }
-    }
-
-    /// An address range on the wire.
-    struct Piece: WireCodable {
-        var range: AddressRange
-        init(_ range: AddressRange) { self.range = range }
-        init(from r: inout WireReader) throws(WireError) {
-            let first = try r.readUInt32("range first"), last = try r.readUInt32("range last")
-            guard first <= last else { throw .invalidValue(field: "range", reason: "first > last") }
-            range = AddressRange(first, last)
-        }
-        func encode(to w: inout WireWriter) {
-            w.writeUInt32(range.first)
-            w.writeUInt32(range.last)
-        }
     }
 
     /// "`grantor`'s grants up to `seq` are inside."
-    public struct Mark: Hashable, Sendable, WireCodable {
+    public struct Mark: Hashable, Sendable {
         public var grantor: NodeID
         public var seq: UInt64
 
         public init(grantor: NodeID, seq: UInt64) {
             self.grantor = grantor
             self.seq = seq
-        }
-
-        public init(from r: inout WireReader) throws(WireError) {
-            grantor = try r.read(NodeID.self)
-            seq = try r.readUInt64("mark seq")
-        }
-
-        public func encode(to w: inout WireWriter) {
-            w.write(grantor)
-            w.writeUInt64(seq)
         }
     }
 
@@ -149,13 +104,44 @@ public struct PoolCheckpoint: Hashable, Sendable {
 
     static let limit = 1 << 20
 
-    /// The body: everything but the signatures.
+    /// The body: everything but the signatures ([wire-format.md](../../docs/wire-format.md),
+    /// "Checkpoint"). Node IDs are written once, in a sorted table, and named by index;
+    /// seqs, indices and lengths are LEB128: about 50 bytes a holding.
     public var body: [UInt8] {
-        var w = WireWriter(capacity: 64 + 40 * marks.count + 140 * holdings.count)
+        var ids = Set<NodeID>()
+        for m in marks { ids.insert(m.grantor) }
+        for h in holdings { ids.insert(h.grantor); ids.insert(h.grantee) }
+        let table = ids.sorted()
+        let index = Dictionary(uniqueKeysWithValues: table.enumerated().map { ($1, UInt64($0)) })
+        var w = WireWriter(capacity: 64 + 32 * table.count + 6 * marks.count + 56 * holdings.count)
         w.writeUInt64(number)
         w.writeBytes32(previous)
-        w.writeArray(.u32, marks)
-        w.writeArray(.u32, holdings)
+        w.writeVarUInt(UInt64(table.count))
+        for id in table { w.write(id) }
+        w.writeVarUInt(UInt64(marks.count))
+        for m in marks {
+            w.writeVarUInt(index[m.grantor]!)
+            w.writeVarUInt(m.seq)
+        }
+        w.writeVarUInt(UInt64(holdings.count))
+        for h in holdings {
+            w.writeBytes32(h.ref)
+            w.writeVarUInt(index[h.grantor]!)
+            w.writeVarUInt(h.seq)
+            w.writeVarUInt(index[h.grantee]!)
+            w.writeUInt8(h.kind.rawValue)
+            w.writeUInt32(h.range.first)
+            w.writeVarUInt(UInt64(h.range.last) &- UInt64(h.range.first))
+            w.writeVarUInt(UInt64(h.held.ranges.count))
+            var next = UInt64(h.range.first)
+            // (Wrapping: a malformed holding, held outside its range, still gets a body, which
+            // no decoder takes.)
+            for r in h.held.ranges {
+                w.writeVarUInt(UInt64(r.first) &- next)
+                w.writeVarUInt(UInt64(r.last) &- UInt64(r.first))
+                next = UInt64(r.last) + 1
+            }
+        }
         return w.bytes
     }
 
@@ -165,7 +151,7 @@ public struct PoolCheckpoint: Hashable, Sendable {
     /// What a member signs.
     public static func signedBytes(ref: Bytes32) -> [UInt8] {
         var w = WireWriter(capacity: 64)
-        w.writeBytes(Array("meshwork pool checkpoint v1".utf8))
+        w.writeBytes(Array("meshwork pool checkpoint v2".utf8))
         w.writeBytes32(ref)
         return w.bytes
     }
@@ -185,10 +171,62 @@ public struct PoolCheckpoint: Hashable, Sendable {
 
 extension PoolCheckpoint: WireCodable {
     public init(from r: inout WireReader) throws(WireError) {
+        /// A count, checked against the bytes left (each element takes at least `least`)
+        /// and the limit before anything is allocated.
+        func count(_ field: String, least: Int) throws(WireError) -> Int {
+            let n = try r.readVarUInt(field)
+            guard n <= UInt64(Self.limit), n <= UInt64(r.remaining / least) else {
+                throw .invalidValue(field: field, reason: "\(n) is more than the bytes left or the limit allow")
+            }
+            return Int(n)
+        }
         number = try r.readUInt64("checkpoint number")
         previous = try r.readBytes32("checkpoint previous")
-        marks = try r.readArray(of: Mark.self, .u32, limit: Self.limit, minimumElementSize: 40, "checkpoint marks")
-        holdings = try r.readArray(of: Holding.self, .u32, limit: Self.limit, minimumElementSize: 115, "checkpoint holdings")
+        var table: [NodeID] = []
+        for _ in 0..<(try count("checkpoint node IDs", least: 32)) { table.append(try r.read(NodeID.self)) }
+        guard zip(table, table.dropFirst()).allSatisfy({ $0 < $1 }) else {
+            throw .invalidValue(field: "checkpoint node IDs", reason: "not sorted, or one twice")
+        }
+        var used = [Bool](repeating: false, count: table.count)
+        func id(_ field: String) throws(WireError) -> NodeID {
+            let i = try r.readVarUInt(field)
+            guard i < UInt64(table.count) else { throw .invalidValue(field: field, reason: "index \(i) of \(table.count) node IDs") }
+            used[Int(i)] = true
+            return table[Int(i)]
+        }
+        marks = []
+        for _ in 0..<(try count("checkpoint marks", least: 2)) {
+            let grantor = try id("mark grantor")
+            marks.append(Mark(grantor: grantor, seq: try r.readVarUInt("mark seq")))
+        }
+        holdings = []
+        for _ in 0..<(try count("checkpoint holdings", least: 44)) {
+            let ref = try r.readBytes32("holding ref")
+            let grantor = try id("holding grantor")
+            let seq = try r.readVarUInt("holding seq")
+            let grantee = try id("holding grantee")
+            let k = try r.readUInt8("holding kind")
+            guard let kind = Grant.Kind(rawValue: k) else { throw .invalidValue(field: "holding kind", reason: "unknown kind \(k)") }
+            let first = UInt64(try r.readUInt32("holding range first"))
+            let last = first + (try r.readVarUInt("holding range length"))
+            guard last <= UInt64(UInt32.max) else { throw .invalidValue(field: "holding range", reason: "past the last address") }
+            let pieces = try count("holding held", least: 2)
+            guard pieces > 0 else { throw .invalidValue(field: "holding held", reason: "no range held") }
+            var held: [AddressRange] = []
+            var next = first
+            for i in 0..<pieces {
+                let gap = try r.readVarUInt("held gap")
+                guard i == 0 || gap > 0 else { throw .invalidValue(field: "holding held", reason: "ranges not apart") }
+                let a = next + gap
+                let b = a + (try r.readVarUInt("held length"))
+                guard a >= next, b >= a, b <= last else { throw .invalidValue(field: "holding held", reason: "a range outside the grant's") }
+                held.append(AddressRange(UInt32(a), UInt32(b)))
+                next = b + 1
+            }
+            holdings.append(Holding(ref: ref, grantor: grantor, seq: seq, grantee: grantee, kind: kind,
+                                    range: AddressRange(UInt32(first), UInt32(last)), held: RangeSet(held)))
+        }
+        guard used.allSatisfy({ $0 }) else { throw .invalidValue(field: "checkpoint node IDs", reason: "one that nothing names") }
         signatures = try r.readArray(of: Signature.self, .u16, limit: 4096, minimumElementSize: 96, "checkpoint signatures")
         guard zip(marks, marks.dropFirst()).allSatisfy({ $0.grantor < $1.grantor }) else {
             throw .invalidValue(field: "checkpoint marks", reason: "not sorted by grantor, or a grantor twice")

@@ -165,3 +165,35 @@ public struct WireReader: Sendable {
 public enum LengthPrefix: Sendable {
     case u8, u16, u32
 }
+
+extension WireReader {
+    /// An unsigned LEB128 integer (`WireWriter.writeVarUInt`), in its shortest form only:
+    /// a longer one (a last byte of zero after others) or one past 64 bits is an error, so
+    /// that a value has one encoding.
+    public mutating func readVarUInt(_ field: String = "varint") throws(WireError) -> UInt64 {
+        let start = offset
+        var v: UInt64 = 0
+        for i in 0..<10 {
+            guard offset < end else {
+                offset = start
+                throw .truncated(field: field, needed: 1, available: 0)
+            }
+            let b = bytes[offset]
+            offset += 1
+            guard i < 9 || b <= 1 else {
+                offset = start
+                throw .invalidValue(field: field, reason: "more than 64 bits")
+            }
+            v |= UInt64(b & 0x7f) << UInt64(7 * i)
+            if b & 0x80 == 0 {
+                guard b != 0 || i == 0 else {
+                    offset = start
+                    throw .invalidValue(field: field, reason: "not in its shortest form")
+                }
+                return v
+            }
+        }
+        offset = start
+        throw .invalidValue(field: field, reason: "more than 64 bits")
+    }
+}

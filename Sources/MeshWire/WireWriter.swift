@@ -80,3 +80,16 @@ extension WireCodable {
         try r.expectEnd()
     }
 }
+
+extension WireWriter {
+    /// An unsigned LEB128 integer: 7 bits a byte, low first, the high bit set on every byte
+    /// but the last (1 byte below 128, at most 10).
+    public mutating func writeVarUInt(_ v: UInt64) {
+        var v = v
+        while v >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        bytes.append(UInt8(v))
+    }
+}

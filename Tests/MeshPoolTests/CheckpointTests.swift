@@ -148,6 +148,54 @@ import Testing
         }
     }
 
+    /// The compact encoding has one form: node IDs in a sorted table, each named, indices
+    /// inside it, held ranges inside the grant's and apart. Anything else is refused.
+    @Test func aCheckpointEncodingHasOneFormAndRefusesTheRest() throws {
+        let h = History(seed: 11, nodes: 6, steps: 120)
+        var whole = h.view(of: h.grants)
+        guard case .success(let cp) = whole.checkpoint(cut: whole.closedCut()) else {
+            Issue.record("no checkpoint")
+            return
+        }
+        let bytes = cp.wireBytes
+        #expect(try PoolCheckpoint(wireBytes: bytes) == cp)
+        // Each holding costs about a third of its fixed-width form (ref, two IDs, seq, kind,
+        // range: 115 bytes and 8 per range held).
+        let fixed = 44 + 40 * cp.marks.count + cp.holdings.reduce(0) { $0 + 115 + 8 * $1.held.ranges.count }
+        #expect(bytes.count * 2 < fixed, "\(bytes.count) bytes, \(fixed) in the fixed-width form")
+        // The ID table starts after number (8) and previous (32), with its count (one byte here).
+        let ids = Int(bytes[40])
+        #expect(ids > 1 && ids < 128)
+        func refused(_ b: [UInt8], _ what: String) {
+            #expect(throws: WireError.self, "\(what)") { _ = try PoolCheckpoint(wireBytes: b) }
+        }
+        // Two IDs swapped: the table is not sorted.
+        var swapped = bytes
+        for i in 0..<32 { swapped.swapAt(41 + i, 41 + 32 + i) }
+        refused(swapped, "an unsorted ID table")
+        // An extra ID nothing names (sorted last: all 0xff).
+        var extra = bytes
+        extra[40] = UInt8(ids + 1)
+        extra.insert(contentsOf: [UInt8](repeating: 0xff, count: 32), at: 41 + 32 * ids)
+        refused(extra, "an ID nothing names")
+        // A mark naming an index past the table.
+        var past = bytes
+        let marksAt = 41 + 32 * ids
+        #expect(past[marksAt] > 0)
+        past[marksAt + 1] = UInt8(ids)
+        refused(past, "an index past the table")
+        // A holding whose held range lies outside the grant's range.
+        var wide = cp
+        if let i = wide.holdings.indices.first(where: { wide.holdings[$0].range.last < UInt32.max - 1 }) {
+            let r = wide.holdings[i].range
+            wide.holdings[i].held = RangeSet(AddressRange(r.first, r.last + 1))
+            refused(wide.wireBytes, "held outside the grant's range")
+        }
+        // Garbage of every short length is an error, never a trap.
+        var rng = SeededRandom(seed: 5)
+        for n in 0..<200 { refused(rng.bytes(n), "\(n) random bytes") }
+    }
+
     @Test func aViewRefusesACheckpointItDoesNotFoldItself() {
         let h = History(seed: 3, nodes: 6, steps: 120)
         var whole = h.view(of: h.grants)

@@ -115,6 +115,23 @@ struct Gen {
         #expect(r.offset == 0)
     }
 
+    @Test func varintsRoundTripInTheirShortestFormOnly() throws {
+        let values: [UInt64] = [0, 1, 127, 128, 255, 300, 16383, 16384, 1 << 32, UInt64.max - 1, UInt64.max]
+        var w = WireWriter()
+        for v in values { w.writeVarUInt(v) }
+        #expect(w.bytes.prefix(4) == [0, 1, 0x7f, 0x80])
+        var r = WireReader(w.bytes)
+        for v in values { #expect(try r.readVarUInt() == v) }
+        #expect(r.isAtEnd)
+        // Longer than needed, past 64 bits, or cut short: an error that consumes nothing.
+        for bad: [UInt8] in [[0x80, 0x00], [0x81, 0x80, 0x00], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+                             [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01], [0x80], []] {
+            var t = WireReader(bad)
+            #expect(throws: WireError.self) { try t.readVarUInt() }
+            #expect(t.offset == 0)
+        }
+    }
+
     @Test func badBooleanIsInvalid() {
         var r = WireReader([2])
         #expect(throws: WireError.invalidValue(field: "bool", reason: "boolean byte is 2, expected 0 or 1")) { try r.readBool() }
