@@ -42,6 +42,9 @@ public final class Daemon: @unchecked Sendable {
         /// Serve Prometheus text at http://host:port/metrics (`up --metrics`; port 0: any free port).
         public var metricsHost: String?
         public var metricsPort = 0
+        /// Grants the pool view holds before this node, as proposer, starts a checkpoint
+        /// (`up --checkpoint-every`; nil: the default, 0: never).
+        public var checkpointEvery: Int?
 
         public init(token: MeshToken, keyPath: String?, state: StatePaths, listenHost: String, listenPort: Int, peers: [HostPort], name: String) {
             self.token = token
@@ -230,6 +233,7 @@ public final class Daemon: @unchecked Sendable {
         let firstStart = saved == nil && savedPool == nil && logged.isEmpty
         let preferred = config.address
         let poolSeed = random.next()
+        let checkpointEvery = config.checkpointEvery
         let reclaimSeconds = config.token.reclaimSeconds
         let leaseSeconds = config.token.leaseSeconds
 
@@ -260,6 +264,7 @@ public final class Daemon: @unchecked Sendable {
                 var poolSettings = PoolAgent.Settings()
                 poolSettings.reclaimTime = .seconds(Double(reclaimSeconds))
                 poolSettings.leaseTime = .seconds(Double(leaseSeconds))
+                if let every = checkpointEvery { poolSettings.checkpointEvery = every }
                 // A node with an earlier run behind it (node.json or pool.json) catches up with the mesh
                 // before it grants, whatever its pool.json says (docs/pool.md).
                 let pool = PoolAgent(me: identity.nodeID, view: view, auth: auth, seq: poolSeq, settings: poolSettings, preferred: preferred,

@@ -22,12 +22,18 @@ public struct UpSettings: Sendable, Equatable {
     public var mtu: Int?
     public var logLevel: String?
     public var metrics: String?
+    /// Grants a pool view holds before this node, if it is the proposer, proposes a
+    /// checkpoint (docs/pool.md, "History compaction"); 0: never.
+    public var checkpointEvery: Int?
 
     public init() {}
 
     public static let defaultListen = "0.0.0.0:51830"
     public static let defaultTun = "meshwork0"
     public static let defaultLogLevel = "info"
+    /// Checkpoint intervals allowed besides 0 (never): fewer than 32 grants would
+    /// checkpoint at almost every join.
+    public static let checkpointEveryRange = 32...1_048_576
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
     /// The keys of the file, in the order the example documents them, with their TOML type.
@@ -37,12 +43,13 @@ public struct UpSettings: Sendable, Equatable {
         case mtu
         case logLevel = "log-level"
         case metrics
+        case checkpointEvery = "checkpoint-every"
 
         var expected: String {
             switch self {
             case .peers: return "an array of strings"
             case .noTun: return "true or false"
-            case .mtu: return "an integer"
+            case .mtu, .checkpointEvery: return "an integer"
             default: return "a string"
             }
         }
@@ -63,6 +70,7 @@ public struct UpSettings: Sendable, Equatable {
         s.mtu = other.mtu ?? mtu
         s.logLevel = other.logLevel ?? logLevel
         s.metrics = other.metrics ?? metrics
+        s.checkpointEvery = other.checkpointEvery ?? checkpointEvery
         return s
     }
 
@@ -92,6 +100,9 @@ public struct UpSettings: Sendable, Equatable {
         }
         if let mtu, !(576...65_535).contains(mtu) {
             bad(.mtu, "\(mtu) is out of range: use 576 to 65535 (1420 suits a 1500-byte underlay)")
+        }
+        if let checkpointEvery, checkpointEvery != 0, !Self.checkpointEveryRange.contains(checkpointEvery) {
+            bad(.checkpointEvery, "\(checkpointEvery) is out of range: use 0 (never compact) or \(Self.checkpointEveryRange.lowerBound) to \(Self.checkpointEveryRange.upperBound) grants (default 512)")
         }
         if let logLevel, !Self.logLevels.contains(logLevel) {
             bad(.logLevel, "'\(logLevel)' is not a level: use trace, debug, info, notice, warning, error or critical")
@@ -225,6 +236,9 @@ public struct UpSettings: Sendable, Equatable {
             case .mtu:
                 guard let i = value.int else { throw wrongType() }
                 s.mtu = i
+            case .checkpointEvery:
+                guard let i = value.int else { throw wrongType() }
+                s.checkpointEvery = i
             default:
                 guard let t = value.string else { throw wrongType() }
                 switch key {
@@ -237,7 +251,7 @@ public struct UpSettings: Sendable, Equatable {
                 case .tun: s.tun = t
                 case .logLevel: s.logLevel = t
                 case .metrics: s.metrics = t
-                case .peers, .noTun, .mtu: break
+                case .peers, .noTun, .mtu, .checkpointEvery: break
                 }
             }
         }

@@ -85,6 +85,7 @@ struct ConfigCommand: ParsableCommand {
                 ("mtu", tunOff ? "-" : v(s.mtu.map(String.init), String(Daemon.defaultMTU))),
                 ("log-level", v(s.logLevel, UpSettings.defaultLogLevel)),
                 ("metrics", v(s.metrics, "off")),
+                ("checkpoint-every", v(s.checkpointEvery.map(String.init), "512")),
             ]
         }
     }

@@ -81,6 +81,9 @@ struct Up: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (no authentication: keep it on 127.0.0.1 or a management network). Off by default.", valueName: "host:port"))
     var metrics: String?
 
+    @Option(name: .long, help: ArgumentHelp("Grants this node's view of the pool holds before it (if it is the proposer) folds history into a checkpoint; 0: never. Default: 512.", valueName: "grants"))
+    var checkpointEvery: Int?
+
     /// What the command line sets (nil where a flag is absent, so the file's value stands).
     var flags: UpSettings {
         var s = UpSettings()
@@ -96,6 +99,7 @@ struct Up: ParsableCommand {
         s.mtu = mtu
         s.logLevel = logLevel
         s.metrics = metrics
+        s.checkpointEvery = checkpointEvery
         return s
     }
 
@@ -170,6 +174,7 @@ struct Up: ParsableCommand {
             config.metricsPort = mp
         }
         if let address = s.address { config.address = IPv4Address(address)!.value }
+        config.checkpointEvery = s.checkpointEvery
         let status: Int32
         do {
             status = try Daemon(config: config, logger: logger).run()

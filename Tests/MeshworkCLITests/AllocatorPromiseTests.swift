@@ -98,6 +98,84 @@ import Testing
         #expect(conflicts == 0, "conflicts were counted: the genesis granted what the mesh had")
     }
 
+    /// History compaction with real processes: members join and leave (`meshwork leave`,
+    /// RELEASE) until checkpoints fold the history (`--checkpoint-every 32`). A member
+    /// killed with SIGKILL starts again from its pool.json (the checkpoint and the grants
+    /// after it) with its address; a member whose state directory is put back from a backup
+    /// taken before any checkpoint catches up (it takes the mesh's checkpoint on trust: it
+    /// lacks grants the others dropped) and gets an address; no two nodes share one.
+    @Test func membersRestartAfterCheckpointsFromTheirFileAndFromAnOldBackup() throws {
+        let cli = CLI()
+        var daemons: [Daemon] = []
+        defer {
+            for d in daemons where d.process.isRunning { d.kill(SIGKILL) }
+            cli.cleanup()
+        }
+        let extra = ["--checkpoint-every", "32"]
+        daemons = try reclaimTests.startMesh(cli, nodes: 3, reclaim: "60s", extra: extra)
+        func counter(_ d: Daemon, _ name: String) -> Int? { (status(cli, d)?["counters"] as? [String: Any])?[name] as? Int }
+        // A backup of r3's state (its regular files: not the control socket), before any checkpoint.
+        let fm = FileManager.default
+        func copyFiles(_ from: String, _ to: String) throws {
+            try fm.createDirectory(atPath: to, withIntermediateDirectories: true)
+            for f in try fm.contentsOfDirectory(atPath: from) {
+                let attrs = try fm.attributesOfItem(atPath: from + "/" + f)
+                if attrs[.type] as? FileAttributeType == .typeRegular { try fm.copyItem(atPath: from + "/" + f, toPath: to + "/" + f) }
+            }
+        }
+        let backup = cli.path("backup-r3")
+        try copyFiles(daemons[2].state, backup)
+        let listen = try #require(status(cli, daemons[0])?["listen"] as? String)
+        var cycles = 0
+        // Join/leave cycles until every member is on a checkpoint (each makes a lease, the
+        // space balanced to it, and what it gives back).
+        let onCheckpoints = CLI.eventually(150, every: 0.5) {
+            if daemons.allSatisfy({ (counter($0, "poolCheckpoint") ?? 0) >= 2 }) { return true }
+            cycles += 1
+            guard let j = try? Daemon(cli: cli, name: "c\(cycles)", mesh: cli.path("r.mesh"), peers: [listen], extra: extra) else { return false }
+            defer { if j.process.isRunning { j.kill(SIGKILL) } }
+            guard CLI.eventually(20, every: 0.1, { address(cli, j) != nil }) else { return false }
+            _ = try? cli.run(["leave", "--state", j.state])
+            j.process.waitUntilExit()
+            return false
+        }
+        #expect(onCheckpoints, "after \(cycles) cycles the members are on checkpoints \(daemons.map { counter($0, "poolCheckpoint") ?? -1 })")
+        let number = counter(daemons[1], "poolCheckpoint") ?? 0
+        let before = daemons.map { address(cli, $0) }
+        // r2: SIGKILL, then started again on its own state.
+        daemons[1].kill(SIGKILL)
+        daemons[1].process.waitUntilExit()
+        let file = try String(contentsOfFile: daemons[1].state + "/pool.json", encoding: .utf8)
+        #expect(file.contains("\"checkpoint\""), "r2's pool.json holds no checkpoint")
+        daemons[1] = try Daemon(cli: cli, name: "r2", mesh: cli.path("r.mesh"), peers: [listen], extra: extra)
+        #expect(CLI.eventually(10, every: 0.1) { (counter(daemons[1], "poolCheckpoint") ?? 0) >= number },
+                "r2 did not start on its checkpoint \(number): \(daemons[1].logText)")
+        #expect(CLI.eventually(20, every: 0.25) { address(cli, daemons[1]) == before[1] }, "r2 came back without its address \(before[1] ?? "-")")
+        #expect(counter(daemons[1], "poolCheckpointsTrusted") == 0, "r2 took a checkpoint on trust though its file held it")
+        // r3: SIGKILL, its state put back from the backup taken before any checkpoint.
+        daemons[2].kill(SIGKILL)
+        daemons[2].process.waitUntilExit()
+        try fm.removeItem(atPath: daemons[2].state)
+        try copyFiles(backup, daemons[2].state)
+        daemons[2] = try Daemon(cli: cli, name: "r3", mesh: cli.path("r.mesh"), peers: [listen], extra: extra)
+        #expect(CLI.eventually(30, every: 0.25) { address(cli, daemons[2]) != nil && (counter(daemons[2], "poolCheckpoint") ?? 0) >= number },
+                "r3 restored from its backup: no address, or not on the mesh's checkpoint: \(daemons[2].logText)")
+        #expect((counter(daemons[2], "poolCheckpointsTrusted") ?? 0) >= 1, "r3 lacked the grants inside the checkpoint, yet took none on trust")
+        // Two more joiners; every address distinct, nobody lost one.
+        let late = [try Daemon(cli: cli, name: "l1", mesh: cli.path("r.mesh"), peers: [listen], extra: extra),
+                    try Daemon(cli: cli, name: "l2", mesh: cli.path("r.mesh"), peers: [listen], extra: extra)]
+        daemons += late
+        #expect(CLI.eventually(30, every: 0.25) { daemons.allSatisfy { address(cli, $0) != nil } },
+                "not all bound: \(daemons.map { address(cli, $0) ?? "-" })")
+        Thread.sleep(forTimeInterval: 3)
+        let after = daemons.map { address(cli, $0) }
+        #expect(Array(after.prefix(2)) == Array(before.prefix(2)), "r1 or r2 lost its address: \(before) → \(after)")
+        let all = after.compactMap { $0 }
+        #expect(Set(all).count == all.count, "duplicate addresses: \(all)")
+        let conflicts = daemons.reduce(0) { n, d in n + (counter(d, "poolConflicts") ?? 0) }
+        #expect(conflicts == 0, "conflicts were counted")
+    }
+
     /// As reported: a member signs a forced reclaim of the genesis grant with its own key,
     /// seals it with the mesh key and sends it to every node. Every node refuses it and
     /// counts it; nobody loses an address; a later joiner still gets one.

@@ -33,7 +33,7 @@ import Testing
         #expect(s.peers == ["a.example:51830", "192.0.2.1:1"] && s.name == "web-1" && s.address == "100.80.0.10")
         #expect(s.tun == "mw1" && s.noTun == false && s.mtu == 1400 && s.logLevel == "debug" && s.metrics == "127.0.0.1:9477")
         // Every key of the file is a flag of `up`: none is left unread.
-        #expect(UpSettings.Key.allCases.count == 12)
+        #expect(UpSettings.Key.allCases.count == 13)
     }
 
     @Test func flagsOverrideTheFile() throws {
@@ -49,9 +49,9 @@ import Testing
             ("mtu = 70000", "t.toml:1: mtu: 70000 is out of range: use 576 to 65535 (1420 suits a 1500-byte underlay)"),
             ("\n\nmtu = \"1420\"", "t.toml:3: mtu: must be an integer, not the string \"1420\""),
             ("peer = [\"a:1\"]",
-             "t.toml:1: peer: unknown key (did you mean 'peers'?); the keys are: mesh, key, state, listen, peers, name, address, tun, no-tun, mtu, log-level, metrics"),
+             "t.toml:1: peer: unknown key (did you mean 'peers'?); the keys are: mesh, key, state, listen, peers, name, address, tun, no-tun, mtu, log-level, metrics, checkpoint-every"),
             ("log_level = \"info\"",
-             "t.toml:1: log_level: unknown key (did you mean 'log-level'?); the keys are: mesh, key, state, listen, peers, name, address, tun, no-tun, mtu, log-level, metrics"),
+             "t.toml:1: log_level: unknown key (did you mean 'log-level'?); the keys are: mesh, key, state, listen, peers, name, address, tun, no-tun, mtu, log-level, metrics, checkpoint-every"),
             ("peers = \"a:1\"", "t.toml:1: peers: must be an array of strings, not the string \"a:1\""),
             ("peers = [\"a\"]", "t.toml:1: peers: 'a' has no port: write HOST:PORT, e.g. 192.0.2.1:51830 or [2001:db8::1]:51830"),
             ("no-tun = 1", "t.toml:1: no-tun: must be true or false, not the integer 1"),
@@ -66,6 +66,8 @@ import Testing
             ("mtu = = 3", "t.toml:1: not valid TOML: Error while parsing value: could not determine value type"),
             ("# quoted\n'mtu' = 70000", "t.toml:2: mtu: 70000 is out of range: use 576 to 65535 (1420 suits a 1500-byte underlay)"),
             ("mtu.x = 1", "t.toml:1: mtu: must be an integer, not a table"),
+            ("checkpoint-every = 5", "t.toml:1: checkpoint-every: 5 is out of range: use 0 (never compact) or 32 to 1048576 grants (default 512)"),
+            ("checkpoint-every = \"512\"", "t.toml:1: checkpoint-every: must be an integer, not the string \"512\""),
             ("no-tun = true\ntun = \"mw1\"", "t.toml:1: no-tun: is set, and so is tun: a node without a device has no device name or MTU; remove one of them"),
         ]
         for (text, expected) in cases {
@@ -112,7 +114,7 @@ import Testing
         let r = try cli.run(["config", "check", cli.path("example.toml")])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.hasPrefix("\(cli.path("example.toml")): ok\n"))
-        #expect(r.stdout.contains("listen:    0.0.0.0:51830\n") && r.stdout.contains("mtu:       1420\n") && r.stdout.contains("metrics:   off (default)"))
+        #expect(r.stdout.contains("listen:           0.0.0.0:51830\n") && r.stdout.contains("mtu:              1420\n") && r.stdout.contains("metrics:          off (default)"))
 
         // Every key the code knows is documented in the example, set or commented out.
         for key in UpSettings.Key.allCases {

@@ -24,11 +24,11 @@ import Testing
     }
 
     /// Starts `n` nodes on one mesh (the first is genesis), each bound before the next starts.
-    func startMesh(_ cli: CLI, nodes n: Int, reclaim: String) throws -> [Daemon] {
+    func startMesh(_ cli: CLI, nodes n: Int, reclaim: String, extra: [String] = []) throws -> [Daemon] {
         let create = try cli.run(["mesh", "create", "--name", "reclaimtest", "--pool", "100.90.0.0/24", "--reclaim", reclaim,
                                   "--key", cli.path("state-r1/identity.key"), "--out", cli.path("r.mesh")])
         #expect(create.status == 0, "\(create.stderr)")
-        var daemons = [try Daemon(cli: cli, name: "r1", mesh: cli.path("r.mesh"), peers: [])]
+        var daemons = [try Daemon(cli: cli, name: "r1", mesh: cli.path("r.mesh"), peers: [], extra: extra)]
         var listen = ""
         #expect(eventually(10) {
             guard let l = status(cli, daemons[0])?["listen"] as? String else { return false }
@@ -36,7 +36,7 @@ import Testing
             return true
         })
         for i in 2...n {
-            let d = try Daemon(cli: cli, name: "r\(i)", mesh: cli.path("r.mesh"), peers: [listen])
+            let d = try Daemon(cli: cli, name: "r\(i)", mesh: cli.path("r.mesh"), peers: [listen], extra: extra)
             daemons.append(d)
             #expect(eventually(20) { status(cli, d)?["address"] is String }, "r\(i) got no address: \(d.logText)")
         }
