@@ -175,6 +175,7 @@ extension PoolAgent {
         // Checked without building the view on it: signing changes nothing here.
         if let why = view.foldProblem(cp) {
             refuseCheckpoint(cp, why.description)
+            lacking = missesGrants(cp) ? (cp, from, now) : nil
             // Most often it lacks the proposer's newest grants: fetch them before it asks
             // again (once per ask: the answer may bring the checkpoint again).
             if pulledAt[from].map({ now - $0 >= settings.checkpointRetry }) ?? true {
@@ -188,8 +189,29 @@ extension PoolAgent {
             refuseCheckpoint(cp, "this node voted for a reclaim its cut leaves out")
             return
         }
+        lacking = nil
         counters.checkpointsSigned += 1
         out.append(.send(signed(.checkpointSign(ref: cp.ref, signature: auth.sign(PoolCheckpoint.signedBytes(ref: cp.ref)))), to: from))
+    }
+
+    /// Whether this view lacks grants inside `cp`'s cut: some grantor's marked seqs are not
+    /// all here.
+    func missesGrants(_ cp: PoolCheckpoint) -> Bool {
+        cp.marks.contains { (view.byGrantor[$0.grantor]?.contiguousSeq ?? 0) < $0.seq }
+    }
+
+    /// Grants arrived: if they complete the cut of a proposal this node refused for lack
+    /// of them, look at it again now (and sign it if it folds) rather than at the
+    /// proposer's next ask, `checkpointRetry` later.
+    mutating func recheckProposal(after fresh: [Grant], now: Instant, _ out: inout [Output]) {
+        guard let l = lacking else { return }
+        guard l.checkpoint.number == checkpointNumber + 1, now - l.since < settings.checkpointRetry * 6 else {
+            lacking = nil
+            return
+        }
+        guard fresh.contains(where: { l.checkpoint.holdsInside($0) }), !missesGrants(l.checkpoint) else { return }
+        lacking = nil
+        takeCheckpoint(l.checkpoint, from: l.from, final: false, now: now, &out)
     }
 
     mutating func refuseCheckpoint(_ cp: PoolCheckpoint, _ why: String) {

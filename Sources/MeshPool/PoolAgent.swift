@@ -204,6 +204,9 @@ public struct PoolAgent: Sendable {
     /// its grants (each at most once per `checkpointRetry`).
     var offeredAt: [NodeID: Instant] = [:]
     var pulledAt: [NodeID: Instant] = [:]
+    /// A proposal this node could not fold for lack of grants inside its cut, and who sent
+    /// it: looked at again once the grants it lacked have come (`recheckProposal`).
+    var lacking: (checkpoint: PoolCheckpoint, from: NodeID, since: Instant)?
     /// The cutoff of each vote this run gave (checked before signing a checkpoint).
     var votedCutoff: [Bytes32: UInt64] = [:]
     /// Why this node last refused a checkpoint (for status and logs).
@@ -574,6 +577,7 @@ public struct PoolAgent: Sendable {
             let fresh = absorb(grants)
             push(fresh, &out, fanout: forwardFanout)
             afterViewChange(fresh, now: now, &out)
+            recheckProposal(after: fresh, now: now, &out)
         case .digest(let s, let reply, let last, let lo, let hi, let entries):
             heardDigest(from: from, lo: lo, hi: hi, entries: entries, now: now, &out)
             answerDigest(from: from, session: s, reply: reply, last: last, lo: lo, hi: hi, entries: entries, &out)

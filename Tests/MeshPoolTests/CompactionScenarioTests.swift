@@ -130,4 +130,40 @@ import Testing
         ScenarioTests.expectSafe(sim, "a member that missed grants", seed: seed)
         #expect(sim.allBoundDistinct(), "seed \(seed): not all bound at the end")
     }
+
+    /// A member asked to sign a proposal whose cut holds grants it lacks refuses, asks the
+    /// proposer for a digest, and signs as soon as the grants come, not at the proposer's
+    /// next ask (there is none here: the proposal is made by hand, so any signature seen
+    /// came from the grants' arrival).
+    @Test(arguments: ScenarioTests.seeds)
+    func aMemberThatLackedGrantsSignsOnceTheyCome(seed: UInt64) {
+        let sim = ScenarioTests.settledMesh(6, seed: seed) { $0.checkpointEvery = 0 }
+        let k = 4
+        let old = sim.poolAgent(k)!.view
+        var rng = SeededRandom(seed: seed ^ 0x51e)
+        for _ in 0..<3 {
+            let j = sim.addNode(joinVia: [Int(rng.next() % 4)])
+            _ = sim.run(until: { sim.address(of: j) != nil }, within: .seconds(15))
+            sim.run(for: .milliseconds(500))
+            sim.leave(j, release: true)
+            sim.run(for: .seconds(2))
+        }
+        var proposer = sim.poolAgent(0)!
+        let cut = proposer.view.closedCut()
+        guard case .success(var cp) = proposer.view.checkpoint(cut: cut) else {
+            Issue.record("seed \(seed): no checkpoint of n0's view")
+            return
+        }
+        cp.signatures = [PoolCheckpoint.Signature(signer: proposer.me, signature: proposer.auth.sign(PoolCheckpoint.signedBytes(ref: cp.ref)))]
+        let from = sim.nodes[0].id
+        sim.withPool(k) { p in
+            p.view = old
+            var out: [PoolAgent.Output] = []
+            p.takeCheckpoint(cp, from: from, final: false, now: sim.now, &out)
+            return out
+        }
+        #expect(sim.poolAgent(k)!.counters.checkpointsRefused == 1, "seed \(seed): n\(k) did not refuse a proposal it lacked grants for")
+        #expect(sim.run(until: { sim.poolAgent(k)!.counters.checkpointsSigned == 1 }, within: .seconds(2)),
+                "seed \(seed): n\(k) did not sign once the grants it lacked came: \(sim.poolAgent(k)!.lastCheckpointRefusal ?? "-")")
+    }
 }
