@@ -96,10 +96,9 @@ extension PoolAgent {
     /// little from the proposer's.
     mutating func finishProposal(_ cp: PoolCheckpoint, _ out: inout [Output]) {
         checkpointProposal = nil
-        var v = view
-        if case .success(let built) = v.built(onLater: cp), adopt(built, cp, &out) {
-            for m in members where !suspected.contains(m) { sendCheckpoint(cp, to: m, final: true, &out) }
-        }
+        guard case .success(let built) = view.built(onLater: cp) else { return }
+        adopt(built, cp, &out)
+        for m in members where !suspected.contains(m) { sendCheckpoint(cp, to: m, final: true, &out) }
     }
 
     /// Whether this node proposes checkpoints: the first stretch of the pool (from its
@@ -258,19 +257,22 @@ extension PoolAgent {
     /// dropped), takes it as shown (`checkpointsWeighed`). A node that holds nothing, or is
     /// catching up (an old backup, a wiped disk), cannot weigh it: it takes it on trust, if
     /// well formed (`checkpointsTrusted`; weak subjectivity, "Trusting is a choice").
-    @discardableResult
     mutating func moveOnto(_ cp: PoolCheckpoint, _ out: inout [Output]) -> Bool {
         let weighs = view.hasGenesis && isCaughtUp
         if weighs { guard signedByQuorum(cp) else { return false } }
         // Folded from this view's own grants: checked as its signers checked it.
-        if case .success(let built) = view.built(onLater: cp) { return adopt(built, cp, &out) }
+        if case .success(let built) = view.built(onLater: cp) {
+            adopt(built, cp, &out)
+            return true
+        }
         guard case .success(let fresh) = view.trusting(cp) else { return false }
         if weighs { counters.checkpointsWeighed += 1 } else { counters.checkpointsTrusted += 1 }
-        return adopt(fresh.rebuiltWith(view.allGrants), cp, &out)
+        adopt(fresh.rebuiltWith(view.allGrants), cp, &out)
+        return true
     }
 
     /// This node's view becomes `next`, built on `cp`.
-    mutating func adopt(_ next: RingView, _ cp: PoolCheckpoint, _ out: inout [Output]) -> Bool {
+    mutating func adopt(_ next: RingView, _ cp: PoolCheckpoint, _ out: inout [Output]) {
         view = next
         seenAt = seenAt.filter { next.grants[$0.key] != nil }
         counters.checkpoints += 1
@@ -281,7 +283,6 @@ extension PoolAgent {
         }
         if let p = checkpointProposal, p.checkpoint.number <= cp.number { checkpointProposal = nil }
         out.append(.persistCheckpoint(cp))
-        return true
     }
 }
 

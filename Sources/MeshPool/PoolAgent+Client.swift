@@ -78,11 +78,15 @@ extension PoolAgent {
         // Its space is reclaimed after the reclaim time instead.
         guard isCaughtUp else { phase = .idle; return out }
         let all = view.ownership()
+        // Heirs are live members: a neighbour that has left (or is leaving, or suspected)
+        // would hold the space until the reclaim time, and under churn such space adds up
+        // until the live members no longer hold a quorum and every node fences.
+        let live = Set(members).subtracting(suspected)
         var made: [Grant] = []
         for (i, o) in all.enumerated() where o.owner == me {
-            let below = all[..<i].last { $0.owner != me }?.owner
-            let above = all[(i + 1)...].first { $0.owner != me }?.owner
-            guard let heir = below ?? above else { continue }  // alone in the mesh: nobody to give it to
+            let below = all[..<i].last { live.contains($0.owner) }?.owner
+            let above = all[(i + 1)...].first { live.contains($0.owner) }?.owner
+            guard let heir = below ?? above else { continue }  // no live member: nobody to give it to
             if let g = signNext(Grant(grantor: me, seq: 0, parent: o.grant, range: o.range, grantee: heir, kind: .space)) { made.append(g) }
         }
         if !made.isEmpty {

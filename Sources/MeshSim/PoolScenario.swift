@@ -76,6 +76,8 @@ public struct PoolScenario: Sendable {
         public var checkpointsProposed: Int
         public var checkpointsRefused: Int
         public var checkpointRefusal: String?
+        /// Grants the nodes still running dropped as over their grantor's limit (summed).
+        public var rateLimitedGrants: Int
         public var simulatedSeconds: Double
     }
 
@@ -96,7 +98,14 @@ public struct PoolScenario: Sendable {
                 side = k
                 up = up.filter { s[k].contains($0) }
             }
-            let i = sim.addNode(joinVia: up.isEmpty ? [] : [up[Int(rng.next() % UInt64(up.count))]], side: side)
+            // Through up to three running nodes, as an operator lists several peers: with
+            // nodes leaving twice a second, one seed alone may be gone before it answers.
+            var seeds: [Int] = []
+            while seeds.count < Swift.min(3, up.count) {
+                let s = up[Int(rng.next() % UInt64(up.count))]
+                if !seeds.contains(s) { seeds.append(s) }
+            }
+            let i = sim.addNode(joinVia: seeds, side: side)
             if let k = side { sides![k].append(i) }
         }
         sim.addNode()
@@ -216,6 +225,7 @@ public struct PoolScenario: Sendable {
             checkpointsProposed: agents.reduce(0) { $0 + $1.counters.checkpointsProposed },
             checkpointsRefused: agents.reduce(0) { $0 + $1.counters.checkpointsRefused },
             checkpointRefusal: Dictionary(grouping: agents.compactMap(\.lastCheckpointRefusal), by: { $0 }).max { $0.value.count < $1.value.count }?.key,
+            rateLimitedGrants: agents.reduce(0) { $0 + $1.counters.rateLimitedGrants },
             simulatedSeconds: (sim.now - .zero).seconds)
     }
 }

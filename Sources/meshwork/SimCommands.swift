@@ -241,6 +241,7 @@ struct PoolSim: ParsableCommand {
         ]
         if r.cycles > 0 {
             fields.append(("History", "\(r.cycles) join/leave cycles; at most \(r.grantsHeldMax) grants held, state file \(r.stateFileBytesMax / 1024) KiB, full exchange \(r.fullExchangeBytesMax / 1024) KiB; \(r.checkpoints) checkpoints (\(r.checkpointsProposed) proposals, \(r.checkpointsRefused) refusals\(r.checkpointRefusal.map { ", most often: \($0)" } ?? ""))"))
+            if r.rateLimitedGrants > 0 { fields.append(("Rate limited", "\(r.rateLimitedGrants) grants dropped over their grantor's limit")) }
         }
         if r.killed > 0 {
             fields.append(("Killed", "\(r.killed) nodes; " + (r.replacementsBoundAfter.map { String(format: "their replacements all bound %.1fs after the kill", $0) } ?? "some replacements never bound")))

@@ -25,6 +25,17 @@ import Testing
         return sim
     }
 
+    /// Puts `view` back as node `k`'s (as if it had missed what came since), and hands it
+    /// `cp` as if from `from`: a proposal to sign, or (`final`) a checkpoint to move onto.
+    static func hand(_ sim: Simulation, _ k: Int, view: RingView, _ cp: PoolCheckpoint, from: NodeID, final: Bool) {
+        sim.withPool(k) { p in
+            p.view = view
+            var out: [PoolAgent.Output] = []
+            p.takeCheckpoint(cp, from: from, final: final, now: sim.now, &out)
+            return out
+        }
+    }
+
     @Test(arguments: ScenarioTests.seeds)
     func churnKeepsViewsAndDisksToTheLiveMesh(seed: UInt64) {
         let cycles = 80
@@ -108,13 +119,7 @@ import Testing
             Issue.record("seed \(seed): the mesh made fewer than 2 checkpoints in 60 cycles")
             return
         }
-        let proposer = sim.nodes[0].id
-        sim.withPool(k) { p in
-            p.view = old
-            var out: [PoolAgent.Output] = []
-            p.takeCheckpoint(newest, from: proposer, final: true, now: sim.now, &out)
-            return out
-        }
+        Self.hand(sim, k, view: old, newest, from: sim.nodes[0].id, final: true)
         let p = sim.poolAgent(k)!
         #expect(p.isCaughtUp, "seed \(seed): n\(k) not caught up")
         #expect(p.checkpointNumber == newest.number, "seed \(seed): n\(k) stayed on checkpoint \(p.checkpointNumber), the mesh's is \(newest.number): \(p.lastCheckpointRefusal ?? "-")")
@@ -155,13 +160,7 @@ import Testing
             return
         }
         cp.signatures = [PoolCheckpoint.Signature(signer: proposer.me, signature: proposer.auth.sign(PoolCheckpoint.signedBytes(ref: cp.ref)))]
-        let from = sim.nodes[0].id
-        sim.withPool(k) { p in
-            p.view = old
-            var out: [PoolAgent.Output] = []
-            p.takeCheckpoint(cp, from: from, final: false, now: sim.now, &out)
-            return out
-        }
+        Self.hand(sim, k, view: old, cp, from: sim.nodes[0].id, final: false)
         #expect(sim.poolAgent(k)!.counters.checkpointsRefused == 1, "seed \(seed): n\(k) did not refuse a proposal it lacked grants for")
         #expect(sim.run(until: { sim.poolAgent(k)!.counters.checkpointsSigned == 1 }, within: .seconds(2)),
                 "seed \(seed): n\(k) did not sign once the grants it lacked came: \(sim.poolAgent(k)!.lastCheckpointRefusal ?? "-")")
