@@ -106,7 +106,7 @@ extension PoolAgent {
     /// may differ for a moment, and two nodes propose: both checkpoints are folds of the
     /// same history, and either serves.)
     mutating func isProposer() -> Bool {
-        let live = Set(members).subtracting(suspected)
+        let live = liveMembers
         return view.ownership().first { $0.owner == me || live.contains($0.owner) }?.owner == me
     }
 

@@ -69,8 +69,8 @@ extension PoolAgent {
     }
 
     /// RELEASE, for a node leaving for good: every stretch it holds (its free space and its
-    /// own lease) is granted, as space, to the owner of the neighbouring stretch (below it,
-    /// else above it), persisted and pushed. Returns the outputs; the node holds nothing after.
+    /// own lease) is granted, as space, to the nearest live member owning a stretch below it
+    /// (else above it), persisted and pushed. Returns the outputs; the node holds nothing after.
     public mutating func release(now: Instant) -> [Output] {
         lastNow = now
         var out: [Output] = []
@@ -81,7 +81,7 @@ extension PoolAgent {
         // Heirs are live members: a neighbour that has left (or is leaving, or suspected)
         // would hold the space until the reclaim time, and under churn such space adds up
         // until the live members no longer hold a quorum and every node fences.
-        let live = Set(members).subtracting(suspected)
+        let live = liveMembers
         var made: [Grant] = []
         for (i, o) in all.enumerated() where o.owner == me {
             let below = all[..<i].last { live.contains($0.owner) }?.owner

@@ -79,6 +79,8 @@ public struct PoolAgent: Sendable {
     var xid: UInt32
     public internal(set) var members: [NodeID] = []
     public internal(set) var suspected: Set<NodeID> = []
+    /// Members not suspected of being gone.
+    var liveMembers: Set<NodeID> { Set(members).subtracting(suspected) }
     var preferred: UInt32?
     var offers: [Offer] = []
     var offersUntil: Instant = .distantFuture

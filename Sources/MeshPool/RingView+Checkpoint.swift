@@ -49,7 +49,7 @@ extension RingView {
             return true
         }
         func inside(_ g: Grant) -> Bool { g.isGenesis || g.seq <= (cut[g.grantor] ?? 0) }
-        let pending = Array(waitingReclaims.values) + orphans.values.flatMap { $0 }.filter { $0.kind == .reclaim }
+        let pending = pendingReclaims
         var changed = true
         while changed {
             changed = false
@@ -103,6 +103,11 @@ extension RingView {
                                        marks: marks.map { PoolCheckpoint.Mark(grantor: $0.key, seq: $0.value) }, holdings: hs))
     }
 
+    /// Reclaims this view holds but has not made: waiting for votes' weight, or orphans.
+    var pendingReclaims: [Grant] {
+        Array(waitingReclaims.values) + orphans.values.flatMap { $0 }.filter { $0.kind == .reclaim }
+    }
+
     /// This view built on `cp`, which must be the next checkpoint after its base and the
     /// fold of its own grants at `cp`'s cut (checked by folding them: the signatures are
     /// not looked at). Grants inside the cut are dropped; the rest are kept.
@@ -130,8 +135,7 @@ extension RingView {
     /// have lowered the cut (`closedCut`); one that did not leaves a cut this view must not
     /// sign or fold.
     func crossesReclaim(_ cut: [NodeID: UInt64]) -> Bool {
-        let pending = Array(waitingReclaims.values) + orphans.values.flatMap { $0 }.filter { $0.kind == .reclaim }
-        for r in grants.values.filter({ $0.kind == .reclaim }) + pending where r.seq > (cut[r.grantor] ?? 0) {
+        for r in grants.values.filter({ $0.kind == .reclaim }) + pendingReclaims where r.seq > (cut[r.grantor] ?? 0) {
             if let target = holder(of: r.parent)?.grantee, (cut[target] ?? 0) > r.cutoff { return true }
             if r.votes.contains(where: { (cut[$0.signer] ?? 0) > $0.seq }) { return true }
         }
