@@ -22,20 +22,25 @@ public struct Grant: Hashable, Sendable, CustomStringConvertible {
         case reclaim = 3
     }
 
-    public var grantor: NodeID
-    public var seq: UInt64
-    public var parent: Bytes32
-    public var range: AddressRange
-    public var grantee: NodeID
-    public var kind: Kind
+    // Every field names the grant (`ref`), which is kept with it: a hash per change of a
+    // field, not one per use (refs key every table and every sort of the view).
+    public var grantor: NodeID { didSet { refresh() } }
+    public var seq: UInt64 { didSet { refresh() } }
+    public var parent: Bytes32 { didSet { refresh() } }
+    public var range: AddressRange { didSet { refresh() } }
+    public var grantee: NodeID { didSet { refresh() } }
+    public var kind: Kind { didSet { refresh() } }
     /// Reclaims only: the departed node's grants from `parent` up to this seq stand; the
     /// reclaim takes the rest, ahead of any later ones.
-    public var cutoff: UInt64 = 0
+    public var cutoff: UInt64 = 0 { didSet { refresh() } }
     /// Reclaims only: made by hand (`meshwork pool reclaim --force`), without votes.
-    public var forced = false
+    public var forced = false { didSet { refresh() } }
     /// Reclaims only: the members' signed consent.
-    public var votes: [ReclaimVote] = []
-    public var signature: [UInt8]
+    public var votes: [ReclaimVote] = [] { didSet { refresh() } }
+    public var signature: [UInt8] { didSet { refresh() } }
+    /// The grant's name: BLAKE2b-256 of its signed bytes and signature. Children name their
+    /// parent by it.
+    public private(set) var ref: Bytes32 = .zero
 
     public init(grantor: NodeID, seq: UInt64, parent: Bytes32, range: AddressRange, grantee: NodeID, kind: Kind,
                 cutoff: UInt64 = 0, forced: Bool = false, votes: [ReclaimVote] = [],
@@ -50,7 +55,14 @@ public struct Grant: Hashable, Sendable, CustomStringConvertible {
         self.forced = forced
         self.votes = votes
         self.signature = signature
+        refresh()
     }
+
+    // The ref covers every field: equal refs are equal grants.
+    public static func == (a: Grant, b: Grant) -> Bool { a.ref == b.ref }
+    public func hash(into h: inout Hasher) { h.combine(ref) }
+
+    private mutating func refresh() { ref = Bytes32(Blake2b.hash(signedBytes + signature, outputLength: 32))! }
 
     public var isGenesis: Bool { parent == .zero }
 
@@ -83,10 +95,6 @@ public struct Grant: Hashable, Sendable, CustomStringConvertible {
 
     /// The grant's size on the wire.
     public var encodedSize: Int { 177 + (kind == .reclaim ? 11 + votes.reduce(0) { $0 + $1.encodedSize } : 0) }
-
-    /// The grant's name: BLAKE2b-256 of its signed bytes and signature. Children name their
-    /// parent by it.
-    public var ref: Bytes32 { Bytes32(Blake2b.hash(signedBytes + signature, outputLength: 32))! }
 
     public mutating func sign(with auth: some RecordAuthenticator) { signature = auth.sign(signedBytes) }
 

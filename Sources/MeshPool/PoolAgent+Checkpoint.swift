@@ -54,8 +54,10 @@ extension PoolAgent {
             for m in members where !signed.contains(m) && !suspected.contains(m) { sendCheckpoint(p.checkpoint, to: m, final: false, &out) }
             return
         }
-        guard settings.checkpointEvery > 0, now >= nextCheckpointAt, view.grantCount >= settings.checkpointEvery,
-              isProposer(), mayGrant(now: now) else { return }
+        guard settings.checkpointEvery > 0, now >= nextCheckpointAt, view.grantCount >= settings.checkpointEvery else { return }
+        // Who proposes is looked at once a second, not at every tick (it folds the view).
+        nextCheckpointAt = now + .seconds(1)
+        guard isProposer(), mayGrant(now: now) else { return }
         nextCheckpointAt = now + settings.checkpointRetry
         let settled = now - settings.checkpointSettle
         let seen = seenAt

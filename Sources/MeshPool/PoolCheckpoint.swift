@@ -84,13 +84,13 @@ public struct PoolCheckpoint: Hashable, Sendable {
     }
 
     /// 1 for the first checkpoint (built on the genesis grant), then one more each time.
-    public var number: UInt64
+    public var number: UInt64 { didSet { refresh() } }
     /// The ref of checkpoint `number − 1`; zero for the first.
-    public var previous: Bytes32
+    public var previous: Bytes32 { didSet { refresh() } }
     /// Sorted by grantor, one per grantor.
-    public var marks: [Mark]
+    public var marks: [Mark] { didSet { refresh() } }
     /// Sorted by ref.
-    public var holdings: [Holding]
+    public var holdings: [Holding] { didSet { refresh() } }
     /// Not part of the body (nor of the ref): added as members sign.
     public var signatures: [Signature] = []
 
@@ -100,7 +100,14 @@ public struct PoolCheckpoint: Hashable, Sendable {
         self.marks = marks.sorted { $0.grantor < $1.grantor }
         self.holdings = holdings.sorted { $0.ref < $1.ref }
         self.signatures = signatures
+        refresh()
     }
+
+    /// BLAKE2b-256 of the body: what members sign, and the checkpoint's name. Kept with the
+    /// checkpoint (a hash per change of the body, not one per use).
+    public private(set) var ref: Bytes32 = .zero
+
+    private mutating func refresh() { ref = Bytes32(Blake2b.hash(body, outputLength: 32))! }
 
     static let limit = 1 << 20
 
@@ -144,9 +151,6 @@ public struct PoolCheckpoint: Hashable, Sendable {
         }
         return w.bytes
     }
-
-    /// BLAKE2b-256 of the body: what members sign, and the checkpoint's name.
-    public var ref: Bytes32 { Bytes32(Blake2b.hash(body, outputLength: 32))! }
 
     /// What a member signs.
     public static func signedBytes(ref: Bytes32) -> [UInt8] {
@@ -234,6 +238,7 @@ extension PoolCheckpoint: WireCodable {
         guard zip(holdings, holdings.dropFirst()).allSatisfy({ $0.ref < $1.ref }) else {
             throw .invalidValue(field: "checkpoint holdings", reason: "not sorted by ref, or a ref twice")
         }
+        refresh()
     }
 
     public func encode(to w: inout WireWriter) {

@@ -424,7 +424,12 @@ public struct RingView: Sendable {
                 while let r = stack.popLast() {
                     for c in children[r] ?? [] where effective.removeValue(forKey: c.ref) != nil { stack.append(c.ref) }
                 }
-                fresh += fold(from: p, effective: eff, skipping: nil, recording: &effective, record: true)
+                // The table moves out while it is written: `fold` reads `self`, and a
+                // table it shares would be copied whole at every write.
+                var effs = effective
+                effective = [:]
+                fresh += fold(from: p, effective: eff, skipping: nil, recording: &effs, record: true)
+                effective = effs
                 refolded = refolded.union(eff)
             }
             dirty = []
@@ -436,8 +441,10 @@ public struct RingView: Sendable {
         let tops = roots
         guard !tops.isEmpty else { return [] }
         effective = [:]
+        var effs: [Bytes32: RangeSet] = [:]
         var out: [Ownership] = []
-        for (root, eff) in tops { out += fold(from: root, effective: eff, skipping: nil, recording: &effective, record: true) }
+        for (root, eff) in tops { out += fold(from: root, effective: eff, skipping: nil, recording: &effs, record: true) }
+        effective = effs
         out.sort { $0.range < $1.range }
         cache = out
         return out
