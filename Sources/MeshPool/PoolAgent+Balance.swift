@@ -85,15 +85,23 @@ extension PoolAgent {
     /// At most this many grants a balancing round signs.
     static var donationsPerRound: Int { 16 }
 
-    /// Signs space grants of up to `amount` addresses of this node's free space to `taker`,
-    /// from its largest free ranges (at most `limit` grants), records and persists them.
+    /// Signs space grants of up to `amount` addresses of this node's free space to `taker`
+    /// (at most `limit` grants), records and persists them. Whole stretches where they fit
+    /// (a stretch given whole is still one holding; a split makes one more, for good), else
+    /// the top of the smallest stretch larger than what is left.
     mutating func donate(_ amount: UInt64, to taker: NodeID, limit: Int, now: Instant, _ out: inout [Output]) -> [Grant] {
         var left = amount
         var made: [Grant] = []
-        var free = view.freeSpace(of: me).sorted { ($0.range.count, $1.range.first) > ($1.range.count, $0.range.first) }
+        var free = view.freeSpace(of: me).sorted { ($0.range.count, $1.range.first) < ($1.range.count, $0.range.first) }
         // Never the address this node is about to take for itself.
         if address == nil { free.removeAll { $0.range.contains(preferred ?? Self.derivedAddress(for: me, pool: view.pool)) && $0.range.count == 1 } }
-        for o in free where left > 0 && made.count < limit {
+        while left > 0, made.count < limit, !free.isEmpty {
+            // `free` is sorted smallest first: the largest that fits, and the smallest that does not.
+            let over = free.firstIndex { $0.range.count > left }
+            let fit = (over ?? free.count) > 0 ? (over ?? free.count) - 1 : nil
+            let i: Int
+            if let fit, over == nil || free[fit].range.count * 2 >= left { i = fit } else { i = over ?? fit! }
+            let o = free.remove(at: i)
             let n = Swift.min(left, o.range.count)
             // From the top of the range: the bottom stays with this node, next to what it had.
             let r = AddressRange(o.range.last - UInt32(n - 1), o.range.last)

@@ -18,7 +18,7 @@ extension PoolAgent {
     /// Whether this node may grant: caught up, and not fenced.
     public mutating func mayGrant(now: Instant) -> Bool {
         let fenced = isFenced(now: now)  // first: lifting a long fence starts a catch-up
-        return isCaughtUp && !fenced
+        return isCaughtUp && !fenced && !leaving
     }
 
     /// Starts (again) to catch up: forget who was heard, and ask the members soon.

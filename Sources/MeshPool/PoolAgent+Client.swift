@@ -71,12 +71,23 @@ extension PoolAgent {
     /// RELEASE, for a node leaving for good: every stretch it holds (its free space and its
     /// own lease) is granted, as space, to the nearest live member owning a stretch below it
     /// (else above it), persisted and pushed. Returns the outputs; the node holds nothing after.
+    /// Until it stops it is `leaving`: it grants nothing more, and gives on at once whatever
+    /// still comes to it (a donation or a leaver's stretch signed before its departure was known).
     public mutating func release(now: Instant) -> [Output] {
         lastNow = now
+        leaving = true
         var out: [Output] = []
+        giveAway(&out)
+        if let a = address { out.append(.event(.released(a))) }
+        phase = .idle
+        return out
+    }
+
+    /// A leaving node's stretches to live heirs (`release`).
+    mutating func giveAway(_ out: inout [Output]) {
         // Not caught up: its view may be old, and what it signed could repeat a seq.
         // Its space is reclaimed after the reclaim time instead.
-        guard isCaughtUp else { phase = .idle; return out }
+        guard isCaughtUp else { return }
         let all = view.ownership()
         // Heirs are live members: a neighbour that has left (or is leaving, or suspected)
         // would hold the space until the reclaim time, and under churn such space adds up
@@ -91,12 +102,12 @@ extension PoolAgent {
         }
         if !made.isEmpty {
             out.append(.persist(grants: made, seq: seq))
+            // Straight to each heir as well: one leaving too gives it on before it stops
+            // (pushes alone may reach it only after).
+            for heir in Set(made.map(\.grantee)).sorted() { sendChains(of: made.filter { $0.grantee == heir }, to: heir, &out) }
             push(made, &out)
             flush(&out)  // the node stops right after: nothing may wait
         }
-        if let a = address { out.append(.event(.released(a))) }
-        phase = .idle
-        return out
     }
 
     // MARK: - Client

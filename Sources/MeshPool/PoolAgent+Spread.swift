@@ -22,6 +22,12 @@ extension PoolAgent {
     }
 
     mutating func afterViewChange(_ fresh: [Grant], now: Instant, _ out: inout [Output]) {
+        if leaving {
+            // Anything new may make a stretch this node's (a grant to it, or the parent of
+            // one that waited as an orphan).
+            if !fresh.isEmpty { giveAway(&out) }
+            return
+        }
         // A conflict resolved against us (lower seq won, or a reclaim): our address is gone.
         // Only a new grant covering our address can do that, so only then is the fold consulted.
         if case .bound(let a) = phase, fresh.contains(where: { $0.range.contains(a) }), view.owner(of: a)?.owner != me {

@@ -158,6 +158,8 @@ public struct PoolAgent: Sendable {
     /// Why this node last refused a checkpoint (for status and logs).
     public internal(set) var lastCheckpointRefusal: String?
     var nextCheckpointAt = Instant.zero
+    /// Released for good (`release`): grants nothing, gives on whatever comes.
+    var leaving = false
 
     public struct Counters: Sendable, Equatable, Codable {
         public var discovers = 0, offers = 0, requests = 0, acks = 0, naks = 0, conflicts = 0

@@ -66,10 +66,13 @@ public struct PoolScenario: Sendable {
         /// simulated second over the running nodes: the most grants a view held, the largest
         /// state file (`pool.json` as the daemon writes it: checkpoint and grants, hex), the
         /// largest full anti-entropy exchange (checkpoint, every grant held, digest pages),
-        /// and the newest checkpoint reached; checkpoints proposed and refused (summed over
-        /// the nodes still running), and the most common reason a refusal gave.
+        /// the most holdings a checkpoint kept (how fragmented the pool is: a checkpoint
+        /// keeps one per grant still holding part of it), and the newest checkpoint reached;
+        /// checkpoints proposed and refused (summed over the nodes still running), and the
+        /// most common reason a refusal gave.
         public var cycles: Int
         public var grantsHeldMax: Int
+        public var holdingsMax: Int
         public var stateFileBytesMax: Int
         public var fullExchangeBytesMax: Int
         public var checkpoints: UInt64
@@ -164,7 +167,7 @@ public struct PoolScenario: Sendable {
             }
             end = Swift.max(end, first + .seconds(Double(cycles) / cycleRate) + settle)
         }
-        var grantsHeldMax = 0, stateFileBytesMax = 0, fullExchangeBytesMax = 0
+        var grantsHeldMax = 0, holdingsMax = 0, stateFileBytesMax = 0, fullExchangeBytesMax = 0
         if churn > 0 {
             var t = Instant.zero + .seconds(1)
             while t < churnEnd {
@@ -177,16 +180,27 @@ public struct PoolScenario: Sendable {
             }
         }
         var replacementsBound: Instant?
+        // A checkpoint's size on disk and on the wire, encoded once per ref and signer count.
+        var sizes: [CheckpointSizeKey: Int] = [:]
+        func size(_ cp: PoolCheckpoint?) -> Int {
+            guard let cp else { return 0 }
+            let key = CheckpointSizeKey(ref: cp.ref, signatures: cp.signatures.count)
+            if let n = sizes[key] { return n }
+            let n = cp.wireBytes.count
+            sizes[key] = n
+            return n
+        }
         while sim.now < end {
             sim.run(for: .seconds(1))
             if cycles > 0 {
                 for i in sim.upNodes {
                     guard let agent = sim.poolAgent(i) else { continue }
-                    let base = agent.view.base?.wireBytes.count ?? 0
+                    let base = size(agent.view.base)
                     let held = agent.view.allGrants.reduce(0) { $0 + $1.encodedSize }
                     let disk = sim.disk(of: i)
-                    let saved = (disk.base?.wireBytes.count ?? 0) + disk.grants.values.reduce(0) { $0 + $1.encodedSize }
+                    let saved = size(disk.base) + disk.grants.values.reduce(0) { $0 + $1.encodedSize }
                     grantsHeldMax = Swift.max(grantsHeldMax, agent.view.grantCount)
+                    holdingsMax = Swift.max(holdingsMax, agent.view.base?.holdings.count ?? 0)
                     // pool.json: hex (twice the bytes), a quoted string and comma per grant.
                     stateFileBytesMax = Swift.max(stateFileBytesMax, 2 * saved + 3 * disk.grants.count + 200)
                     fullExchangeBytesMax = Swift.max(fullExchangeBytesMax, base + held + GrantorDigest.size * agent.view.byGrantor.count)
@@ -219,7 +233,7 @@ public struct PoolScenario: Sendable {
             largestOwnerShare: largest, owners: owners, killed: killed.count,
             replacementsBoundAfter: replacementsBound.map { ($0 - (.zero + killAt)).seconds },
             reclaims: sim.nodes.reduce(0) { $0 + $1.poolLog.reclaims },
-            cycles: cycles, grantsHeldMax: grantsHeldMax, stateFileBytesMax: stateFileBytesMax,
+            cycles: cycles, grantsHeldMax: grantsHeldMax, holdingsMax: holdingsMax, stateFileBytesMax: stateFileBytesMax,
             fullExchangeBytesMax: fullExchangeBytesMax,
             checkpoints: up.compactMap { sim.poolAgent($0)?.checkpointNumber }.max() ?? 0,
             checkpointsProposed: agents.reduce(0) { $0 + $1.counters.checkpointsProposed },
@@ -228,4 +242,10 @@ public struct PoolScenario: Sendable {
             rateLimitedGrants: agents.reduce(0) { $0 + $1.counters.rateLimitedGrants },
             simulatedSeconds: (sim.now - .zero).seconds)
     }
+}
+
+/// A checkpoint's encoded size depends on its body (named by its ref) and its signers.
+private struct CheckpointSizeKey: Hashable {
+    let ref: Bytes32
+    let signatures: Int
 }

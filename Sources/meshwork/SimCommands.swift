@@ -240,7 +240,7 @@ struct PoolSim: ParsableCommand {
             ("Reclaims", "\(r.reclaims) made"),
         ]
         if r.cycles > 0 {
-            fields.append(("History", "\(r.cycles) join/leave cycles; at most \(r.grantsHeldMax) grants held, state file \(r.stateFileBytesMax / 1024) KiB, full exchange \(r.fullExchangeBytesMax / 1024) KiB; \(r.checkpoints) checkpoints (\(r.checkpointsProposed) proposals, \(r.checkpointsRefused) refusals\(r.checkpointRefusal.map { ", most often: \($0)" } ?? ""))"))
+            fields.append(("History", "\(r.cycles) join/leave cycles; at most \(r.grantsHeldMax) grants held and \(r.holdingsMax) holdings in a checkpoint, state file \(r.stateFileBytesMax / 1024) KiB, full exchange \(r.fullExchangeBytesMax / 1024) KiB; \(r.checkpoints) checkpoints (\(r.checkpointsProposed) proposals, \(r.checkpointsRefused) refusals\(r.checkpointRefusal.map { ", most often: \($0)" } ?? ""))"))
             if r.rateLimitedGrants > 0 { fields.append(("Rate limited", "\(r.rateLimitedGrants) grants dropped over their grantor's limit")) }
         }
         if r.killed > 0 {
