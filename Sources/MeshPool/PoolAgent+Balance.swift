@@ -24,9 +24,9 @@ extension PoolAgent {
 
     /// Addresses held (space and leases) by each live member and by this node.
     mutating func liveHoldings() -> [NodeID: UInt64] {
-        var by: [NodeID: UInt64] = [me: 0]
-        for id in members where !suspected.contains(id) { by[id] = 0 }
-        for o in view.ownership() where by[o.owner] != nil { by[o.owner]! += o.range.count }
+        let held = view.heldByOwner()
+        var by: [NodeID: UInt64] = [me: held[me] ?? 0]
+        for id in members where !suspected.contains(id) { by[id] = held[id] ?? 0 }
         return by
     }
 

@@ -83,12 +83,11 @@ extension PoolAgent {
     /// Suspects do not count: a partition fences its minority side as soon as membership
     /// suspects the other side, seconds before it declares it dead.
     mutating func liveHolding() -> (weight: UInt64, anchor: Bool) {
+        func counts(_ id: NodeID) -> Bool { id == me || (isMember(id) && !suspected.contains(id)) }
         var w: UInt64 = 0
-        var anchor = false
-        for o in view.ownership() where o.owner == me || (isMember(o.owner) && !suspected.contains(o.owner)) {
-            w += o.range.count
-            if o.range.contains(view.pool.first) { anchor = true }
-        }
+        for (id, n) in view.heldByOwner() where counts(id) { w += n }
+        // The fold is sorted by range: the first stretch holds the pool's first address.
+        let anchor = view.ownership().first.map { $0.range.contains(view.pool.first) && counts($0.owner) } ?? false
         return (w, anchor)
     }
 

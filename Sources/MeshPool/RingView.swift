@@ -35,7 +35,9 @@ public struct RingView: Sendable {
     /// Per grantor: its grants held here (attached or waiting), their count and refs' XOR.
     public private(set) var byGrantor: [NodeID: GrantorStats] = [:]
     public private(set) var counters = Counters()
-    private var cache: [Ownership]?
+    private var cache: [Ownership]? { didSet { heldCache = nil } }
+    /// Addresses held by each owner in `cache` (kept with it).
+    private var heldCache: [NodeID: UInt64]?
     /// Each grant's effective range in the cached fold (a grant with none is absent): kept
     /// with `cache`, so that new grants fold again only the subtrees of their parents.
     var effective: [Bytes32: RangeSet] = [:]
@@ -410,6 +412,16 @@ public struct RingView: Sendable {
 
     /// The pool, cut into stretches by owner, sorted by address. Stretches not yet covered
     /// (no genesis grant known) are absent.
+    /// Addresses held (space and leases) by each owner in the fold.
+    public mutating func heldByOwner() -> [NodeID: UInt64] {
+        let own = ownership()
+        if let heldCache { return heldCache }
+        var by: [NodeID: UInt64] = [:]
+        for o in own { by[o.owner, default: 0] += o.range.count }
+        heldCache = by
+        return by
+    }
+
     public mutating func ownership() -> [Ownership] {
         if let cache, dirty.isEmpty { return cache }
         if let old = cache {
