@@ -71,7 +71,6 @@ import Testing
     }
 
     func vote(by i: Int, holding: Grant, cutoff: UInt64, successor: Int, in v: RingView) -> ReclaimVote {
-        var v = v
         let seq = v.highestSeq(of: id[i]) ?? 0
         return ReclaimVote(signer: id[i], seq: seq, signature: h.auths[i].sign(ReclaimVote.signedBytes(holding: holding.ref, cutoff: cutoff, successor: id[successor], seq: seq)))
     }
