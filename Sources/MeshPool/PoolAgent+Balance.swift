@@ -86,9 +86,10 @@ extension PoolAgent {
     static var donationsPerRound: Int { 16 }
 
     /// Signs space grants of up to `amount` addresses of this node's free space to `taker`
-    /// (at most `limit` grants), records and persists them. Whole stretches where they fit
-    /// (a stretch given whole is still one holding; a split makes one more, for good), else
-    /// the top of the smallest stretch larger than what is left.
+    /// (at most `limit` grants), records and persists them. A whole stretch if one covers
+    /// what is left but an eighth (a stretch given whole is still one holding; a cut makes
+    /// one more, for good), else the top of the smallest stretch larger than what is left
+    /// (one grant per taker: a join burst at hundreds of nodes pushes each to every node).
     mutating func donate(_ amount: UInt64, to taker: NodeID, limit: Int, now: Instant, _ out: inout [Output]) -> [Grant] {
         var left = amount
         var made: [Grant] = []
@@ -100,7 +101,7 @@ extension PoolAgent {
             let over = free.firstIndex { $0.range.count > left }
             let fit = (over ?? free.count) > 0 ? (over ?? free.count) - 1 : nil
             let i: Int
-            if let fit, over == nil || free[fit].range.count * 2 >= left { i = fit } else { i = over ?? fit! }
+            if let fit, over == nil || free[fit].range.count >= left - left / 8 { i = fit } else { i = over ?? fit! }
             let o = free.remove(at: i)
             let n = Swift.min(left, o.range.count)
             // From the top of the range: the bottom stays with this node, next to what it had.
