@@ -97,12 +97,11 @@ extension PoolAgent {
         // Never the address this node is about to take for itself.
         if address == nil { free.removeAll { $0.range.contains(preferred ?? Self.derivedAddress(for: me, pool: view.pool)) && $0.range.count == 1 } }
         while left > 0, made.count < limit, !free.isEmpty {
-            // `free` is sorted smallest first: the largest that fits, and the smallest that does not.
-            let over = free.firstIndex { $0.range.count > left }
-            let fit = (over ?? free.count) > 0 ? (over ?? free.count) - 1 : nil
-            let i: Int
-            if let fit, over == nil || free[fit].range.count >= left - left / 8 { i = fit } else { i = over ?? fit! }
-            let o = free.remove(at: i)
+            // `free` is sorted smallest first: `over` is the smallest stretch larger than what
+            // is left (or none), the one before it the largest that fits.
+            let over = free.firstIndex { $0.range.count > left } ?? free.count
+            let wholeFits = over > 0 && (over == free.count || free[over - 1].range.count >= left - left / 8)
+            let o = free.remove(at: wholeFits ? over - 1 : over)
             let n = Swift.min(left, o.range.count)
             // From the top of the range: the bottom stays with this node, next to what it had.
             let r = AddressRange(o.range.last - UInt32(n - 1), o.range.last)
