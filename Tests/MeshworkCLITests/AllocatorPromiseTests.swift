@@ -40,9 +40,18 @@ import Testing
             cli.cleanup()
         }
         daemons = try reclaimTests.startMesh(cli, nodes: 3, reclaim: "20s")
-        // Balanced: nobody holds more than half (1.5/N at most).
-        #expect(CLI.eventually(15, every: 0.25) { (shares(cli, daemons[1]).values.max() ?? 254) * 2 <= 254 },
-                "shares never balanced: \(shares(cli, daemons[1]))")
+        // Balanced as the design promises, in every view: nobody above the fair share plus
+        // the slack (pool/3 + pool/9 = 112 of 254), so any two hold a quorum. Only "at most
+        // half" is not enough: right after the second node's share, two nodes hold 127 each
+        // before the third's donations arrive, and killing the one with the pool's first
+        // address then leaves the survivors exactly half without the tie-break: fenced until
+        // the reclaim, whose timing rides on SWIM's under load (CI failed so, 2026-11-29).
+        func balanced(_ by: [String: UInt64]) -> Bool {
+            let total = by.values.reduce(0, +)
+            return by.count == 3 && total > 0 && by.values.max()! <= total / 3 + Swift.max(1, total / 9)
+        }
+        #expect(CLI.eventually(20, every: 0.25) { daemons.allSatisfy { balanced(shares(cli, $0)) } },
+                "shares never balanced: \(daemons.map { shares(cli, $0) })")
         let held = shares(cli, daemons[1])
         let fps = daemons.map { status(cli, $0)?["fingerprint"] as? String ?? "" }
         let victim = (0..<3).max { held[fps[$0], default: 0] < held[fps[$1], default: 0] }!
@@ -56,7 +65,13 @@ import Testing
         let fourth = try Daemon(cli: cli, name: "r4", mesh: cli.path("r.mesh"), peers: [listen])
         daemons.append(fourth)
         let got = CLI.eventually(30 - Date().timeIntervalSince(killed), every: 0.25) { address(cli, fourth) != nil }
-        #expect(got, "the fourth node has no address \(Date().timeIntervalSince(killed)) s after the largest owner died: \(fourth.logText)")
+        #expect(got, """
+            the fourth node has no address \(Date().timeIntervalSince(killed)) s after the largest owner died \
+            (shares at the kill: \(held)); the fourth's log:
+            \(fourth.logText)
+            the survivors' logs:
+            \(daemons.prefix(3).filter { $0.process.isRunning }.map(\.logText).joined(separator: "\n---\n"))
+            """)
         let addresses = daemons.filter { $0.process.isRunning }.compactMap { address(cli, $0) }
         #expect(Set(addresses).count == addresses.count, "duplicate addresses: \(addresses)")
     }
