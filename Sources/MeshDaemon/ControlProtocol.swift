@@ -216,6 +216,8 @@ public enum ControlProtocol {
         /// held nothing; pool packets whose sender's signature failed; requests from
         /// non-members; REQUESTs for a second lease; grants dropped over a member's limit.
         public var poolDonations: Int?
+        /// Merges this node signed (its holdings of free space gathered into one).
+        public var poolMerges: Int?
         public var poolCatchUps: Int?
         public var poolResumes: Int?
         public var poolLeasesExpired: Int?

@@ -77,7 +77,7 @@ extension Daemon {
                             relayForwarded: rc.forwarded, relayForwardedBytes: rc.forwardedBytes, relayRefused: rc.refused,
                             relaySentThrough: rc.sentThrough, relayReceivedThrough: rc.receivedThrough,
                             sendErrors: runner?.sendErrors,
-                            poolDonations: pc?.donations, poolCatchUps: pc?.catchUps, poolResumes: pc?.resumes,
+                            poolDonations: pc?.donations, poolMerges: pc?.merges, poolCatchUps: pc?.catchUps, poolResumes: pc?.resumes,
                             poolLeasesExpired: pc?.leasesExpired, poolWeightlessVotes: node.pool?.view.counters.weightlessVotes,
                             poolBadPacketSignatures: pc?.badPacketSignatures, poolRefusedNonMembers: pc?.refusedNonMembers,
                             poolRefusedSecondLease: pc?.refusedSecondLease, poolRateLimitedGrants: pc?.rateLimitedGrants,

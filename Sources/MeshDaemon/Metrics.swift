@@ -44,6 +44,7 @@ public final class MetricsExporter: Sendable {
             family("datagram_bytes", "UDP payload bytes received and sent.", "direction", [("in", { $0.bytesIn }), ("out", { $0.bytesOut })]),
             counter("send_errors", "Datagrams the kernel refused to send (no route to the peer, a full socket buffer).") { $0.sendErrors ?? 0 },
             counter("pool_donations", "Balancing rounds in which this node gave space to a member holding less.") { $0.poolDonations ?? 0 },
+            counter("pool_merges", "Merges this node signed: its holdings of free space gathered into one.") { $0.poolMerges ?? 0 },
             counter("pool_catch_ups", "Times this node caught up with the mesh after a restart or a suspend.") { $0.poolCatchUps ?? 0 },
             counter("pool_resumes", "Suspends noticed (the boot clock jumped).") { $0.poolResumes ?? 0 },
             counter("pool_leases_expired", "Times this node stopped using its address: cut off from most of the pool for half the lease time.") { $0.poolLeasesExpired ?? 0 },

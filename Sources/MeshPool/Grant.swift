@@ -11,7 +11,9 @@ import MeshWire
 /// address for its grantee's own use, and is never a parent. A `reclaim` takes what a
 /// node gone for longer than the reclaim time still held by `parent`, for its signer (the
 /// successor), on the strength of `votes` from members holding most of the pool (or
-/// `forced` by hand). docs/pool.md has the rules.
+/// `forced` by hand). A `merge` gathers what its signer still holds by several grants
+/// (`parent` and `extraParents`) into one, so that holdings stay few however long the
+/// history (docs/pool.md, "Merging holdings"). docs/pool.md has the rules.
 public struct Grant: Hashable, Sendable, CustomStringConvertible {
     public enum Kind: UInt8, Sendable, Codable {
         /// Space the grantee may allocate from.
@@ -20,7 +22,13 @@ public struct Grant: Hashable, Sendable, CustomStringConvertible {
         case lease = 2
         /// What a departed node still held by `parent`, taken over by the signer.
         case reclaim = 3
+        /// What the signer still holds by each of its parents, as one holding of space
+        /// (its range is the whole pool; it takes only what those parents still hold).
+        case merge = 4
     }
+
+    /// At most this many parents in a merge (`parent` and `extraParents`): about 1 KB.
+    public static let mergeLimit = 32
 
     // Every field names the grant (`ref`), which is kept with it: a hash per change of a
     // field, not one per use (refs key every table and every sort of the view).
@@ -37,13 +45,15 @@ public struct Grant: Hashable, Sendable, CustomStringConvertible {
     public var forced = false { didSet { refresh() } }
     /// Reclaims only: the members' signed consent.
     public var votes: [ReclaimVote] = [] { didSet { refresh() } }
+    /// Merges only: the parents after `parent`, in increasing order (all above `parent`).
+    public var extraParents: [Bytes32] = [] { didSet { refresh() } }
     public var signature: [UInt8] { didSet { refresh() } }
     /// The grant's name: BLAKE2b-256 of its signed bytes and signature. Children name their
     /// parent by it.
     public private(set) var ref: Bytes32 = .zero
 
     public init(grantor: NodeID, seq: UInt64, parent: Bytes32, range: AddressRange, grantee: NodeID, kind: Kind,
-                cutoff: UInt64 = 0, forced: Bool = false, votes: [ReclaimVote] = [],
+                cutoff: UInt64 = 0, forced: Bool = false, votes: [ReclaimVote] = [], extraParents: [Bytes32] = [],
                 signature: [UInt8] = [UInt8](repeating: 0, count: 64)) {
         self.grantor = grantor
         self.seq = seq
@@ -54,6 +64,7 @@ public struct Grant: Hashable, Sendable, CustomStringConvertible {
         self.cutoff = cutoff
         self.forced = forced
         self.votes = votes
+        self.extraParents = extraParents
         self.signature = signature
         refresh()
     }
@@ -65,6 +76,9 @@ public struct Grant: Hashable, Sendable, CustomStringConvertible {
     private mutating func refresh() { ref = Bytes32(Blake2b.hash(signedBytes + signature, outputLength: 32))! }
 
     public var isGenesis: Bool { parent == .zero }
+
+    /// Every parent: none for the genesis grant, several for a merge, else one.
+    public var allParents: [Bytes32] { isGenesis ? [] : [parent] + extraParents }
 
     /// What the signature covers: a domain string and every field but the signature.
     public var signedBytes: [UInt8] {
@@ -87,6 +101,10 @@ public struct Grant: Hashable, Sendable, CustomStringConvertible {
             w.writeBool(forced)
             w.writeArray(.u16, votes)
         }
+        if kind == .merge {
+            w.writeUInt8(UInt8(extraParents.count))
+            for p in extraParents { w.writeBytes32(p) }
+        }
     }
 
     /// Where this grant sits among its parent's children: by seq, except that a reclaim
@@ -94,7 +112,9 @@ public struct Grant: Hashable, Sendable, CustomStringConvertible {
     var order: (UInt64, UInt8) { kind == .reclaim ? (cutoff, 1) : (seq, 0) }
 
     /// The grant's size on the wire.
-    public var encodedSize: Int { 177 + (kind == .reclaim ? 11 + votes.reduce(0) { $0 + $1.encodedSize } : 0) }
+    public var encodedSize: Int {
+        177 + (kind == .reclaim ? 11 + votes.reduce(0) { $0 + $1.encodedSize } : 0) + (kind == .merge ? 1 + 32 * extraParents.count : 0)
+    }
 
     public mutating func sign(with auth: some RecordAuthenticator) { signature = auth.sign(signedBytes) }
 
@@ -114,7 +134,17 @@ extension Grant: WireCodable {
         let k = try r.readUInt8("grant kind")
         guard first <= last else { r = start; throw .invalidValue(field: "grant range", reason: "first > last") }
         guard let kind = Kind(rawValue: k) else { r = start; throw .invalidValue(field: "grant kind", reason: "unknown kind \(k)") }
-        var cutoff: UInt64 = 0, forced = false, votes: [ReclaimVote] = []
+        var cutoff: UInt64 = 0, forced = false, votes: [ReclaimVote] = [], extra: [Bytes32] = []
+        if kind == .merge {
+            do throws(WireError) {
+                let n = Int(try r.readUInt8("merge parents"))
+                guard n >= 1, n < Self.mergeLimit else { throw .invalidValue(field: "merge parents", reason: "\(n + 1) parents, not 2 to \(Self.mergeLimit)") }
+                for _ in 0..<n { extra.append(try r.readBytes32("merge parent")) }
+            } catch {
+                r = start
+                throw error
+            }
+        }
         if kind == .reclaim {
             do {
                 cutoff = try r.readUInt64("reclaim cutoff")
@@ -128,7 +158,7 @@ extension Grant: WireCodable {
         let sig: [UInt8]
         do { sig = try r.readBytes(64, "grant signature") } catch { r = start; throw error }
         self.init(grantor: grantor, seq: seq, parent: parent, range: AddressRange(first, last), grantee: grantee, kind: kind,
-                  cutoff: cutoff, forced: forced, votes: votes, signature: sig)
+                  cutoff: cutoff, forced: forced, votes: votes, extraParents: extra, signature: sig)
     }
 
     public func encode(to w: inout WireWriter) {
@@ -189,6 +219,7 @@ extension Grant.Kind: CustomStringConvertible {
         case .space: return "space"
         case .lease: return "lease"
         case .reclaim: return "reclaim"
+        case .merge: return "merge"
         }
     }
 }

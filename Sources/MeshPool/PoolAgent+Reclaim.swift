@@ -253,7 +253,7 @@ extension PoolAgent {
     /// would weigh nothing).
     mutating func makeVote(holding x: Bytes32, cutoff: UInt64, successor: NodeID) -> ReclaimVote? {
         guard let g = view.parentGrant(x) else { return nil }
-        let mine = RangeSet(view.ownership().filter { $0.owner == me }.map(\.range)).subtracting(RangeSet(g.range))
+        let mine = RangeSet(view.ownership().filter { $0.owner == me }.map(\.range)).subtracting(g.kind == .merge ? RangeSet() : RangeSet(g.range))
         guard !mine.isEmpty else { return nil }
         return ReclaimVote(signer: me, seq: seq, signature: auth.sign(ReclaimVote.signedBytes(holding: x, cutoff: cutoff, successor: successor, seq: seq)))
     }
@@ -282,7 +282,8 @@ extension PoolAgent {
             p.votes[me] = v
             proposals[x] = p
         }
-        let exclude = RangeSet(parent.range)
+        // What the votes weigh outside X (RingView.reclaimProblem: nothing left out for a merge).
+        let exclude = parent.kind == .merge ? RangeSet() : RangeSet(parent.range)
         // One rewound fold weighs every vote received (not one per vote: a reclaim in a
         // mesh of hundreds gathers hundreds of votes, each arrival calling this).
         // Votes are weighed only once this view holds each voter's grants up to its vote.
@@ -322,13 +323,23 @@ extension PoolAgent {
     @discardableResult
     mutating func publishReclaim(of parent: Grant, parentRef: Bytes32, cutoff: UInt64, votes: [ReclaimVote], forced: Bool,
                                  _ out: inout [Output]) -> Bool {
+        let reported = reportedRange(of: parent, ref: parentRef)
         guard let r = signNext(Grant(grantor: me, seq: 0, parent: parentRef, range: parent.range, grantee: me, kind: .reclaim,
                                      cutoff: cutoff, forced: forced, votes: votes)) else { return false }
         out.append(.persist(grants: [r], seq: seq))
         counters.reclaims += 1
-        out.append(.event(.reclaimed(from: parent.grantee, range: parent.range, forced: forced)))
+        out.append(.event(.reclaimed(from: parent.grantee, range: reported, forced: forced)))
         push([r], &out)
         return true
+    }
+
+    /// The range a reclaim of `parent` is reported with: its range, or for a merge (whose
+    /// range is the whole pool) the span of what it holds.
+    mutating func reportedRange(of parent: Grant, ref: Bytes32) -> AddressRange {
+        guard parent.kind == .merge else { return parent.range }
+        let held = view.ownership().filter { $0.grant == ref }.map(\.range)
+        guard let lo = held.first, let hi = held.last else { return parent.range }
+        return AddressRange(lo.first, hi.last)
     }
 
     /// What the admin key must sign for `meshwork pool reclaim NODE --force`: each holding
@@ -364,8 +375,9 @@ extension PoolAgent {
         var taken: [AddressRange] = []
         for h in plan {
             guard let parent = view.parentGrant(h.holding), let auth = authorizations[h] else { continue }
+            let reported = reportedRange(of: parent, ref: h.holding)
             if publishReclaim(of: parent, parentRef: h.holding, cutoff: h.cutoff, votes: [auth], forced: true, &out) {
-                taken.append(parent.range)
+                taken.append(reported)
             }
         }
         guard !taken.isEmpty else { return .failure(.notAuthorized) }

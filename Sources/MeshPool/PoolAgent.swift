@@ -171,6 +171,8 @@ public struct PoolAgent: Sendable {
         public var declinesSent = 0, declinesReceived = 0
         /// Balancing rounds in which this node gave space to a member holding less.
         public var donations = 0
+        /// Merges this node signed: its holdings of free space gathered into one.
+        public var merges = 0
         /// Times this node caught up with the mesh (after a restart or a suspend), and
         /// times its clock jumped (a suspend) so that it had to.
         public var catchUps = 0, resumes = 0
@@ -414,7 +416,10 @@ public struct PoolAgent: Sendable {
         }
         askForVotes(now: now, &out)
         checkpointTick(now: now, &out)
-        if now >= nextBalanceAt { balance(now: now, &out) }
+        if now >= nextBalanceAt {
+            balance(now: now, &out)
+            mergeHoldings(now: now, &out)
+        }
         if now >= nextSyncAt {
             // Every 15 s; every 2 s while fenced, with a member membership does not suspect.
             nextSyncAt = now + (fencedSince != nil ? settings.catchUpInterval : settings.syncInterval)

@@ -53,9 +53,7 @@ extension RingView {
         var changed = true
         while changed {
             changed = false
-            for g in grants.values where !g.isGenesis && inside(g) {
-                guard holdings[g.parent] == nil else { continue }
-                if let p = grants[g.parent], inside(p) { continue }
+            for g in grants.values where !g.isGenesis && inside(g) && !parentsInside(g, inside) {
                 changed = lower(g.grantor, to: g.seq - 1) || changed
             }
             // Among siblings, every grant inside must come before every grant outside in
@@ -84,8 +82,7 @@ extension RingView {
         var active = Set<NodeID>()
         for g in grants.values where inside(g) {
             if !g.isGenesis { active.insert(g.grantor) }
-            guard !g.isGenesis, holdings[g.parent] == nil else { continue }
-            guard let p = grants[g.parent], inside(p) else { return .failure(.notClosed) }
+            guard g.isGenesis || parentsInside(g, inside) else { return .failure(.notClosed) }
         }
         var held: [Bytes32: [AddressRange]] = [:]
         for o in fold(skipping: { !inside($0) }) { held[o.grant, default: []].append(o.range) }
@@ -101,6 +98,12 @@ extension RingView {
         }
         return .success(PoolCheckpoint(number: (base?.number ?? 0) + 1, previous: base?.ref ?? .zero,
                                        marks: marks.map { PoolCheckpoint.Mark(grantor: $0.key, seq: $0.value) }, holdings: hs))
+    }
+
+    /// Whether every parent of `g` is a root or a grant `inside` the cut.
+    func parentsInside(_ g: Grant, _ inside: (Grant) -> Bool) -> Bool {
+        func ok(_ p: Bytes32) -> Bool { holdings[p] != nil || (grants[p].map(inside) ?? false) }
+        return g.kind == .merge ? g.allParents.allSatisfy(ok) : ok(g.parent)
     }
 
     /// Reclaims this view holds but has not made: waiting for votes' weight, or orphans.

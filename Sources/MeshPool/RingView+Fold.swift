@@ -11,14 +11,72 @@ extension RingView {
         return [(root, RangeSet(g.range))]
     }
 
-    /// Whether a strict ancestor of the attached grant `ref` is in `set`.
-    func hasAncestor(_ ref: Bytes32, in set: Set<Bytes32>) -> Bool {
-        var r = ref
-        while let g = grants[r], !g.isGenesis {
-            r = g.parent
-            if set.contains(r) { return true }
+    /// The fold again under `parents` (whose effective ranges in `table` are current) and
+    /// what it covers. The fold is a function of each address alone (an address goes to the
+    /// first child in fold order whose range holds it, and on down), so each parent, the
+    /// shallowest first, is folded over its effective range less what shallower ones
+    /// covered: every address is folded again from the topmost of those parents on its
+    /// path, above which nothing changed. (A merge has several parents: a subtree may lie
+    /// partly under one of them and partly elsewhere.) With `record`, the effective ranges
+    /// below are rewritten in `table` over what is covered.
+    func refold(_ parents: Set<Bytes32>, skipping skip: ((Grant) -> Bool)?, table: inout [Bytes32: RangeSet],
+                record: Bool) -> (stretches: [Ownership], covered: RangeSet) {
+        let tops = parents.map { ($0, depths[$0] ?? 0) }.sorted { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 }
+        var covered = RangeSet()
+        var out: [Ownership] = []
+        for (p, _) in tops {
+            guard let eff = table[p] else { continue }
+            let region = covered.isEmpty ? eff : eff.subtracting(covered)
+            if region.isEmpty { continue }
+            if record {
+                // Out of every effective range below: the fold records it again.
+                var stack = [p]
+                while let r = stack.popLast() {
+                    for c in children[r] ?? [] {
+                        guard let e = table[c.ref] else { continue }
+                        let rest = e.subtracting(region)
+                        if rest.count == e.count { continue }
+                        table[c.ref] = rest.isEmpty ? nil : rest
+                        stack.append(c.ref)
+                    }
+                }
+            }
+            out += fold(from: p, effective: region, skipping: skip, recording: &table, record: record)
+            covered = covered.union(region)
         }
-        return false
+        return (out, covered)
+    }
+
+    /// `stretches` less what `covered` holds (a stretch may lie partly inside it).
+    static func outside(_ stretches: [Ownership], _ covered: RangeSet) -> [Ownership] {
+        guard !covered.isEmpty else { return stretches }
+        var out: [Ownership] = []
+        out.reserveCapacity(stretches.count)
+        for o in stretches {
+            let inside = covered.intersection(o.range)
+            if inside.isEmpty { out.append(o); continue }
+            for r in RangeSet(o.range).subtracting(inside).ranges {
+                var piece = o
+                piece.range = r
+                out.append(piece)
+            }
+        }
+        return out
+    }
+
+    /// Sorted stretches with touching neighbours of one grant joined: one form for one fold,
+    /// however it was reached (a merge's stretches come from each of its parents apart).
+    static func coalesced(_ sorted: [Ownership]) -> [Ownership] {
+        var out: [Ownership] = []
+        out.reserveCapacity(sorted.count)
+        for o in sorted {
+            if let last = out.last, last.grant == o.grant, UInt64(last.range.last) + 1 == UInt64(o.range.first) {
+                out[out.count - 1].range = AddressRange(last.range.first, o.range.last)
+            } else {
+                out.append(o)
+            }
+        }
+        return out
     }
 
     /// A child in its parent's list: what the fold needs of it, without copying the grant.
@@ -70,30 +128,19 @@ extension RingView {
     public mutating func ownership() -> [Ownership] {
         if let cache, dirty.isEmpty { return cache }
         if let old = cache {
-            // Fold again only under the parents that gained children since: the topmost
-            // ones (their own effective ranges have not changed), whose subtrees' stretches
-            // tile those ranges exactly.
-            var fresh: [Ownership] = []
-            var refolded = RangeSet()
-            for p in dirty.sorted() where !hasAncestor(p, in: dirty) {
-                guard let eff = effective[p] else { continue }
-                var stack = [p]
-                while let r = stack.popLast() {
-                    for c in children[r] ?? [] where effective.removeValue(forKey: c.ref) != nil { stack.append(c.ref) }
-                }
-                // The table moves out while it is written: `fold` reads `self`, and a
-                // table it shares would be copied whole at every write.
-                var effs = effective
-                effective = [:]
-                fresh += fold(from: p, effective: eff, skipping: nil, recording: &effs, record: true)
-                effective = effs
-                refolded = refolded.union(eff)
-            }
+            // Fold again only under the parents that gained children since (`refold`).
+            // The table moves out while it is written: `fold` reads `self`, and a table it
+            // shares would be copied whole at every write.
+            var effs = effective
+            effective = [:]
+            let (fresh, refolded) = refold(dirty, skipping: nil, table: &effs, record: true)
+            effective = effs
             dirty = []
-            fresh += old.filter { !refolded.contains($0.range.first) }
-            fresh.sort { $0.range < $1.range }
-            cache = fresh
-            return fresh
+            var all = fresh + Self.outside(old, refolded)
+            all.sort { $0.range < $1.range }
+            all = Self.coalesced(all)
+            cache = all
+            return all
         }
         let tops = roots
         guard !tops.isEmpty else { return [] }
@@ -103,6 +150,7 @@ extension RingView {
         for (root, eff) in tops { out += fold(from: root, effective: eff, skipping: nil, recording: &effs, record: true) }
         effective = effs
         out.sort { $0.range < $1.range }
+        out = Self.coalesced(out)
         cache = out
         return out
     }
@@ -115,6 +163,8 @@ extension RingView {
         if g.isGenesis || dirty.count >= 64 {
             cache = nil
             dirty = []
+        } else if g.kind == .merge {
+            for p in g.allParents where effective[p] != nil { dirty.insert(p) }
         } else if effective[g.parent] != nil {
             dirty.insert(g.parent)
         }
@@ -125,7 +175,7 @@ extension RingView {
         var out: [Ownership] = []
         for (root, eff) in roots { out += fold(from: root, effective: eff, skipping: skip) }
         out.sort { $0.range < $1.range }
-        return out
+        return Self.coalesced(out)
     }
 
     /// The fold of the subtree under `top`, whose effective range is `effective`.
@@ -140,7 +190,8 @@ extension RingView {
         var out: [Ownership] = []
         var stack: [(Bytes32, RangeSet)] = [(top, effective)]
         while let (ref, eff) = stack.popLast() {
-            if record { effs[ref] = eff }
+            // A merge is reached once from each parent: its effective range is their union.
+            if record { effs[ref] = effs[ref].map { $0.union(eff) } ?? eff }
             let grant = holder(of: ref)!
             var claimed = RangeSet()
             for kid in sortedChildren(of: ref, skipping: skip) {

@@ -46,7 +46,9 @@ extension RingView {
         // only under its parent, so only the subtrees of their parents are folded again.
         var parents = Set<Bytes32>()
         for (signer, v) in at {
-            for g in byGrantor[signer]?.grants ?? [] where g.seq > v && (all[g.parent] != nil || holdings[g.parent] != nil) { parents.insert(g.parent) }
+            for g in byGrantor[signer]?.grants ?? [] where g.seq > v {
+                for p in g.allParents where all[p] != nil || holdings[p] != nil { parents.insert(p) }
+            }
         }
         for ref in reclaimRefs {
             if let g = all[ref], skip(g) { parents.insert(g.parent) }
@@ -59,17 +61,11 @@ extension RingView {
             for o in current where at[o.owner] != nil { held[o.owner, default: RangeSet()].insert(o.range) }
             return .success(held)
         }
-        // The topmost of those parents: none of its ancestors is one. Its effective range is
-        // the same in the rewound fold as now, and its subtree's stretches tile it.
-        var refolded = RangeSet()
-        var stretches: [Ownership] = []
-        for p in parents.sorted() where !hasAncestor(p, in: parents) {
-            let eff = effective[p] ?? RangeSet()
-            guard !eff.isEmpty else { continue }
-            refolded = refolded.union(eff)
-            stretches += fold(from: p, effective: eff, skipping: skip)
-        }
-        for o in current where at[o.owner] != nil && !refolded.contains(o.range.first) { held[o.owner, default: RangeSet()].insert(o.range) }
+        // Folded again under those parents (`refold`): above them, the rewound fold is the
+        // current one.
+        var table = effective
+        let (stretches, refolded) = refold(parents, skipping: skip, table: &table, record: false)
+        for o in Self.outside(current, refolded) where at[o.owner] != nil { held[o.owner, default: RangeSet()].insert(o.range) }
         for o in stretches where at[o.owner] != nil { held[o.owner, default: RangeSet()].insert(o.range) }
         return .success(held)
     }

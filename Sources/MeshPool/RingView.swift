@@ -29,6 +29,9 @@ public struct RingView: Sendable {
     var waitingReclaims: [Bytes32: Grant] = [:]
     /// Each attached grant's children, kept in fold order ((order, ref): `Child`).
     var children: [Bytes32: [Child]] = [:]
+    /// Each attached grant's depth: one more than its deepest parent's (a root's is 0).
+    /// Every ancestor of a grant lies shallower (`refold` goes shallowest first).
+    var depths: [Bytes32: Int] = [:]
     var genesisRef: Bytes32?
     /// The attached reclaims, by ref (what a rewound fold may leave out).
     var reclaimRefs: [Bytes32] = []
@@ -140,7 +143,7 @@ public struct RingView: Sendable {
     @discardableResult
     public mutating func insert(_ g: Grant) -> InsertResult {
         let ref = g.ref
-        if grants[ref] != nil || orphans[g.parent]?.contains(g) == true || waitingReclaims[ref] != nil {
+        if grants[ref] != nil || isOrphan(g) || waitingReclaims[ref] != nil {
             counters.duplicates += 1
             return .duplicate
         }
@@ -154,6 +157,7 @@ public struct RingView: Sendable {
                 return reject("a genesis grant must give the whole pool from the token's genesis node to itself", chain: true)
             }
         }
+        if g.kind == .merge, let why = mergeShapeProblem(g) { return reject(why, chain: true) }
         guard auth.verify(signature: g.signature, message: g.signedBytes, signer: g.grantor) else {
             counters.badSignatures += 1
             return .rejected("bad signature")
@@ -164,18 +168,19 @@ public struct RingView: Sendable {
             record(g, ref: ref)
             return .added
         }
-        guard let parent = parentGrant(g.parent) else {
+        // A merge waits for every parent: kept under the first one missing.
+        if let missing = firstMissingParent(g) {
             guard orphanCount < Self.orphanLimit else {
                 counters.orphansDropped += 1
                 return .rejected("too many grants waiting for their parent")
             }
-            orphans[g.parent, default: []].append(g)
+            orphans[missing, default: []].append(g)
             orphanTotal += 1
             counters.orphans += 1
             record(g, ref: ref)
             return .orphan
         }
-        if let why = chainProblem(g, parent: parent) {
+        if let why = chainProblem(g, parent: parentGrant(g.parent)!) {
             // A reclaim whose voters' grants are not all here yet waits for them (anti-
             // entropy sends grants by seq, a voter's later ones often after the reclaim).
             if why.hasPrefix(Self.incompleteVoters), waitingReclaims.count < Self.orphanLimit {
@@ -222,8 +227,42 @@ public struct RingView: Sendable {
         for g in other.allGrants { insert(g) }
     }
 
+    /// The first parent of `g` this view lacks (nil: it has them all).
+    func firstMissingParent(_ g: Grant) -> Bytes32? {
+        if g.kind != .merge { return parentGrant(g.parent) == nil ? g.parent : nil }
+        return g.allParents.first { parentGrant($0) == nil }
+    }
+
+    /// Whether `g` waits here for a parent.
+    func isOrphan(_ g: Grant) -> Bool {
+        if g.kind != .merge { return orphans[g.parent]?.contains(g) == true }
+        return g.allParents.contains { orphans[$0]?.contains(g) == true }
+    }
+
+    /// What a merge must be whatever its parents: to its signer, over the whole pool, with
+    /// two to `Grant.mergeLimit` parents in increasing order (so one set of parents has one
+    /// encoding).
+    func mergeShapeProblem(_ g: Grant) -> String? {
+        if g.grantee != g.grantor { return "a merge must go to its signer" }
+        if g.range != pool { return "a merge's range must be the whole pool" }
+        let ps = g.allParents
+        guard ps.count >= 2, ps.count <= Grant.mergeLimit else { return "a merge must have 2 to \(Grant.mergeLimit) parents" }
+        for i in 1..<ps.count where !(ps[i - 1] < ps[i]) { return "a merge's parents must be distinct and in increasing order" }
+        return nil
+    }
+
     mutating func chainProblem(_ g: Grant, parent: Grant) -> String? {
         if g.kind == .reclaim { return reclaimProblem(g, parent: parent) }
+        if g.kind == .merge {
+            // What its signer holds by each parent, none of them a lease (a lease is
+            // released whole, as space, before it is merged).
+            for p in g.allParents {
+                guard let pg = parentGrant(p) else { return "a parent is missing" }
+                if pg.grantee != g.grantor { return "its grantor does not hold every parent" }
+                if pg.kind == .lease { return "a lease cannot be merged" }
+            }
+            return nil
+        }
         // A lease is granted onward only whole and as space: that is how its holder releases it.
         if parent.kind == .lease, !(g.kind == .space && g.range == parent.range) {
             return "its parent is a lease, which can only be released whole"
@@ -258,7 +297,9 @@ public struct RingView: Sendable {
         switch voteWeight(g.votes) {
         case .incomplete(let signer):
             return "\(Self.incompleteVoters) (\(signer.fingerprint)) are not all known yet"
-        case .weight(let w): weight = w.subtracting(RangeSet(parent.range))
+        // Outside X: a merge's range is the whole pool (what X itself holds is the departed
+        // node's, which does not vote), so nothing is left out for one.
+        case .weight(let w): weight = parent.kind == .merge ? w : w.subtracting(RangeSet(parent.range))
         }
         guard Self.isQuorum(weight, of: pool) else {
             if weight.isEmpty { counters.weightlessVotes += 1 }
@@ -271,7 +312,7 @@ public struct RingView: Sendable {
     /// or inside the base's cut.
     public func holds(_ g: Grant) -> Bool {
         let ref = g.ref
-        return grants[ref] != nil || waitingReclaims[ref] != nil || orphans[g.parent]?.contains(g) == true || (base?.holdsInside(g) ?? false)
+        return grants[ref] != nil || waitingReclaims[ref] != nil || isOrphan(g) || (base?.holdsInside(g) ?? false)
     }
 
     /// The grant `ref` as a parent: an attached grant, or a holding of the base.
@@ -327,12 +368,16 @@ public struct RingView: Sendable {
             genesisRef = ref
         } else {
             // Kept sorted: the fold walks children in order (most arrive in order: appended).
+            // A merge is a child of each of its parents.
             let c = Child(g, ref: ref)
-            var list = children.removeValue(forKey: g.parent) ?? []
-            var i = list.count
-            while i > 0, c.precedes(list[i - 1]) { i -= 1 }
-            list.insert(c, at: i)
-            children[g.parent] = list
+            depths[ref] = 1 + (g.kind == .merge ? g.allParents.map { depths[$0] ?? 0 }.max()! : depths[g.parent] ?? 0)
+            for p in g.kind == .merge ? g.allParents : [g.parent] {
+                var list = children.removeValue(forKey: p) ?? []
+                var i = list.count
+                while i > 0, c.precedes(list[i - 1]) { i -= 1 }
+                list.insert(c, at: i)
+                children[p] = list
+            }
         }
         if g.kind == .reclaim { reclaimRefs.append(ref) }
         noteAttached(g)
@@ -340,7 +385,13 @@ public struct RingView: Sendable {
         if let waiting = orphans.removeValue(forKey: ref) {
             orphanTotal -= waiting.count
             for o in waiting {
-                let why = chainProblem(o, parent: g)
+                // A merge may lack another parent still: it waits under that one.
+                if o.kind == .merge, let missing = firstMissingParent(o) {
+                    orphans[missing, default: []].append(o)
+                    orphanTotal += 1
+                    continue
+                }
+                let why = chainProblem(o, parent: parentGrant(o.parent)!)
                 if why == nil {
                     attach(o, ref: o.ref)
                 } else if why!.hasPrefix(Self.incompleteVoters), waitingReclaims.count < Self.orphanLimit {

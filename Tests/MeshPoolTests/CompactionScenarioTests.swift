@@ -10,8 +10,11 @@ import Testing
     static let every = 48
 
     /// A settled mesh of `n`, then `cycles` joins each followed by a leave (RELEASE).
-    static func churned(seed: UInt64, n: Int = 8, cycles: Int) -> Simulation {
-        let sim = ScenarioTests.settledMesh(n, seed: seed) { $0.checkpointEvery = every }
+    static func churned(seed: UInt64, n: Int = 8, cycles: Int, tweak: (inout PoolAgent.Settings) -> Void = { _ in }) -> Simulation {
+        let sim = ScenarioTests.settledMesh(n, seed: seed) {
+            $0.checkpointEvery = every
+            tweak(&$0)
+        }
         var rng = SeededRandom(seed: seed ^ 0xc4c1e)
         for c in 0..<cycles {
             let via = Array(sim.upNodes.prefix(n))
@@ -51,6 +54,25 @@ import Testing
             #expect(sim.disk(of: i).grants.count <= 3 * Self.every, "seed \(seed), n\(i): \(sim.disk(of: i).grants.count) grants on disk")
             #expect(sim.disk(of: i).base != nil, "seed \(seed), n\(i): no checkpoint on disk")
         }
+    }
+
+    /// Merges keep holdings to the members (docs/pool.md, "Merging holdings"): the same
+    /// churn with merges and without, and what the latest checkpoint keeps.
+    @Test(arguments: [UInt64(1), 2])
+    func mergesKeepCheckpointsToTheMembersNotTheHistory(seed: UInt64) {
+        func holdings(mergeAt: Int) -> (total: Int, most: Int, merges: Int) {
+            let sim = Self.churned(seed: seed, cycles: 80) { $0.mergeAt = mergeAt }
+            ScenarioTests.expectSafe(sim, "churn, merging at \(mergeAt)", seed: seed)
+            #expect(sim.allBoundDistinct(), "seed \(seed): not all bound after the churn")
+            var per: [NodeID: Int] = [:]
+            for h in sim.poolAgent(sim.upNodes[0])?.view.base?.holdings ?? [] { per[h.grantee, default: 0] += 1 }
+            let merges = sim.upNodes.reduce(0) { $0 + (sim.poolAgent($1)?.counters.merges ?? 0) }
+            return (per.values.reduce(0, +), per.values.max() ?? 0, merges)
+        }
+        let without = holdings(mergeAt: 0), with = holdings(mergeAt: 8)
+        #expect(without.merges == 0 && with.merges > 0, "seed \(seed): merges \(without.merges) and \(with.merges)")
+        #expect(with.total * 2 < without.total, "seed \(seed): \(with.total) holdings with merges, \(without.total) without")
+        #expect(with.most <= 2 * 8, "seed \(seed): a member holds by \(with.most) grants, merging at 8")
     }
 
     /// A member restarted after checkpoints, with its disk kept (the checkpoint and the

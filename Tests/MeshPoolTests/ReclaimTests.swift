@@ -105,6 +105,32 @@ import Testing
         #expect(!v.ownership().contains { $0.owner == id[3] })
     }
 
+    /// A departed node that merged its holdings: the merge is one holding, reclaimed whole
+    /// (its range is the whole pool: the votes weigh all their signers hold), and the grant
+    /// it merged holds nothing to reclaim.
+    @Test func aMergedHoldingIsReclaimedWhole() {
+        let s = setup()
+        let p = h.pool
+        let second = sign(Grant(grantor: id[0], seq: 4, parent: s.gen.ref, range: AddressRange(p.first + 100, p.first + 131), grantee: id[3], kind: .space), by: 0)
+        let parents = [s.toThree.ref, second.ref].sorted()
+        let merged = sign(Grant(grantor: id[3], seq: 2, parent: parents[0], range: p, grantee: id[3], kind: .merge, extraParents: [parents[1]]), by: 3)
+        var v = view(s, [second, merged])
+        #expect(v.owner(of: p.first + 1)?.grant == merged.ref && v.owner(of: p.first + 100)?.grant == merged.ref)
+        let v0 = vote(by: 0, holding: merged, cutoff: 2, successor: 0, in: v)
+        let v1 = vote(by: 1, holding: merged, cutoff: 2, successor: 0, in: v)
+        guard case .rejected(let why) = v.insert(reclaim(merged, by: 0, cutoff: 2, votes: [v0], seq: 5)) else {
+            Issue.record("a minority reclaim of a merge was accepted")
+            return
+        }
+        #expect(why.contains("not a majority"))
+        let r = reclaim(merged, by: 0, cutoff: 2, votes: [v0, v1], seq: 5)
+        #expect(r.range == p)
+        #expect(v.insert(r) == .added)
+        #expect(v.owner(of: p.first)?.owner == id[3], "the lease stands (a holding of its own)")
+        #expect(v.owner(of: p.first + 1)?.grant == r.ref && v.owner(of: p.first + 131)?.grant == r.ref)
+        #expect(v.ownership().filter { $0.owner == id[3] }.map(\.range) == [AddressRange(p.first, p.first)])
+    }
+
     @Test func theDepartedNodesLaterGrantsLoseToTheReclaim() {
         let s = setup()
         var v = view(s)

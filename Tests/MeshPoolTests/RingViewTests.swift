@@ -5,7 +5,8 @@ import MeshWire
 import Testing
 
 /// Random allocation histories: real signed grants by a few nodes that hand out space
-/// and leases from what they hold, with some deliberately conflicting grants mixed in.
+/// and leases from what they hold, with some deliberately conflicting grants mixed in, and
+/// merges of what a node holds by several grants.
 struct History {
     let ids: [NodeIdentity]
     let auths: [Ed25519RecordAuthenticator]
@@ -20,19 +21,33 @@ struct History {
         auths = ids.map { Ed25519RecordAuthenticator(identity: $0) }
         var view = makeView()
         var seq = [UInt64](repeating: 0, count: nodes)
-        var genesis = Grant(grantor: ids[0].nodeID, seq: 0, parent: .zero, range: pool, grantee: ids[0].nodeID, kind: .space)
-        genesis.sign(with: auths[0])
+        let genesis = genesisGrant()
         view.insert(genesis)
         grants.append(genesis)
         for _ in 0..<steps {
             let own = view.ownership().filter { $0.kind == .space }
             guard !own.isEmpty else { break }
+            // Now and then a node merges some of the grants it holds free space by.
+            if rng.next() % 6 == 0 {
+                let owner = own[Int(rng.next() % UInt64(own.count))].owner
+                let refs = Array(Set(own.filter { $0.owner == owner }.map(\.grant))).sorted().filter { _ in rng.next() % 4 != 0 }
+                if refs.count >= 2, let g = ids.firstIndex(where: { $0.nodeID == owner }) {
+                    seq[g] += 1
+                    var m = Grant(grantor: owner, seq: seq[g], parent: refs[0], range: pool, grantee: owner, kind: .merge,
+                                  extraParents: Array(refs.dropFirst().prefix(Grant.mergeLimit - 1)))
+                    m.sign(with: auths[g])
+                    if view.insert(m) == .added { grants.append(m) }
+                    continue
+                }
+            }
             let pick = own[Int(rng.next() % UInt64(own.count))]
             guard let g = ids.firstIndex(where: { $0.nodeID == pick.owner }) else { continue }
             let parent = view.grants[pick.grant]!
             let conflicting = rng.next() % 100 < conflictRate
             // A conflicting grant reuses part of the parent's whole range, not just what is free.
-            let from = conflicting ? parent.range : pick.range
+            // (A merge's range is the whole pool: from an earlier child's range, then.)
+            let from = !conflicting ? pick.range
+                : parent.kind == .merge ? (grants.last { $0.parent == pick.grant }?.range ?? pick.range) : parent.range
             let a = from.first + UInt32(rng.next() % UInt64(from.count))
             let lease = rng.next() % 3 == 0
             let b = lease ? a : min(from.last, a + UInt32(rng.next() % 64))
@@ -49,6 +64,13 @@ struct History {
     }
 
     func makeView() -> RingView { RingView(pool: pool, genesis: ids[0].nodeID, auth: auths[0]) }
+
+    /// The genesis grant of node 0, signed.
+    func genesisGrant() -> Grant {
+        var g = Grant(grantor: ids[0].nodeID, seq: 0, parent: .zero, range: pool, grantee: ids[0].nodeID, kind: .space)
+        g.sign(with: auths[0])
+        return g
+    }
 
     func view(of subset: [Grant]) -> RingView {
         var v = makeView()
@@ -138,11 +160,7 @@ struct History {
 @Suite struct RingViewRejectionTests {
     let h = History(seed: 42, nodes: 3, steps: 0)
 
-    func genesis() -> Grant {
-        var g = Grant(grantor: h.ids[0].nodeID, seq: 0, parent: .zero, range: h.pool, grantee: h.ids[0].nodeID, kind: .space)
-        g.sign(with: h.auths[0])
-        return g
-    }
+    func genesis() -> Grant { h.genesisGrant() }
 
     func grant(by i: Int, parent: Grant, range: AddressRange, to j: Int, kind: Grant.Kind = .space, seq: UInt64 = 1, signer: Int? = nil) -> Grant {
         var g = Grant(grantor: h.ids[i].nodeID, seq: seq, parent: parent.ref, range: range, grantee: h.ids[j].nodeID, kind: kind)
