@@ -29,6 +29,8 @@ public struct PoolScenario: Sendable {
     public var cycleRate = 2.0
     /// Grants held before the proposer starts a checkpoint (0: never; PoolAgent.Settings).
     public var checkpointEvery = PoolAgent.Settings().checkpointEvery
+    /// Holdings that make a node merge them (0: never; PoolAgent.Settings).
+    public var mergeAt = PoolAgent.Settings().mergeAt
 
     public init() {}
 
@@ -89,6 +91,7 @@ public struct PoolScenario: Sendable {
         settings.reclaimTime = reclaim
         settings.leaseTime = reclaim
         settings.checkpointEvery = checkpointEvery
+        settings.mergeAt = mergeAt
         let sim = Simulation(seed: seed, network: SimNetwork(loss: loss), pool: pool, poolSettings: settings)
         var rng = SeededRandom(seed: seed ^ 0x9001)
         // During a partition a new node joins one side (by a coin flip) through a node of it.
@@ -158,10 +161,17 @@ public struct PoolScenario: Sendable {
         if cycles > 0 {
             // After the join phase and 5 s to settle: one leaves for good, one joins.
             let first = churnEnd + .seconds(5)
+            // Not one that is leaving already (it lingers a second): picked again, it would
+            // not leave twice, and the mesh would grow by one.
+            var leaving = Set<Int>()
             for k in 0..<cycles {
                 sim.schedule(at: first + .seconds(Double(k) / cycleRate)) {
-                    let up = sim.upNodes.filter { $0 != 0 }
-                    if !up.isEmpty { sim.leave(up[Int(rng.next() % UInt64(up.count))], release: true) }
+                    let up = sim.upNodes.filter { $0 != 0 && !leaving.contains($0) }
+                    if !up.isEmpty {
+                        let i = up[Int(rng.next() % UInt64(up.count))]
+                        leaving.insert(i)
+                        sim.leave(i, release: true)
+                    }
                     joinOne()
                 }
             }

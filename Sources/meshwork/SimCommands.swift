@@ -179,6 +179,9 @@ struct PoolSim: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Grants a view holds before a checkpoint is proposed (0: never).", valueName: "grants"))
     var checkpointEvery: Int = PoolAgent.Settings().checkpointEvery
 
+    @Option(name: .long, help: ArgumentHelp("Holdings of free space that make a node merge them into one (0: never).", valueName: "grants"))
+    var mergeAt: Int = PoolAgent.Settings().mergeAt
+
     @Option(name: .long, help: "Seed of every random choice in the run.")
     var seed: UInt64 = 1
 
@@ -193,6 +196,9 @@ struct PoolSim: ParsableCommand {
         guard churn >= 0, churn <= 100 else { throw ValidationError("--churn: \(churn) is out of range: use 0 to 100 nodes per second") }
         guard (0...1_000_000).contains(cycles) else { throw ValidationError("--cycles: \(cycles) is out of range: use 0 to 1000000") }
         guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every: \(checkpointEvery) is negative: use 0 (never) or a number of grants, e.g. 512") }
+        guard mergeAt == 0 || mergeAt >= 2 else {
+            throw ValidationError("--merge-at: \(mergeAt) is out of range: use 0 (never) or 2 and up, e.g. 16")
+        }
         guard kill >= 0, kill <= 0.9 else { throw ValidationError("--kill: \(kill) is out of range: use a fraction from 0 to 0.9, e.g. 0.4") }
         if kill > 0, (try? DurationText.parseSeconds(reclaim)) ?? 0 > 3600 {
             throw ValidationError("--kill needs a short --reclaim: the run lasts the reclaim time after the kill; e.g. --kill 0.4 --reclaim 20s")
@@ -214,6 +220,7 @@ struct PoolSim: ParsableCommand {
         s.churn = churn
         s.cycles = cycles
         s.checkpointEvery = checkpointEvery
+        s.mergeAt = mergeAt
         s.kill = kill
         s.killAt = .seconds(Double(try DurationText.parseSeconds(killAt)))
         s.reclaim = .seconds(Double(try DurationText.parseSeconds(reclaim)))
