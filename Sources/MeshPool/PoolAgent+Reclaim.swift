@@ -253,7 +253,7 @@ extension PoolAgent {
     /// would weigh nothing).
     mutating func makeVote(holding x: Bytes32, cutoff: UInt64, successor: NodeID) -> ReclaimVote? {
         guard let g = view.parentGrant(x) else { return nil }
-        let mine = RangeSet(view.ownership().filter { $0.owner == me }.map(\.range)).subtracting(g.kind == .merge ? RangeSet() : RangeSet(g.range))
+        let mine = RangeSet(view.ownership().filter { $0.owner == me }.map(\.range)).subtracting(RingView.leftOutOfVotes(g))
         guard !mine.isEmpty else { return nil }
         return ReclaimVote(signer: me, seq: seq, signature: auth.sign(ReclaimVote.signedBytes(holding: x, cutoff: cutoff, successor: successor, seq: seq)))
     }
@@ -282,8 +282,7 @@ extension PoolAgent {
             p.votes[me] = v
             proposals[x] = p
         }
-        // What the votes weigh outside X (RingView.reclaimProblem: nothing left out for a merge).
-        let exclude = parent.kind == .merge ? RangeSet() : RangeSet(parent.range)
+        let exclude = RingView.leftOutOfVotes(parent)
         // One rewound fold weighs every vote received (not one per vote: a reclaim in a
         // mesh of hundreds gathers hundreds of votes, each arrival calling this).
         // Votes are weighed only once this view holds each voter's grants up to its vote.

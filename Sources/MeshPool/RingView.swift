@@ -297,15 +297,20 @@ public struct RingView: Sendable {
         switch voteWeight(g.votes) {
         case .incomplete(let signer):
             return "\(Self.incompleteVoters) (\(signer.fingerprint)) are not all known yet"
-        // Outside X: a merge's range is the whole pool (what X itself holds is the departed
-        // node's, which does not vote), so nothing is left out for one.
-        case .weight(let w): weight = parent.kind == .merge ? w : w.subtracting(RangeSet(parent.range))
+        case .weight(let w): weight = w.subtracting(Self.leftOutOfVotes(parent))
         }
         guard Self.isQuorum(weight, of: pool) else {
             if weight.isEmpty { counters.weightlessVotes += 1 }
             return "its votes' signers hold \(weight.count) of \(pool.count) addresses, not a majority"
         }
         return nil
+    }
+
+    /// What the votes for a reclaim of `parent` do not weigh: its range (votes weigh what
+    /// their signers hold outside it). A merge's range is the whole pool, and what a merge
+    /// itself holds is the departed node's, which does not vote: nothing, for one.
+    public static func leftOutOfVotes(_ parent: Grant) -> RangeSet {
+        parent.kind == .merge ? RangeSet() : RangeSet(parent.range)
     }
 
     /// Whether `g` is in this view: attached, waiting for its parent or its voters' grants,
@@ -370,8 +375,9 @@ public struct RingView: Sendable {
             // Kept sorted: the fold walks children in order (most arrive in order: appended).
             // A merge is a child of each of its parents.
             let c = Child(g, ref: ref)
-            depths[ref] = 1 + (g.kind == .merge ? g.allParents.map { depths[$0] ?? 0 }.max()! : depths[g.parent] ?? 0)
-            for p in g.kind == .merge ? g.allParents : [g.parent] {
+            let parents = g.allParents
+            depths[ref] = 1 + (parents.map { depths[$0] ?? 0 }.max() ?? 0)
+            for p in parents {
                 var list = children.removeValue(forKey: p) ?? []
                 var i = list.count
                 while i > 0, c.precedes(list[i - 1]) { i -= 1 }
