@@ -320,7 +320,10 @@ public final class Daemon: @unchecked Sendable {
         let stop: @Sendable (Bool) -> Void = { [weak self] release in
             guard let self, !stopping.withLockedValue({ let was = $0; $0 = true; return was }) else { return }
             self.logger.notice(release ? "leaving the mesh for good: releasing the address" : "leaving the mesh")
-            self.runner.leave(linger: .seconds(1), release: release).whenComplete { _ in done.succeed(0) }
+            // Releasing, the pool gives its space away a second in (later if it is still
+            // catching up), then gives on what comes for the linger.
+            let wait = PoolAgent.Settings().releaseWaitMax
+            self.runner.leave(linger: .seconds(1), release: release, releaseWaitMax: .nanoseconds(wait.nanoseconds)).whenComplete { _ in done.succeed(0) }
         }
         stopHandler = stop
         if config.handleSignals { installSignals { stop(false) } }

@@ -161,7 +161,10 @@ public struct Gossip: Sendable {
 
     /// Announces a graceful departure: a signed record marked `left`, pushed directly to a
     /// few members and queued for gossip. The shell keeps ticking briefly to let it spread.
-    public mutating func leave(now: Instant) -> [GossipOutput] {
+    /// Announces this node's departure: to a few random members and by piggyback, or with
+    /// `everyone` straight to every member (a leave for good, whose RELEASE must not reach
+    /// heirs that have not heard: dissemination alone took seconds at 40 members).
+    public mutating func leave(now: Instant, everyone: Bool = false) -> [GossipOutput] {
         var out: [GossipOutput] = []
         guard !leaving else { return out }
         leaving = true
@@ -169,7 +172,9 @@ public struct Gossip: Sendable {
         me.left = true
         me.sign(with: auth)
         broadcasts.enqueue(.alive(me))
-        for id in randomMembers(count: settings.gossipNodes * 2, excluding: nil, now: now) {
+        let to = everyone ? memberIDs.filter { members[$0].map { $0.status <= .suspect } ?? false }
+                          : randomMembers(count: settings.gossipNodes * 2, excluding: nil, now: now)
+        for id in to {
             if let ep = members[id]?.bestEndpoint { send(.gossip(updates: [.alive(me)]), to: ep, &out) }
         }
         return out

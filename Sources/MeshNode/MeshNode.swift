@@ -55,7 +55,7 @@ public struct MeshNode: Sendable {
         lastNow = now
         var out: [NodeOutput] = []
         if release, pool != nil { out += emitPool(pool!.release(now: now)) }
-        out += emit(gossip.leave(now: now))
+        out += emit(gossip.leave(now: now, everyone: release))
         return out
     }
 

@@ -34,12 +34,12 @@ extension PoolAgent {
     /// to 16 at a time); one whose digest showed grants this view lacks is asked again, so
     /// that what could not be taken in at first (a reclaim whose voters were not known
     /// yet) comes again.
-    mutating func askToCatchUp(now: Instant, _ out: inout [Output]) {
+    mutating func askToCatchUp(now: Instant, limit: Int = 16, _ out: inout [Output]) {
         nextCatchUpAskAt = now + settings.catchUpInterval
         let synced = syncedPeers()
         var pending = members.filter { !synced.contains($0) }
         var asked = 0
-        while asked < 16, !pending.isEmpty {
+        while asked < limit, !pending.isEmpty {
             let t = pending.remove(at: Int(rng.next() % UInt64(pending.count)))
             // Asked before and still not heard from: perhaps out of direct reach.
             sendDigest(to: t, reply: false, resend: catchUpAsked.contains(t), &out)
@@ -92,6 +92,11 @@ extension PoolAgent {
         heardFrom = [:]
         counters.catchUps += 1
         scheduleBalance()
+        // A releasing node that waited for this to give its space away gives it now.
+        if let r = releaseAt, now >= r {
+            releaseAt = nil
+            giveAway(&out)
+        }
         // A node that waited for this to take an address (or take its own back) does it now.
         if address == nil, case .exhausted = phase { ensureAddress(now: now, &out) }
     }

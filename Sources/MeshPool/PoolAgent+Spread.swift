@@ -25,7 +25,7 @@ extension PoolAgent {
         if leaving {
             // Anything new may make a stretch this node's (a grant to it, or the parent of
             // one that waited as an orphan).
-            if !fresh.isEmpty { giveAway(&out) }
+            if !fresh.isEmpty, releaseAt == nil { giveAway(&out) }
             return
         }
         // A conflict resolved against us (lower seq won, or a reclaim): our address is gone.

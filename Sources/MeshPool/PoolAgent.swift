@@ -160,6 +160,10 @@ public struct PoolAgent: Sendable {
     var nextCheckpointAt = Instant.zero
     /// Released for good (`release`): grants nothing, gives on whatever comes.
     var leaving = false
+    /// When a releasing node gives its space away (`release`); nil once it has.
+    var releaseAt: Instant?
+    /// Released, and not yet given its space away (waiting for `releaseDelay`, or to catch up).
+    public var releasePending: Bool { releaseAt != nil }
 
     public struct Counters: Sendable, Equatable, Codable {
         public var discovers = 0, offers = 0, requests = 0, acks = 0, naks = 0, conflicts = 0
@@ -381,6 +385,11 @@ public struct PoolAgent: Sendable {
             if now >= nextCatchUpAskAt, !members.isEmpty { askToCatchUp(now: now, &out) }
             checkCaughtUp(now: now, &out)
         }
+        // Not caught up, it waits: what it signed could repeat a seq (`checkCaughtUp` gives then).
+        if let r = releaseAt, now >= r, isCaughtUp {
+            releaseAt = nil
+            giveAway(&out)
+        }
         if let f = flushAt, now >= f { flush(&out) }
         switch phase {
         case .discovering:
@@ -435,6 +444,8 @@ public struct PoolAgent: Sendable {
 
     public var nextDeadline: Instant {
         var d = min(nextSyncAt, flushAt ?? .distantFuture, nextReclaimCheck, nextBalanceAt)
+        // Never a time already past (a release waiting for its catch-up).
+        if let r = releaseAt, r > lastNow { d = min(d, r) }
         // Catching up: the next ask, or the moment a node alone may trust its disk; never
         // a time already past (the shell would wake it again and again at one instant).
         if !isCaughtUp {

@@ -59,6 +59,10 @@ public struct PoolScenario: Sendable {
         /// nodes own part of it (by the view of the first running node).
         public var largestOwnerShare: Double
         public var owners: Int
+        /// Share of the pool held by nodes not running (by the view of the first running
+        /// node): space that comes back only by a reclaim, after the reclaim time. Once the
+        /// stopped nodes hold half, the running ones hold no quorum and fence.
+        public var stoppedShare: Double
         /// Nodes killed by `--kill`, and seconds from the kill until all their replacements
         /// held an address (nil if some never did).
         public var killed: Int
@@ -161,7 +165,7 @@ public struct PoolScenario: Sendable {
         if cycles > 0 {
             // After the join phase and 5 s to settle: one leaves for good, one joins.
             let first = churnEnd + .seconds(5)
-            // Not one that is leaving already (it lingers a second): picked again, it would
+            // Not one that is leaving already (it lingers a few seconds): picked again, it would
             // not leave twice, and the mesh would grow by one.
             var leaving = Set<Int>()
             for k in 0..<cycles {
@@ -200,8 +204,11 @@ public struct PoolScenario: Sendable {
             sizes[key] = n
             return n
         }
+        var explained = 0
         while sim.now < end {
             sim.run(for: .seconds(1))
+            for d in sim.duplicateDetails[explained...] { progress?("duplicate: \(d)") }
+            explained = sim.duplicateDetails.count
             if cycles > 0 {
                 for i in sim.upNodes {
                     guard let agent = sim.poolAgent(i) else { continue }
@@ -222,7 +229,12 @@ public struct PoolScenario: Sendable {
             }
             if Int(sim.now.nanoseconds / 1_000_000_000) % 10 == 0 {
                 let up = sim.upNodes
-                progress?("simulated \(Int(sim.now.nanoseconds / 1_000_000_000))s: \(up.filter { sim.address(of: $0) != nil }.count) of \(up.count) running nodes bound")
+                // What nodes that are not running hold, as the first running node folds it:
+                // space that comes back only by a reclaim (after --reclaim).
+                let gone = sim.stoppedShares()
+                let goneShare = gone.values.reduce(0, +) * 100
+                progress?("simulated \(Int(sim.now.nanoseconds / 1_000_000_000))s: \(up.filter { sim.address(of: $0) != nil }.count) of \(up.count) running nodes bound; "
+                    + "\(gone.count) stopped nodes hold \((goneShare * 10).rounded() / 10)% of the pool")
             }
         }
         let up = sim.upNodes
@@ -240,7 +252,7 @@ public struct PoolScenario: Sendable {
             leasesLost: sim.leasesLost,
             leasesLapsed: sim.nodes.reduce(0) { $0 + ($1.node?.pool?.counters.leasesExpired ?? 0) },
             datagramsPerAllocation: bound == 0 ? 0 : Double(sim.datagramsSent) / Double(bound),
-            largestOwnerShare: largest, owners: owners, killed: killed.count,
+            largestOwnerShare: largest, owners: owners, stoppedShare: sim.stoppedShares().values.reduce(0, +), killed: killed.count,
             replacementsBoundAfter: replacementsBound.map { ($0 - (.zero + killAt)).seconds },
             reclaims: sim.nodes.reduce(0) { $0 + $1.poolLog.reclaims },
             cycles: cycles, grantsHeldMax: grantsHeldMax, holdingsMax: holdingsMax, stateFileBytesMax: stateFileBytesMax,

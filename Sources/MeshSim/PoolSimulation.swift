@@ -79,12 +79,21 @@ public final class PoolSimulation: VirtualTimeSimulation {
         for j in up where group[j] == group[i] { nodes[j].agent!.removeMember(id) }
     }
 
-    /// A node leaves for good: releases its address and space, then stops.
+    /// A node leaves for good: releases its address and space, and stops a second after its
+    /// pool has given its space away (`PoolAgent.releasePending`; at most `releaseWaitMax`).
     public func release(_ i: Int) {
-        guard nodes[i].agent != nil else { return }
+        guard let agent = nodes[i].agent else { return }
         let t = now
         handle(i, mutate(i) { $0.release(now: t) })
-        crash(i)
+        let giveUpAt = t + agent.settings.releaseWaitMax
+        func waitThenStop() {
+            if nodes[i].agent?.releasePending == true, now < giveUpAt {
+                schedule(at: now + .milliseconds(100)) { waitThenStop() }
+            } else {
+                schedule(at: now + .seconds(1)) { [weak self] in self?.crash(i) }
+            }
+        }
+        waitThenStop()
     }
 
     /// Restarts a crashed node from what it persisted (grants and sequence number).

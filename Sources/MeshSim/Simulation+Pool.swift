@@ -95,6 +95,8 @@ extension Simulation {
             // A suspended node uses nothing; on waking it lets a lapsed lease go first.
             if let j = nodes.indices.first(where: { $0 != i && nodes[$0].isUp && !nodes[$0].poolLog.asleep && nodes[$0].poolLog.bound == a }) {
                 duplicateAddresses.append((now, a, j, i))
+                duplicateDetails.append("t+\((now - Instant.zero).seconds)s: \(IPv4Address(a)) taken by n\(i) (\(leaseLine(of: i, seenBy: i))) "
+                    + "while n\(j) held it (\(leaseLine(of: j, seenBy: j)); n\(i)'s view: \(leaseLine(of: j, seenBy: i)))")
             }
             nodes[i].poolLog.bound = a
             if nodes[i].poolLog.leasedAt == nil { nodes[i].poolLog.leasedAt = now }
@@ -117,6 +119,21 @@ extension Simulation {
         guard nodes[i].isUp else { return }
         let out = withNode(i) { $0.withPool(now: now, body) }
         handle(i, out)
+    }
+
+    /// Node `i`'s lease and the line of grants above it, as node `k` folds them (how a
+    /// duplicate came about: `duplicateDetails`).
+    func leaseLine(of i: Int, seenBy k: Int) -> String {
+        guard var view = nodes[k].node?.pool?.view else { return "no view" }
+        guard let lease = view.leases(of: nodes[i].id).first else { return "no lease in view" }
+        var line: [String] = []
+        var ref: Bytes32? = lease.grant
+        while let r = ref, line.count < 12 {
+            if let g = view.grants[r] { line.append(g.description); ref = g.isGenesis ? nil : g.parent
+            } else if view.base?.holdings.contains(where: { $0.ref == r }) == true { line.append("checkpoint \(view.base!.number) holding"); break
+            } else { line.append("missing"); break }
+        }
+        return line.joined(separator: " ⟵ ")
     }
 
     // MARK: - Views of the pool
@@ -155,6 +172,15 @@ extension Simulation {
         return by.mapValues { Double($0) / total }
     }
 
+    /// The shares of the pool held by nodes not running, as the first running node folds
+    /// them (what only a reclaim brings back).
+    public func stoppedShares() -> [NodeID: Double] {
+        let up = upNodes
+        guard let first = up.first else { return [:] }
+        let live = Set(up.map { nodes[$0].id })
+        return shares(seenBy: first).filter { !live.contains($0.key) }
+    }
+
     /// The largest share of the pool that a running node holds, as node `i` folds it.
     public func largestLiveShare(seenBy i: Int) -> Double {
         let live = Set(upNodes.map { nodes[$0].id })
@@ -163,3 +189,4 @@ extension Simulation {
 
     public func index(of id: NodeID) -> Int? { nodes.firstIndex { $0.id == id } }
 }
+

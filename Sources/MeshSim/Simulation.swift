@@ -64,6 +64,8 @@ public final class Simulation: VirtualTimeSimulation {
     /// Every time a node took an address that another running node held: (when, address,
     /// holder, taker). Empty in every correct run.
     public internal(set) var duplicateAddresses: [(Instant, UInt32, Int, Int)] = []
+    /// Each of `duplicateAddresses` explained: both leases and the grants above them.
+    public internal(set) var duplicateDetails: [String] = []
 
     /// The address pool, if the simulated mesh has one (node 0 is then its genesis node).
     public let pool: AddressRange?
@@ -125,11 +127,21 @@ public final class Simulation: VirtualTimeSimulation {
     }
 
     /// A graceful leave: the node announces it and keeps running for `linger`, then stops.
+    /// Releasing, the linger starts once its pool has given its space away
+    /// (`PoolAgent.releasePending`), or after the pool's `releaseWaitMax`, as in the daemon.
     public func leave(_ i: Int, linger: Span = .seconds(1), release: Bool = false) {
         guard nodes[i].isUp else { return }
         let out = withNode(i) { $0.leave(now: now, release: release) }
         handle(i, out)
-        schedule(at: now + linger) { [weak self] in self?.crash(i) }
+        let giveUpAt = now + poolSettings.releaseWaitMax
+        func waitThenLinger() {
+            if release, nodes[i].isUp, nodes[i].node?.pool?.releasePending == true, now < giveUpAt {
+                schedule(at: now + .milliseconds(100)) { waitThenLinger() }
+            } else {
+                schedule(at: now + linger) { [weak self] in self?.crash(i) }
+            }
+        }
+        waitThenLinger()
     }
 
     /// Splits the network: nodes in different groups cannot reach each other.

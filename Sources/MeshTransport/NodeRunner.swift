@@ -234,11 +234,19 @@ public final class NodeRunner: @unchecked Sendable {
     }
 
     /// Announces departure (after releasing the address, with `release`), lets gossip carry
-    /// it for `linger`, then closes the socket.
-    public func leave(linger: TimeAmount, release: Bool = false) -> EventLoopFuture<Void> {
+    /// it for `linger`, then closes the socket. Releasing, the linger starts once the pool has
+    /// given its space away (`PoolAgent.releasePending`), or after `releaseWaitMax`.
+    public func leave(linger: TimeAmount, release: Bool = false, releaseWaitMax: TimeAmount = .seconds(8)) -> EventLoopFuture<Void> {
         loop.flatSubmit {
             self.deliver(self.node.leave(now: self.now, release: release))
-            return self.loop.scheduleTask(in: linger) {}.futureResult.flatMap { self.close() }
+            let giveUpAt = NIODeadline.now() + releaseWaitMax
+            func waitThenLinger() -> EventLoopFuture<Void> {
+                if release, self.node.pool?.releasePending == true, NIODeadline.now() < giveUpAt {
+                    return self.loop.scheduleTask(in: .milliseconds(100)) {}.futureResult.flatMap { waitThenLinger() }
+                }
+                return self.loop.scheduleTask(in: linger) {}.futureResult.flatMap { self.close() }
+            }
+            return waitThenLinger()
         }
     }
 

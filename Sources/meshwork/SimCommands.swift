@@ -243,7 +243,7 @@ struct PoolSim: ParsableCommand {
             ("Duplicates", "\(r.duplicatesSeen) taken while held, \(r.duplicatesAtEnd) at the end"),
             ("Leases lost", "\(r.leasesLost) acknowledged leases lost to a conflict; \(r.leasesLapsed) lapsed (fenced for half the lease time)"),
             ("Datagrams/alloc", String(format: "%.1f (gossip and pool)", r.datagramsPerAllocation)),
-            ("Ownership", String(format: "largest owner %.2f%% of the pool; %d nodes own space", r.largestOwnerShare * 100, r.owners)),
+            ("Ownership", String(format: "largest owner %.2f%% of the pool; %d nodes own space; stopped nodes hold %.1f%%", r.largestOwnerShare * 100, r.owners, r.stoppedShare * 100)),
             ("Reclaims", "\(r.reclaims) made"),
         ]
         if r.cycles > 0 {

@@ -333,8 +333,10 @@ struct Leave: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Leave the mesh for good: release this node's address and space, then stop the node.",
         discussion: """
-            The running node (--state) gives its address and every range of the pool it owns \
-            to the owners of the neighbouring ranges, tells the mesh it is leaving, and exits. \
+            The running node (--state) stops using its address and tells every member it is \
+            leaving; a second later (once caught up, if it joined a moment ago) it gives its \
+            address and every range of the pool it owns to live owners of the neighbouring \
+            ranges, gives on for a second more what still comes to it, and exits. \
             To stop a node that will come back with the same address, send it SIGTERM (Ctrl-C) \
             instead.
             """
