@@ -159,11 +159,10 @@ public struct Gossip: Sendable {
         nextRejoinAt = seeds.isEmpty ? .distantFuture : now + rejoinDelay
     }
 
-    /// Announces a graceful departure: a signed record marked `left`, pushed directly to a
-    /// few members and queued for gossip. The shell keeps ticking briefly to let it spread.
-    /// Announces this node's departure: to a few random members and by piggyback, or with
-    /// `everyone` straight to every member (a leave for good, whose RELEASE must not reach
-    /// heirs that have not heard: dissemination alone took seconds at 40 members).
+    /// Announces a graceful departure: a signed record marked `left`, queued for gossip and
+    /// pushed directly to a few members, or with `everyone` to every member (a leave for
+    /// good, whose RELEASE must not reach heirs that have not heard: dissemination alone
+    /// took seconds at 40 members). The shell keeps ticking briefly to let it spread.
     public mutating func leave(now: Instant, everyone: Bool = false) -> [GossipOutput] {
         var out: [GossipOutput] = []
         guard !leaving else { return out }

@@ -93,10 +93,7 @@ extension PoolAgent {
         counters.catchUps += 1
         scheduleBalance()
         // A releasing node that waited for this to give its space away gives it now.
-        if let r = releaseAt, now >= r {
-            releaseAt = nil
-            giveAway(&out)
-        }
+        giveAwayIfDue(now: now, &out)
         // A node that waited for this to take an address (or take its own back) does it now.
         if address == nil, case .exhausted = phase { ensureAddress(now: now, &out) }
     }

@@ -93,6 +93,14 @@ extension PoolAgent {
         return out
     }
 
+    /// The second step of a RELEASE, once its time has come (the caller knows this node
+    /// is caught up).
+    mutating func giveAwayIfDue(now: Instant, _ out: inout [Output]) {
+        guard let r = releaseAt, now >= r else { return }
+        releaseAt = nil
+        giveAway(&out)
+    }
+
     /// A leaving node's stretches to live heirs (`release`).
     mutating func giveAway(_ out: inout [Output]) {
         // Not caught up: its view may be old, and what it signed could repeat a seq.

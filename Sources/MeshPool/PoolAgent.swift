@@ -386,10 +386,7 @@ public struct PoolAgent: Sendable {
             checkCaughtUp(now: now, &out)
         }
         // Not caught up, it waits: what it signed could repeat a seq (`checkCaughtUp` gives then).
-        if let r = releaseAt, now >= r, isCaughtUp {
-            releaseAt = nil
-            giveAway(&out)
-        }
+        if isCaughtUp { giveAwayIfDue(now: now, &out) }
         if let f = flushAt, now >= f { flush(&out) }
         switch phase {
         case .discovering:

@@ -189,4 +189,3 @@ extension Simulation {
 
     public func index(of id: NodeID) -> Int? { nodes.firstIndex { $0.id == id } }
 }
-
