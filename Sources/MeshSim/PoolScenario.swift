@@ -204,11 +204,13 @@ public struct PoolScenario: Sendable {
             sizes[key] = n
             return n
         }
-        var explained = 0
+        var explained = 0, lostExplained = 0
         while sim.now < end {
             sim.run(for: .seconds(1))
             for d in sim.duplicateDetails[explained...] { progress?("duplicate: \(d)") }
             explained = sim.duplicateDetails.count
+            for d in sim.lostDetails[lostExplained...] { progress?("lease lost: \(d)") }
+            lostExplained = sim.lostDetails.count
             if cycles > 0 {
                 for i in sim.upNodes {
                     guard let agent = sim.poolAgent(i) else { continue }

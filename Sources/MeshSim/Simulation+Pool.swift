@@ -101,6 +101,9 @@ extension Simulation {
             nodes[i].poolLog.bound = a
             if nodes[i].poolLog.leasedAt == nil { nodes[i].poolLog.leasedAt = now }
         case .lost:
+            if let a = nodes[i].poolLog.bound {
+                lostDetails.append("t+\((now - Instant.zero).seconds)s: n\(i) lost \(IPv4Address(a)); now \(ownerLine(of: a, seenBy: i))")
+            }
             nodes[i].poolLog.lost += 1
             nodes[i].poolLog.bound = nil
         case .released, .expired:
@@ -126,8 +129,21 @@ extension Simulation {
     func leaseLine(of i: Int, seenBy k: Int) -> String {
         guard var view = nodes[k].node?.pool?.view else { return "no view" }
         guard let lease = view.leases(of: nodes[i].id).first else { return "no lease in view" }
+        return grantLine(lease.grant, in: view)
+    }
+
+    /// Who holds `address` as node `k` folds it, and the line of grants above (how a lease
+    /// was lost: `lostDetails`).
+    func ownerLine(of address: UInt32, seenBy k: Int) -> String {
+        guard var view = nodes[k].node?.pool?.view else { return "no view" }
+        guard let o = view.owner(of: address) else { return "nobody holds it" }
+        let who = index(of: o.owner).map { "n\($0)\(nodes[$0].isUp ? "" : " (stopped)")" } ?? "?"
+        return "\(who) holds it: " + grantLine(o.grant, in: view)
+    }
+
+    func grantLine(_ start: Bytes32, in view: RingView) -> String {
         var line: [String] = []
-        var ref: Bytes32? = lease.grant
+        var ref: Bytes32? = start
         while let r = ref, line.count < 12 {
             if let g = view.grants[r] { line.append(g.description); ref = g.isGenesis ? nil : g.parent
             } else if view.base?.holdings.contains(where: { $0.ref == r }) == true { line.append("checkpoint \(view.base!.number) holding"); break

@@ -66,6 +66,9 @@ public final class Simulation: VirtualTimeSimulation {
     public internal(set) var duplicateAddresses: [(Instant, UInt32, Int, Int)] = []
     /// Each of `duplicateAddresses` explained: both leases and the grants above them.
     public internal(set) var duplicateDetails: [String] = []
+    /// Each acknowledged lease lost to a conflict: the address, and who holds it now by the
+    /// loser's view (the grant line above).
+    public internal(set) var lostDetails: [String] = []
 
     /// The address pool, if the simulated mesh has one (node 0 is then its genesis node).
     public let pool: AddressRange?
