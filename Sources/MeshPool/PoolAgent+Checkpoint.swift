@@ -276,13 +276,7 @@ extension PoolAgent {
     /// This node's view becomes `next`, built on `cp`.
     mutating func adopt(_ next: RingView, _ cp: PoolCheckpoint, _ out: inout [Output]) {
         view = next
-        // Orphans that waited four anti-entropy rounds for their parent go with the move: a
-        // parent that no member this node hears from has sent is gone, or inside the cut
-        // holding nothing; younger ones come along (`RingView.rebuilt`).
-        let stale = lastNow - settings.syncInterval * 4
-        view.dropOrphans { seenAt[$0.ref].map { $0 < stale } ?? true }
-        let orphans = Set(view.orphans.values.flatMap { $0.map(\.ref) })
-        seenAt = seenAt.filter { view.grants[$0.key] != nil || orphans.contains($0.key) }
+        seenAt = seenAt.filter { next.grants[$0.key] != nil }
         counters.checkpoints += 1
         // Never sign again a seq of this node's that the checkpoint took in.
         if let mine = view.insideSeq[me], mine > seq {

@@ -63,8 +63,8 @@ extension PoolAgent {
         /// --nodes 40 --cycles 120` (4,395 datagrams per allocation, at most 508 holdings in
         /// a checkpoint); with 16, 14% (4,014 datagrams, 706 holdings; 3,315 and 2,149
         /// without merges). Off by default for now: with 16, `sim pool --nodes 40 --cycles
-        /// 600` collapsed after about 300 cycles, and without merges after about 500
-        /// (docs/pool.md, "Merging holdings").
+        /// 600` collapsed after about 300 cycles (and without merges after about 500, until
+        /// RELEASE took two steps; docs/pool.md, "Merging holdings").
         public var mergeAt = 0
         /// A node that releases (leaves for good) says so at once and gives its space away
         /// this much later, by when the members have heard it is going: none then picks it as

@@ -193,24 +193,9 @@ extension RingView {
     func rebuilt(on cp: PoolCheckpoint) -> RingView {
         var v = RingView(pool: pool, genesis: genesis, admin: admin, auth: auth, base: cp)
         v.inherit(counters)
-        // Orphans come along (as when a checkpoint is taken on trust): most wait for a parent
-        // only a moment late (a push that came before its parent's), and every member moves
-        // onto a checkpoint at about the same time: left behind, they would be left behind
-        // everywhere at once, and their grantors' seqs would have a gap for good (a cut stops
-        // below a gap, and what was granted above it stays outside every later cut). One
-        // whose parent lies inside the cut attaches to its holding; the agent drops those that
-        // have waited long (`dropOrphans`).
-        return v.rebuiltWith(Array(grants.values) + waitingReclaims.values + orphans.values.flatMap { $0 })
-    }
-
-    /// Drops the orphans `stale` picks (their parents will not come: the agent drops those
-    /// that waited a minute, at a move onto a checkpoint).
-    mutating func dropOrphans(where stale: (Grant) -> Bool) {
-        for (parent, waiting) in orphans {
-            let keep = waiting.filter { !stale($0) }
-            orphanTotal -= waiting.count - keep.count
-            orphans[parent] = keep.isEmpty ? nil : keep
-        }
+        // Orphans are left behind: after the cut, their parents may be gone for good (inside
+        // it, holding nothing); one whose parent is only late comes again with anti-entropy.
+        return v.rebuiltWith(Array(grants.values) + waitingReclaims.values)
     }
 
     /// This view with `grants` taken in as well (those inside its base's cut are dropped).

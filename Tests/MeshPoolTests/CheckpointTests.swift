@@ -69,30 +69,6 @@ import Testing
         #expect(built2.ownership() == truth, "\(what): the view on the second checkpoint folds differently")
     }
 
-    /// A grant waiting for its parent comes along onto a checkpoint and attaches when the
-    /// parent comes. Left behind (as before), it was left behind by every member at once,
-    /// since all move onto a checkpoint at about the same time, and its grantor's seqs had
-    /// a gap for good: no later cut could pass it.
-    @Test(arguments: [UInt64(3), 4, 5])
-    func orphansComeAlongOntoACheckpoint(seed: UInt64) {
-        let h = History(seed: seed, nodes: 6, steps: 150)
-        let byRef = Dictionary(h.grants.map { ($0.ref, $0) }, uniquingKeysWith: { a, _ in a })
-        guard let c = h.grants.last(where: { g in g.kind != .merge && !g.isGenesis && byRef[g.parent].map { !$0.isGenesis } == true }),
-              let p = byRef[c.parent] else {
-            Issue.record("seed \(seed): no grant whose parent is not the genesis")
-            return
-        }
-        var v = h.view(of: h.grants.filter { $0.ref != p.ref && $0.ref != c.ref })
-        #expect(v.insert(c) == .orphan)
-        guard case .success(let cp) = v.checkpoint(cut: v.closedCut()), case .success(var on) = v.built(on: cp) else {
-            Issue.record("seed \(seed): the view does not accept its own checkpoint")
-            return
-        }
-        #expect(on.holds(c) && on.grants[c.ref] == nil, "seed \(seed): the orphan was left behind")
-        on.insert(p)
-        #expect(on.grants[c.ref] != nil, "seed \(seed): the orphan did not attach once its parent came")
-    }
-
     @Test(arguments: Array(UInt64(1)...12))
     func aViewOnACheckpointFoldsAsTheWholeHistory(seed: UInt64) {
         let h = History(seed: seed, nodes: 6, steps: 150)

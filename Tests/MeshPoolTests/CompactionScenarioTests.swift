@@ -155,7 +155,8 @@ import Testing
         #expect(sim.run(until: same, within: .seconds(60)), "seed \(seed): n\(k)'s view still differs from n0's a minute after it weighed the checkpoint")
         for _ in 0..<5 { cycle() }
         ScenarioTests.expectSafe(sim, "a member that missed grants", seed: seed)
-        #expect(sim.allBoundDistinct(), "seed \(seed): not all bound at the end")
+        // A leaver runs until it has given its space away (a young one catches up first).
+        #expect(sim.run(until: { sim.allBoundDistinct() }, within: .seconds(15)), "seed \(seed): not all bound at the end")
     }
 
     /// A member asked to sign a proposal whose cut holds grants it lacks refuses, asks the
