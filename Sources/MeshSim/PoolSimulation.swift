@@ -85,15 +85,10 @@ public final class PoolSimulation: VirtualTimeSimulation {
         guard let agent = nodes[i].agent else { return }
         let t = now
         handle(i, mutate(i) { $0.release(now: t) })
-        let giveUpAt = t + agent.settings.releaseWaitMax
-        func waitThenStop() {
-            if nodes[i].agent?.releasePending == true, now < giveUpAt {
-                schedule(at: now + .milliseconds(100)) { waitThenStop() }
-            } else {
-                schedule(at: now + .seconds(1)) { [weak self] in self?.crash(i) }
-            }
+        after({ [weak self] in self?.nodes[i].agent?.releasePending == true }, giveUpAt: t + agent.settings.releaseWaitMax) { [weak self] in
+            guard let self else { return }
+            self.schedule(at: self.now + .seconds(1)) { [weak self] in self?.crash(i) }
         }
-        waitThenStop()
     }
 
     /// Restarts a crashed node from what it persisted (grants and sequence number).

@@ -27,10 +27,22 @@ public protocol VirtualTimeSimulation: AnyObject {
     var now: Instant { get }
     /// Runs events until `time` (inclusive), then sets the clock to `time`.
     func run(until time: Instant)
+    func schedule(at time: Instant, _ action: @escaping () -> Void)
 }
 
 extension VirtualTimeSimulation {
     public func run(for span: Span) { run(until: now + span) }
+
+    /// Runs `action` once `pending` no longer holds (checked every 100 ms of simulated
+    /// time) or at `giveUpAt`, whichever comes first: how a releasing node is kept running
+    /// until its pool has given its space away, as the daemon keeps it.
+    func after(_ pending: @escaping () -> Bool, giveUpAt: Instant, _ action: @escaping () -> Void) {
+        if pending(), now < giveUpAt {
+            schedule(at: now + .milliseconds(100)) { [weak self] in self?.after(pending, giveUpAt: giveUpAt, action) }
+        } else {
+            action()
+        }
+    }
 
     /// Runs until `condition` holds (checked every `step`) or `limit` passes; returns whether it held.
     @discardableResult

@@ -136,15 +136,11 @@ public final class Simulation: VirtualTimeSimulation {
         guard nodes[i].isUp else { return }
         let out = withNode(i) { $0.leave(now: now, release: release) }
         handle(i, out)
-        let giveUpAt = now + poolSettings.releaseWaitMax
-        func waitThenLinger() {
-            if release, nodes[i].isUp, nodes[i].node?.pool?.releasePending == true, now < giveUpAt {
-                schedule(at: now + .milliseconds(100)) { waitThenLinger() }
-            } else {
-                schedule(at: now + linger) { [weak self] in self?.crash(i) }
-            }
+        after({ [weak self] in release && self?.nodes[i].isUp == true && self?.nodes[i].node?.pool?.releasePending == true },
+              giveUpAt: now + poolSettings.releaseWaitMax) { [weak self] in
+            guard let self else { return }
+            self.schedule(at: self.now + linger) { [weak self] in self?.crash(i) }
         }
-        waitThenLinger()
     }
 
     /// Splits the network: nodes in different groups cannot reach each other.
