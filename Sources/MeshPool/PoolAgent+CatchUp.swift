@@ -57,10 +57,11 @@ extension PoolAgent {
             seq = theirs
             out.append(.persist(grants: [], seq: seq))
         }
-        guard !isCaughtUp else { return }
+        // Noted while catching up, and while releasing (`releaseViewIsCurrent`).
+        guard !isCaughtUp || releaseAt != nil else { return }
         for e in entries { heardFrom[peer, default: [:]][e.key] = e.count }
         if heardFrom[peer] == nil { heardFrom[peer] = [:] }
-        checkCaughtUp(now: now, &out)
+        if !isCaughtUp { checkCaughtUp(now: now, &out) }
     }
 
     /// Caught up once the members heard (whose grants of this node's this view holds) and
@@ -89,7 +90,7 @@ extension PoolAgent {
         guard everyone || alone || now - catchUpSince >= settings.catchUpInterval * 3 else { return }
         guard RingView.isQuorum(weight: weight, holdsAnchor: anchor, of: view.pool) else { return }
         isCaughtUp = true
-        heardFrom = [:]
+        if releaseAt == nil { heardFrom = [:] }  // a releasing node still needs them (`heirs`)
         counters.catchUps += 1
         scheduleBalance()
         // A releasing node that waited for this to give its space away gives it now.

@@ -179,11 +179,7 @@ extension PoolAgent {
             lacking = missesGrants(cp) ? (cp, from, now) : nil
             // Most often it lacks the proposer's newest grants: fetch them before it asks
             // again (once per ask: the answer may bring the checkpoint again).
-            if pulledAt[from].map({ now - $0 >= settings.checkpointRetry }) ?? true {
-                pulledAt[from] = now
-                if pulledAt.count > 1024 { pulledAt = pulledAt.filter { now - $0.value < settings.checkpointRetry } }
-                sendDigest(to: from, reply: false, &out)
-            }
+            pull(from: from, now: now, &out)
             return
         }
         if hasVoteOutside(cp) {
@@ -260,7 +256,11 @@ extension PoolAgent {
     /// catching up (an old backup, a wiped disk), cannot weigh it: it takes it on trust, if
     /// well formed (`checkpointsTrusted`; weak subjectivity, "Trusting is a choice").
     mutating func moveOnto(_ cp: PoolCheckpoint, _ out: inout [Output]) -> Bool {
-        let weighs = view.hasGenesis && isCaughtUp
+        // A leaving node takes it on trust too: it signs nothing more but the gift of what
+        // it holds, and one that fell a few checkpoints behind under churn may find their
+        // signers (members since) holding no quorum in its view, and would keep for good
+        // what it was given since (a forged one would only make its gift go astray).
+        let weighs = view.hasGenesis && isCaughtUp && !leaving
         if weighs { guard signedByQuorum(cp) else { return false } }
         // Folded from this view's own grants: checked as its signers checked it.
         if case .success(let built) = view.built(onLater: cp) {

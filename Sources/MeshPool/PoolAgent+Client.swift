@@ -84,21 +84,57 @@ extension PoolAgent {
         lastNow = now
         leaving = true
         releaseAt = now + settings.releaseDelay
+        releaseSince = now
         var out: [Output] = []
-        // A node still catching up (one that joined a moment ago, most often) can give
-        // nothing away until it has: it asks every member at once, not 16 every 2 s.
-        if !isCaughtUp, !members.isEmpty { askToCatchUp(now: now, limit: members.count, &out) }
+        // What it gives must be all it holds: a grant to it that it never took in (its
+        // parent inside a checkpoint it has not moved onto, most often in a node that joined
+        // a moment ago) stays with it when it stops. So it asks every member at once for its
+        // digest (with its checkpoint number: a member on a newer one sends it), and gives
+        // once its view is current (`releaseViewIsCurrent`).
+        heardFrom = [:]
+        checkpointsHeard = [:]
+        if !members.isEmpty { askToCatchUp(now: now, limit: members.count, &out) }
         if let a = address { out.append(.event(.released(a))) }
         phase = .idle
         return out
     }
 
     /// The second step of a RELEASE, once its time has come (the caller knows this node
-    /// is caught up).
+    /// is caught up) and its view is current, or the wait for that is over.
     mutating func giveAwayIfDue(now: Instant, _ out: inout [Output]) {
         guard let r = releaseAt, now >= r else { return }
+        let giveBy = (releaseSince ?? now) + settings.releaseWaitMax * 0.75
+        guard now >= giveBy || releaseViewIsCurrent() else {
+            // Asks again those not heard from, and looks again soon.
+            if now >= nextCatchUpAskAt, !members.isEmpty { askToCatchUp(now: now, limit: members.count, &out) }
+            releaseAt = min(giveBy, now + settings.releaseDelay * 0.25)
+            return
+        }
         releaseAt = nil
         giveAway(&out)
+    }
+
+    /// Whether a leaving node's view holds all it was given: it is on the newest checkpoint
+    /// a member named since it released, some member on that checkpoint answered its ask,
+    /// and this view holds what every such answer listed (a grant that waits for its
+    /// parent is not held). Not every member: those that left since this node did never
+    /// answer (and nobody tells a leaver of them), and a digest counts the grants held since
+    /// its sender's checkpoint, so one from a member on an older one cannot be compared.
+    func releaseViewIsCurrent() -> Bool {
+        guard checkpointsHeard.values.allSatisfy({ $0 <= checkpointNumber }) else { return false }
+        let same = heardFrom.keys.filter { checkpointsHeard[$0] == checkpointNumber }
+        guard members.isEmpty || !same.isEmpty else { return false }
+        let synced = syncedPeers()
+        return same.allSatisfy { synced.contains($0) }
+    }
+
+    /// Who may inherit a leaver's stretches: live members that answered its ask since it
+    /// released (they ran a moment ago, and one leaving since gives on what comes before it
+    /// stops), or every live member if none did. A leaver learns of no departure after its
+    /// own (the others no longer gossip to it), so its member list alone goes stale.
+    var heirs: Set<NodeID> {
+        let answered = liveMembers.intersection(heardFrom.keys)
+        return answered.isEmpty ? liveMembers : answered
     }
 
     /// A leaving node's stretches to live heirs (`release`).
@@ -110,7 +146,7 @@ extension PoolAgent {
         // Heirs are live members: a neighbour that has left (or is leaving, or suspected)
         // would hold the space until the reclaim time, and under churn such space adds up
         // until the live members no longer hold a quorum and every node fences.
-        let live = liveMembers
+        let live = heirs
         var made: [Grant] = []
         for (i, o) in all.enumerated() where o.owner == me {
             let below = all[..<i].last { live.contains($0.owner) }?.owner

@@ -16,7 +16,7 @@ import MeshCore
 ///
 /// A node just started (for `historyWindow`), or catching up, takes history unlimited:
 /// it cannot tell old grants from new ones, and it must learn the mesh's history to grant
-/// safely. A flooder can therefore fill a node that is starting up, but not the mesh: what
+/// safely (and a leaving one, to give away all it was given). A flooder can therefore fill a node that is starting up, but not the mesh: what
 /// that node passes on meets the others' ceilings.
 extension PoolAgent {
     struct GrantCeiling: Sendable {
@@ -26,7 +26,7 @@ extension PoolAgent {
 
     /// Whether this node takes every grant without a ceiling (see above).
     func takesHistoryUnlimited(now: Instant) -> Bool {
-        !isCaughtUp || now < startedAt + settings.historyWindow
+        !isCaughtUp || leaving || now < startedAt + settings.historyWindow
     }
 
     /// The grantor's ceiling as recorded, or as it starts now: at its highest seq held.

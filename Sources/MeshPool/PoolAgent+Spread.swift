@@ -4,12 +4,21 @@ import MeshCore
 /// few random members, and the paged anti-entropy digest that repairs what pushes missed
 /// (docs/pool.md, "Spreading grants").
 extension PoolAgent {
-    /// Inserts grants; returns those that were new here.
-    mutating func absorb(_ grants: [Grant]) -> [Grant] {
+    /// Inserts grants from `from`; returns those that were new here. One that must wait
+    /// for its parent makes this node ask the sender for its digest (at most once per
+    /// `checkpointRetry`): the parent may lie inside a checkpoint this node has not moved
+    /// onto (the digest ask names this node's, and a member on a newer one sends it), or be
+    /// a grant the sender holds and this node lacks. Without it, a node that joined just
+    /// after a checkpoint took in nothing (not even its own lease) until its first
+    /// anti-entropy round, and one leaving then kept what it never saw.
+    mutating func absorb(_ grants: [Grant], from: NodeID, _ out: inout [Output]) -> [Grant] {
         var fresh: [Grant] = []
+        var waiting = false
+        defer { if waiting { pull(from: from, now: lastNow, &out) } }
         for g in grants where admits(g, now: lastNow) {
             switch view.insert(g) {
             case .added, .orphan:
+                if view.grants[g.ref] == nil { waiting = true }
                 fresh.append(g)
                 seenAt[g.ref] = lastNow
                 // One of this node's own, from before a restart: never sign that seq again.
@@ -128,6 +137,15 @@ extension PoolAgent {
         view.byGrantor.map { id, st in
             (id.digestKey, id, GrantorDigest(key: id.digestKey, count: UInt32(st.grants.count), xor: st.xor, maxSeq: st.maxSeq))
         }.sorted { $0.key < $1.key }
+    }
+
+    /// Asks `peer` for its digest, at most once per `checkpointRetry`: its answer brings
+    /// the grants this view lacks, and its checkpoint if newer.
+    mutating func pull(from peer: NodeID, now: Instant, _ out: inout [Output]) {
+        guard pulledAt[peer].map({ now - $0 >= settings.checkpointRetry }) ?? true else { return }
+        pulledAt[peer] = now
+        if pulledAt.count > 1024 { pulledAt = pulledAt.filter { now - $0.value < settings.checkpointRetry } }
+        sendDigest(to: peer, reply: false, &out)
     }
 
     mutating func sendDigest(to peer: NodeID, reply: Bool, resend: Bool = false, _ out: inout [Output]) {

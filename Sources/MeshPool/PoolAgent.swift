@@ -158,10 +158,12 @@ public struct PoolAgent: Sendable {
     /// Why this node last refused a checkpoint (for status and logs).
     public internal(set) var lastCheckpointRefusal: String?
     var nextCheckpointAt = Instant.zero
-    /// Released for good (`release`): grants nothing, gives on whatever comes.
+    // Leaving for good (`release`, PoolAgent+Client.swift): released (grants nothing, gives
+    // on whatever comes), since when, when it gives its space away (nil once it has), and
+    // the checkpoint each member named (CHECKPOINT HAVE) since.
     var leaving = false
-    /// When a releasing node gives its space away (`release`); nil once it has.
-    var releaseAt: Instant?
+    var releaseSince: Instant?, releaseAt: Instant?
+    var checkpointsHeard: [NodeID: UInt64] = [:]
     /// Released, and not yet given its space away (waiting for `releaseDelay`, or to catch up).
     public var releasePending: Bool { releaseAt != nil }
 
@@ -320,7 +322,7 @@ public struct PoolAgent: Sendable {
         case .request(let x, let address):
             serveRequest(from: from, xid: x, address: address, now: now, &out)
         case .ack(let x, let grants):
-            let fresh = absorb(grants)
+            let fresh = absorb(grants, from: from, &out)
             push(fresh, &out, fanout: forwardFanout)
             guard case .requesting(let mine, let offerer, let address) = phase, mine == x, offerer == from else { break }
             counters.acks += 1
@@ -351,7 +353,7 @@ public struct PoolAgent: Sendable {
             default: break
             }
         case .grants(let grants):
-            let fresh = absorb(grants)
+            let fresh = absorb(grants, from: from, &out)
             push(fresh, &out, fanout: forwardFanout)
             afterViewChange(fresh, now: now, &out)
             recheckProposal(after: fresh, now: now, &out)
@@ -363,6 +365,7 @@ public struct PoolAgent: Sendable {
         case .reclaimVote(let holding, let cutoff, let vote):
             takeReclaimVote(from: from, holding: holding, cutoff: cutoff, vote: vote, now: now, &out)
         case .checkpointHave(let number):
+            if releaseAt != nil, checkpointsHeard.count < 4096 || checkpointsHeard[from] != nil { checkpointsHeard[from] = number }
             offerCheckpoint(to: from, theirs: number, now: now, &out)
         case .checkpointPart(let id, let index, let count, let final, let bytes):
             let before = checkpointNumber
@@ -372,7 +375,7 @@ public struct PoolAgent: Sendable {
             takeCheckpointSignature(from: from, ref: ref, signature: signature, &out)
         }
         if case .requesting = phase, let lease = view.leases(of: me).first { bind(lease.range.first, &out) }
-        if !isCaughtUp { checkCaughtUp(now: now, &out) }
+        if !isCaughtUp { checkCaughtUp(now: now, &out) } else if leaving { giveAwayIfDue(now: now, &out) }
         return out
     }
 

@@ -134,6 +134,10 @@ public struct RingView: Sendable {
     public var grantCount: Int { grants.count }
     public var orphanCount: Int { orphanTotal }
     var orphanTotal = 0
+    /// Whether a grant to `node` waits for its parent.
+    public func hasOrphans(grantedTo node: NodeID) -> Bool {
+        orphans.values.contains { $0.contains { $0.grantee == node } }
+    }
     /// Whether the view has a root: the genesis grant, or a checkpoint.
     public var hasGenesis: Bool { genesisRef != nil || base != nil }
 

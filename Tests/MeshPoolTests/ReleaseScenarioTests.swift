@@ -61,13 +61,16 @@ import Testing
     /// Members leave for good two a second while as many join (`sim pool --cycles`), so
     /// leavers overlap. What stopped nodes hold comes back only by a reclaim (here after a
     /// day), and at half the pool every node fences. A leaver says it goes (to every
-    /// member), gives its space a second later (once caught up, if it joined a moment
-    /// ago), when nobody picks it as an heir or a taker any more, and runs until it has.
-    /// Given at once, stretches went to heirs that stopped before they came: with 16 nodes
-    /// and 120 cycles, stopped nodes ended holding 35.6%, 46.4% and 14.4% of the pool
-    /// (seeds 2, 3, 4); now 0.0%, 10.4% and 0.0% (what is left: a young leaver that had not
-    /// heard yet of its heir's own departure). At most two members' fair share (1/8).
-    @Test(arguments: [UInt64(2), 3, 4])
+    /// member), asks every member for its digest, and gives its space a second later, once
+    /// its view holds all it was given (on the newest checkpoint, what the answers listed,
+    /// no grant to it waiting for its parent), to members that answered; it runs until it
+    /// has. Given at once, stretches went to heirs that stopped before they came: with 16
+    /// nodes and 120 cycles, stopped nodes ended holding 8.8%, 10.4% and 2.1% of the pool
+    /// (seeds 1, 3, 5; 35.6% and 46.4% for seeds 2 and 3 before RELEASE took two steps):
+    /// grants made to a young leaver that it never took in (their parents lay in a
+    /// checkpoint it had not moved onto) and heirs that had left after the leaver did. Now
+    /// at most one address at the end. At most a third of a member's fair share.
+    @Test(arguments: [UInt64(1), 3, 5])
     func overlappingLeaversLeaveLittleWithStoppedNodes(seed: UInt64) {
         var s = PoolScenario()
         s.nodes = 16
@@ -77,7 +80,7 @@ import Testing
         #expect(r.duplicatesSeen == 0 && r.duplicatesAtEnd == 0 && r.leasesLost == 0,
                 "seed \(seed): \(r.duplicatesSeen) duplicates, \(r.leasesLost) leases lost")
         #expect(r.withoutAddress == 0, "seed \(seed): \(r.withoutAddress) running nodes without an address")
-        #expect(r.stoppedShare < 0.125, "seed \(seed): stopped nodes hold \(r.stoppedShare * 100)% of the pool after \(s.cycles) cycles")
+        #expect(r.stoppedShare < 0.02, "seed \(seed): stopped nodes hold \(r.stoppedShare * 100)% of the pool after \(s.cycles) cycles")
     }
 
     /// What `id` holds by n0's view.
