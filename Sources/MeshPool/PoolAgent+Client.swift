@@ -70,9 +70,10 @@ extension PoolAgent {
 
     /// RELEASE, for a node leaving for good, in two steps. Now: the node stops using its
     /// address and becomes `leaving` (it grants nothing more), while membership tells the
-    /// others it is going. `settings.releaseDelay` later (`tick`): every stretch it holds
-    /// (its free space and its own lease) is granted, as space, to the nearest live member
-    /// owning a stretch below it (else above it), persisted and pushed; after that it gives
+    /// others it is going. `settings.releaseDelay` later, once its view holds all it was
+    /// given (`releaseViewIsCurrent`; at most 3/4 of `releaseWaitMax`): every stretch it
+    /// holds (its free space and its own lease) is granted, as space, to the nearest heir
+    /// (`heirs`) owning a stretch below it (else above it), persisted and pushed; then it gives
     /// on at once whatever still comes to it (a donation or a leaver's stretch signed before
     /// its departure was known). The shell keeps the node running while `releasePending`
     /// (at most `settings.releaseWaitMax`), then a second more.

@@ -69,10 +69,10 @@ extension PoolAgent {
         public var mergeAt = 16
         /// A node that releases (leaves for good) says so at once and gives its space away
         /// this much later, by when the members have heard it is going: none then picks it as
-        /// an heir or a taker (`PoolAgent.release`). One still catching up (it joined a moment
-        /// ago) gives once it has. The shell keeps the node running until it has given
-        /// (`releasePending`), at most `releaseWaitMax`, then a second more to give on what
-        /// still comes.
+        /// an heir or a taker (`PoolAgent.release`); later if its view does not yet hold all
+        /// it was given (at most 3/4 of `releaseWaitMax`), or it is still catching up. The
+        /// shell keeps the node running until it has given (`releasePending`), at most
+        /// `releaseWaitMax`, then a second more to give on what still comes.
         public var releaseDelay = Span.seconds(1)
         public var releaseWaitMax = Span.seconds(8)
         public init() {}

@@ -334,9 +334,10 @@ struct Leave: ParsableCommand {
         abstract: "Leave the mesh for good: release this node's address and space, then stop the node.",
         discussion: """
             The running node (--state) stops using its address and tells every member it is \
-            leaving; a second later (once caught up, if it joined a moment ago) it gives its \
-            address and every range of the pool it owns to live owners of the neighbouring \
-            ranges, gives on for a second more what still comes to it, and exits. \
+            leaving, and asks every member what it holds; a second later, once it has all it \
+            was given (6 s at most; once caught up, if it joined a moment ago), it gives its \
+            address and every range of the pool it owns to members that answered and own the \
+            neighbouring ranges, gives on for a second more what still comes to it, and exits. \
             To stop a node that will come back with the same address, send it SIGTERM (Ctrl-C) \
             instead.
             """
