@@ -116,7 +116,14 @@ import Testing
         #expect(!bBound || released, "b bound while a's write was still under way")
 
         gate.open()
-        try await waitUntil("b bound once a's write is done") { try await rb.inspect(bound).get() }
+        // Within b's longest backoff and more: while a's write was blocked, b's DISCOVERs
+        // went unanswered and it backed off (`backoffMax`, 30 s); under load in CI it once
+        // needed more than the 20 s this waited before.
+        try await waitUntil("b bound once a's write is done", within: 45, detail: {
+            try await rb.inspect { node, _ in
+                "b: \(String(describing: node.pool?.phase)), \(node.pool?.waitingReason ?? "no reason"), knows \(node.pool?.members.count ?? 0) members"
+            }.get()
+        }) { try await rb.inspect(bound).get() }
     }
 
     /// Blocks `onPersist` calls until `open()`.
@@ -175,11 +182,13 @@ import Testing
         return true
     }
 
-    func waitUntil(_ what: String, within seconds: Double = 20, _ condition: () async throws -> Bool) async throws {
+    func waitUntil(_ what: String, within seconds: Double = 20, detail: (() async throws -> String)? = nil,
+                   _ condition: () async throws -> Bool) async throws {
         let deadline = Date().addingTimeInterval(seconds)
         while try await !condition() {
             guard Date() < deadline else {
-                Issue.record("timed out waiting: \(what)")
+                let more = try await detail?() ?? ""
+                Issue.record("timed out waiting: \(what)\(more.isEmpty ? "" : "; \(more)")")
                 return
             }
             try await Task.sleep(for: .milliseconds(50))
