@@ -129,8 +129,8 @@ public struct PoolAgent: Sendable {
     // Catching up after a restart or a suspend (PoolAgent+CatchUp.swift).
     /// Whether this node has caught up with members holding a quorum since it (re)started.
     public internal(set) var isCaughtUp: Bool
-    /// Members heard from while catching up, with what their digests said they hold
-    /// (grant count by grantor key).
+    /// Members heard from while catching up or releasing, with what their digests said
+    /// they hold (grant count by grantor key).
     public internal(set) var heardFrom: [NodeID: [UInt64: UInt32]] = [:]
     var nextCatchUpAskAt = Instant.distantFuture
     /// Members asked while catching up (asked again, the ask is a `.resend`).
