@@ -14,11 +14,11 @@ extension PoolAgent {
     mutating func absorb(_ grants: [Grant], from: NodeID, _ out: inout [Output]) -> [Grant] {
         var fresh: [Grant] = []
         var waiting = false
-        defer { if waiting { pull(from: from, now: lastNow, &out) } }
         for g in grants where admits(g, now: lastNow) {
-            switch view.insert(g) {
+            let result = view.insert(g)
+            switch result {
             case .added, .orphan:
-                if view.grants[g.ref] == nil { waiting = true }
+                if result == .orphan { waiting = true }
                 fresh.append(g)
                 seenAt[g.ref] = lastNow
                 // One of this node's own, from before a restart: never sign that seq again.
@@ -26,6 +26,7 @@ extension PoolAgent {
             case .duplicate, .rejected: break  // rejected ones are counted by the view
             }
         }
+        if waiting { pull(from: from, now: lastNow, &out) }
         if !fresh.isEmpty { scheduleBalance() }
         return fresh
     }
