@@ -105,13 +105,17 @@ extension PoolAgent {
     mutating func giveAwayIfDue(now: Instant, _ out: inout [Output]) {
         guard let r = releaseAt, now >= r else { return }
         let giveBy = (releaseSince ?? now) + settings.releaseWaitMax * 0.75
-        guard now >= giveBy || releaseViewIsCurrent() else {
+        let current = releaseViewIsCurrent()
+        guard now >= giveBy || current else {
             // Asks again those not heard from, and looks again soon.
             if now >= nextCatchUpAskAt, !members.isEmpty { askToCatchUp(now: now, limit: members.count, &out) }
             releaseAt = min(giveBy, now + settings.releaseDelay * 0.25)
             return
         }
         releaseAt = nil
+        if !isCaughtUp { counters.releasesNotCaughtUp += 1 }
+        else if current { counters.releasesCurrent += 1 }
+        else { counters.releasesOnTimeout += 1 }
         giveAway(&out)
     }
 

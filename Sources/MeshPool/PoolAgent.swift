@@ -197,6 +197,10 @@ public struct PoolAgent: Sendable {
         /// others, refused, and not proposed for their size.
         public var checkpoints = 0, checkpointsTrusted = 0, checkpointsWeighed = 0, checkpointsProposed = 0, checkpointsSigned = 0
         public var checkpointsRefused = 0, checkpointsTooLarge = 0
+        /// Releases (leaving for good) that gave their space away with a current view, that
+        /// gave it when the wait for one ran out (`releaseWaitMax` × 3/4), and that gave
+        /// nothing because this node had not caught up (its space is reclaimed instead).
+        public var releasesCurrent = 0, releasesOnTimeout = 0, releasesNotCaughtUp = 0
     }
 
     /// - Parameters:

@@ -31,6 +31,9 @@ public struct PoolScenario: Sendable {
     public var checkpointEvery = PoolAgent.Settings().checkpointEvery
     /// Holdings that make a node merge them (0: never; PoolAgent.Settings).
     public var mergeAt = PoolAgent.Settings().mergeAt
+    /// Print, at the end (through `progress`), why stopped nodes still hold space
+    /// (`Simulation.explainStopped`); keeps every grant of the run to say who signed it when.
+    public var explainStopped = false
 
     public init() {}
 
@@ -87,6 +90,13 @@ public struct PoolScenario: Sendable {
         public var checkpointRefusal: String?
         /// Grants the nodes still running dropped as over their grantor's limit (summed).
         public var rateLimitedGrants: Int
+        /// Nodes that left for good (RELEASE) and gave their space away with a current view,
+        /// when the wait for one ran out, or not at all (not caught up): PoolAgent.Counters.
+        public var releasesCurrent: Int
+        public var releasesOnTimeout: Int
+        public var releasesNotCaughtUp: Int
+        /// With `explainStopped`: why stopped nodes still hold space at the end (nil without).
+        public var stoppedExplained: [String]?
         public var simulatedSeconds: Double
     }
 
@@ -97,6 +107,7 @@ public struct PoolScenario: Sendable {
         settings.checkpointEvery = checkpointEvery
         settings.mergeAt = mergeAt
         let sim = Simulation(seed: seed, network: SimNetwork(loss: loss), pool: pool, poolSettings: settings)
+        sim.traceGrants = explainStopped
         var rng = SeededRandom(seed: seed ^ 0x9001)
         // During a partition a new node joins one side (by a coin flip) through a node of it.
         var sides: [[Int]]?
@@ -235,8 +246,12 @@ public struct PoolScenario: Sendable {
                 // space that comes back only by a reclaim (after --reclaim).
                 let gone = sim.stoppedShares()
                 let goneShare = gone.values.reduce(0, +) * 100
-                progress?("simulated \(Int(sim.now.nanoseconds / 1_000_000_000))s: \(up.filter { sim.address(of: $0) != nil }.count) of \(up.count) running nodes bound; "
-                    + "\(gone.count) stopped nodes hold \((goneShare * 10).rounded() / 10)% of the pool")
+                var line = "simulated \(Int(sim.now.nanoseconds / 1_000_000_000))s: \(up.filter { sim.address(of: $0) != nil }.count) of \(up.count) running nodes bound; "
+                    + "\(gone.count) stopped nodes hold \((goneShare * 10).rounded() / 10)% of the pool"
+                if cycles > 0, let a = up.first.flatMap({ sim.poolAgent($0) }) {
+                    line += "; n\(up[0]) on checkpoint \(a.checkpointNumber), \(a.view.grantCount) grants"
+                }
+                progress?(line)
             }
         }
         let up = sim.upNodes
@@ -246,6 +261,10 @@ public struct PoolScenario: Sendable {
         let largest = up.map { sim.shares(seenBy: $0)[sim.nodes[$0].id] ?? 0 }.max() ?? 0
         let owners = up.first.map { sim.shares(seenBy: $0).count } ?? 0
         let agents = up.compactMap { sim.poolAgent($0) }
+        let whyStopped = explainStopped ? sim.explainStopped() : nil
+        for line in whyStopped ?? [] { progress?(line) }
+        // Every node's last counters: those still running, and those stopped as they stopped.
+        let counters = sim.nodes.indices.compactMap { sim.poolAgent($0)?.counters ?? sim.nodes[$0].poolLog.countersAtStop }
         return Report(
             nodes: sim.nodes.count, loss: loss, seed: seed, pool: "\(IPv4Address(pool.first))-\(IPv4Address(pool.last))",
             timeToAddress: GossipScenario.Distribution(times, unfinished: unfinished), withoutAddress: unfinished,
@@ -264,6 +283,10 @@ public struct PoolScenario: Sendable {
             checkpointsRefused: agents.reduce(0) { $0 + $1.counters.checkpointsRefused },
             checkpointRefusal: Dictionary(grouping: agents.compactMap(\.lastCheckpointRefusal), by: { $0 }).max { $0.value.count < $1.value.count }?.key,
             rateLimitedGrants: agents.reduce(0) { $0 + $1.counters.rateLimitedGrants },
+            releasesCurrent: counters.reduce(0) { $0 + $1.releasesCurrent },
+            releasesOnTimeout: counters.reduce(0) { $0 + $1.releasesOnTimeout },
+            releasesNotCaughtUp: counters.reduce(0) { $0 + $1.releasesNotCaughtUp },
+            stoppedExplained: whyStopped,
             simulatedSeconds: (sim.now - .zero).seconds)
     }
 }

@@ -32,6 +32,11 @@ public struct SimPoolLog: Sendable {
     /// When the node (in its current run) first held an address.
     public internal(set) var leasedAt: Instant?
     public internal(set) var startedAt: Instant = .zero
+    /// When the node (in its current run) was asked to leave, and when it last stopped.
+    public internal(set) var leftAt: Instant?
+    public internal(set) var stoppedAt: Instant?
+    /// The pool's counters when the node last stopped (how its release went, for one).
+    public internal(set) var countersAtStop: PoolAgent.Counters?
     /// Leases this node lost to a conflict (`.lost` events).
     public internal(set) var lost = 0
     public internal(set) var reclaims = 0
@@ -55,6 +60,7 @@ extension Simulation {
         let view = RingView.restored(pool: pool, genesis: nodes[0].id, admin: nil, auth: auth, base: nodes[i].disk.base,
                                      grants: Array(nodes[i].disk.grants.values))
         nodes[i].poolLog.startedAt = now
+        nodes[i].poolLog.leftAt = nil
         nodes[i].poolLog.leasedAt = nil
         nodes[i].poolLog.bound = nil
         return PoolAgent(me: nodes[i].id, view: view, auth: auth, seq: nodes[i].disk.seq, settings: poolSettings,

@@ -69,6 +69,10 @@ public final class Simulation: VirtualTimeSimulation {
     /// Each acknowledged lease lost to a conflict: the address, and who holds it now by the
     /// loser's view (the grant line above).
     public internal(set) var lostDetails: [String] = []
+    /// Whether to record who signed each grant and when (`grantTrace`, for
+    /// `explainStopped`); off by default: it keeps every grant of the run.
+    public var traceGrants = false
+    public internal(set) var grantTrace: [Bytes32: GrantTrace] = [:]
 
     /// The address pool, if the simulated mesh has one (node 0 is then its genesis node).
     public let pool: AddressRange?
@@ -115,7 +119,11 @@ public final class Simulation: VirtualTimeSimulation {
 
     /// Stops a node at once, as `kill -9` would: no goodbye (what it persisted stays).
     public func crash(_ i: Int) {
-        if nodes[i].isUp { upCount -= 1 }
+        if nodes[i].isUp {
+            upCount -= 1
+            nodes[i].poolLog.stoppedAt = now
+            nodes[i].poolLog.countersAtStop = nodes[i].node?.pool?.counters
+        }
         nodes[i].poolLog.bound = nil
         nodes[i].isUp = false
         nodes[i].node = nil
@@ -134,6 +142,7 @@ public final class Simulation: VirtualTimeSimulation {
     /// (`PoolAgent.releasePending`), or after the pool's `releaseWaitMax`, as in the daemon.
     public func leave(_ i: Int, linger: Span = .seconds(1), release: Bool = false) {
         guard nodes[i].isUp else { return }
+        nodes[i].poolLog.leftAt = now
         let out = withNode(i) { $0.leave(now: now, release: release) }
         handle(i, out)
         after({ [weak self] in release && self?.nodes[i].isUp == true && self?.nodes[i].node?.pool?.releasePending == true },
@@ -289,6 +298,7 @@ public final class Simulation: VirtualTimeSimulation {
                 observer?(now, i, e)
             case .persist(let grants, let seq, let votes, let checkpoint):
                 nodes[i].disk.write(grants: grants, seq: seq, votes: votes, checkpoint: checkpoint)
+                if traceGrants { trace(grants, signedBy: i) }
             case .pool(let e):
                 recordPool(i, e)
             case .message, .messageAcknowledged, .messageFailed, .sessionEstablished, .packet, .pong:

@@ -185,6 +185,9 @@ struct PoolSim: ParsableCommand {
     @Option(name: .long, help: "Seed of every random choice in the run.")
     var seed: UInt64 = 1
 
+    @Flag(name: .long, help: ArgumentHelp("At the end, say why stopped nodes still hold space: per cause (crashed, given to them after they stopped or while leaving, kept on leave), and for the largest such owners each stretch, the grant that gave it (who signed it, when) and what the owner gave away as it left. Keeps every grant of the run in memory."))
+    var explainStopped = false
+
     @Flag(name: .long, help: "Print the report as JSON.")
     var json = false
 
@@ -221,6 +224,7 @@ struct PoolSim: ParsableCommand {
         s.cycles = cycles
         s.checkpointEvery = checkpointEvery
         s.mergeAt = mergeAt
+        s.explainStopped = explainStopped
         s.kill = kill
         s.killAt = .seconds(Double(try DurationText.parseSeconds(killAt)))
         s.reclaim = .seconds(Double(try DurationText.parseSeconds(reclaim)))
@@ -249,6 +253,7 @@ struct PoolSim: ParsableCommand {
         if r.cycles > 0 {
             fields.append(("History", "\(r.cycles) join/leave cycles; at most \(r.grantsHeldMax) grants held and \(r.holdingsMax) holdings in a checkpoint, state file \(r.stateFileBytesMax / 1024) KiB, full exchange \(r.fullExchangeBytesMax / 1024) KiB; \(r.checkpoints) checkpoints (\(r.checkpointsProposed) proposals, \(r.checkpointsRefused) refusals\(r.checkpointRefusal.map { ", most often: \($0)" } ?? ""))"))
             if r.rateLimitedGrants > 0 { fields.append(("Rate limited", "\(r.rateLimitedGrants) grants dropped over their grantor's limit")) }
+            fields.append(("Releases", "\(r.releasesCurrent) gave with a current view, \(r.releasesOnTimeout) when the wait ran out, \(r.releasesNotCaughtUp) gave nothing (not caught up)"))
         }
         if r.killed > 0 {
             fields.append(("Killed", "\(r.killed) nodes; " + (r.replacementsBoundAfter.map { String(format: "their replacements all bound %.1fs after the kill", $0) } ?? "some replacements never bound")))

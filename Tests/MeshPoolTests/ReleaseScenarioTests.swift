@@ -83,6 +83,32 @@ import Testing
         #expect(r.stoppedShare < 0.02, "seed \(seed): stopped nodes hold \(r.stoppedShare * 100)% of the pool after \(s.cycles) cycles")
     }
 
+    /// `sim pool --explain-stopped`: what stopped nodes hold, by cause, adds up to what the
+    /// fold says they hold; a crashed member is named as such, and a leaver that gave all
+    /// away is not named at all, while its give-aways are traced (who signed them, when).
+    @Test func explainStoppedNamesACrashedOwnerAndTracesGiveAways() {
+        let sim = ScenarioTests.settledMesh(6, seed: 2, reclaim: .seconds(600))
+        sim.traceGrants = true
+        sim.run(for: .seconds(5))
+        guard let (crashed, leaver) = Self.neighbours(in: sim) else {
+            Issue.record("no two neighbouring owners besides n0")
+            return
+        }
+        let lost = Self.held(sim.nodes[crashed].id, in: sim)
+        sim.crash(crashed)
+        sim.run(for: .seconds(20))
+        sim.leave(leaver, release: true)
+        #expect(sim.run(until: { !sim.nodes[leaver].isUp && Self.held(sim.nodes[leaver].id, in: sim) == 0 }, within: .seconds(60)))
+        let lines = sim.explainStopped()
+        #expect(lines.first?.hasPrefix("stopped nodes hold \(lost) addresses") == true, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("  crashed (never left): \(lost) addresses,") }, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("n\(crashed) started") && $0.contains("left -") }, "\(lines)")
+        #expect(!lines.contains { $0.hasPrefix("n\(leaver) started") }, "\(lines)")
+        let gaveAway = sim.grantTrace.values.filter { $0.signer == leaver && $0.signedAt >= sim.nodes[leaver].poolLog.leftAt! }
+        #expect(!gaveAway.isEmpty && gaveAway.allSatisfy { $0.grant.kind == .space && $0.grant.grantee != sim.nodes[crashed].id })
+        #expect(sim.nodes[leaver].poolLog.countersAtStop?.releasesCurrent == 1, "\(String(describing: sim.nodes[leaver].poolLog.countersAtStop))")
+    }
+
     /// What `id` holds by n0's view.
     static func held(_ id: NodeID, in sim: Simulation) -> UInt64 {
         var v = sim.poolAgent(0)!.view
