@@ -50,9 +50,16 @@ extension PoolAgent {
         let (fair, slack) = fairShare(total: total, holders: held.count)
         guard let mine = held[me], mine > fair + slack else { return }
         let donors = held.filter { $0.value > fair + slack }.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
-        // Takers: anyone below the fair share (the slack applies to donors only, or a donor
-        // far above it could find every other member just within the slack below, and stay).
-        let takers = held.filter { $0.value < fair }.sorted { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }
+        // Takers: members holding a lease, below the fair share (the slack applies to donors
+        // only, or a donor far above it could find every other member just within the slack
+        // below, and stay). Not one without a lease: a joiner gets its share with its lease,
+        // and a member that left for good gave all it held away, lease too, so it ranked
+        // first among takers (it holds least) with any donor that had not yet heard it left:
+        // at 40 nodes and two cycles a second, young nodes that missed a departure gave it
+        // space until stopped nodes held 40% of the pool (`sim pool --nodes 40 --cycles
+        // 2000 --explain-stopped`: "given after it stopped").
+        let leased = Set(view.ownership().lazy.filter { $0.kind == .lease }.map(\.owner))
+        let takers = held.filter { $0.value < fair && leased.contains($0.key) }.sorted { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }
         guard !takers.isEmpty, let rank = donors.firstIndex(where: { $0.key == me }) else { return }
         // The k-th donor gives to takers k, k + D, k + 2D, … (D donors) until its excess is
         // gone: donors seldom pile onto one taker, and a node far above its share (the

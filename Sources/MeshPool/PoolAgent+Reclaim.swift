@@ -97,6 +97,22 @@ extension PoolAgent {
         return RingView.isQuorum(weight: w, holdsAnchor: anchor, of: view.pool)
     }
 
+    /// Whether this node and every member it knows (suspects too) hold a quorum of the pool
+    /// now. If not, no set of votes can carry a reclaim (voters are members, and a vote
+    /// weighs what its signer holds), so none is started, asked for or weighed: on the
+    /// minority side of a partition, or on both sides of one that splits a mesh while its
+    /// space is still moving (each side missing grants the other made, both may fence),
+    /// every successor otherwise asked and weighed votes for every holding of the other
+    /// side, to no end (`sim pool --nodes 300 --partition-at 2s --heal-at 90s --reclaim 20s`
+    /// crawled: weighing votes took half the run's time).
+    mutating func membersHoldQuorum() -> Bool {
+        guard view.hasGenesis else { return false }
+        var w: UInt64 = 0
+        for (id, n) in view.heldByOwner() where id == me || isMember(id) { w += n }
+        let anchor = view.ownership().first.map { $0.range.contains(view.pool.first) && ($0.owner == me || isMember($0.owner)) } ?? false
+        return RingView.isQuorum(weight: w, holdsAnchor: anchor, of: view.pool)
+    }
+
     func isMember(_ id: NodeID) -> Bool {
         let i = insertionIndex(id)
         return i < members.count && members[i] == id
@@ -124,6 +140,7 @@ extension PoolAgent {
         // Proposals whose target came back, or whose holding it no longer holds, are dropped.
         let held = Set(own.map { HeldBy(grant: $0.grant, owner: $0.owner) })
         proposals = proposals.filter { x, p in absentSince[p.target] != nil && held.contains(HeldBy(grant: x, owner: p.target)) }
+        guard membersHoldQuorum() else { return }
         var considered = Set<Bytes32>()
         let successors = Successors(own, live: { $0 == me || isMember($0) })
         for (i, o) in own.enumerated() {
@@ -211,6 +228,13 @@ extension PoolAgent {
     /// Repeats asks that are due; restarts a proposal whose target turns out to have
     /// granted more than its cutoff (a member sent those grants instead of a vote).
     mutating func askForVotes(now: Instant, _ out: inout [Output]) {
+        guard !proposals.isEmpty else { return }
+        guard membersHoldQuorum() else {
+            // Nothing to ask now; look again after the interval (a due time left in the past
+            // would wake this node at once, again and again).
+            for x in proposals.keys where now >= proposals[x]!.nextAskAt { proposals[x]!.nextAskAt = now + settings.reclaimAskInterval }
+            return
+        }
         for x in proposals.keys.sorted() where now >= proposals[x]!.nextAskAt {
             let p = proposals[x]!
             if let known = view.highestSeq(of: p.target), known > p.cutoff {
@@ -275,7 +299,7 @@ extension PoolAgent {
     /// first until the quorum, then a quarter more as a margin (for a view that cannot
     /// weigh one voter yet), within one datagram.
     mutating func completeIfMajority(holding x: Bytes32, _ out: inout [Output]) {
-        guard var p = proposals[x], let parent = view.parentGrant(x) else { return }
+        guard var p = proposals[x], let parent = view.parentGrant(x), membersHoldQuorum() else { return }
         // This node's own vote, renewed at its current seq if it signed since (other reclaims
         // of a wave): weighing it then needs no rewound fold, and it counts what it holds now.
         if let mine = p.votes[me], mine.seq < seq, let v = makeVote(holding: x, cutoff: p.cutoff, successor: me) {
