@@ -92,7 +92,7 @@ extension PoolAgent {
         // a moment ago) stays with it when it stops. So it asks every member at once for its
         // digest (with its checkpoint number: a member on a newer one sends it), and gives
         // once its view is current (`releaseViewIsCurrent`).
-        heardFrom = [:]
+        forgetHeard()
         checkpointsHeard = [:]
         if !members.isEmpty { askToCatchUp(now: now, limit: members.count, &out) }
         if let a = address { out.append(.event(.released(a))) }
@@ -125,7 +125,7 @@ extension PoolAgent {
     /// parent is not held). Not every member: those that left since this node did never
     /// answer (and nobody tells a leaver of them), and a digest counts the grants held since
     /// its sender's checkpoint, so one from a member on an older one cannot be compared.
-    func releaseViewIsCurrent() -> Bool {
+    mutating func releaseViewIsCurrent() -> Bool {
         guard checkpointsHeard.values.allSatisfy({ $0 <= checkpointNumber }) else { return false }
         let same = heardFrom.keys.filter { checkpointsHeard[$0] == checkpointNumber }
         guard members.isEmpty || !same.isEmpty else { return false }

@@ -132,6 +132,7 @@ public struct PoolAgent: Sendable {
     /// Members heard from while catching up or releasing, with what their digests said
     /// they hold (grant count by grantor key).
     public internal(set) var heardFrom: [NodeID: [UInt64: UInt32]] = [:]
+    var gaps = DigestGaps()
     var nextCatchUpAskAt = Instant.distantFuture
     /// Members asked while catching up (asked again, the ask is a `.resend`).
     var catchUpAsked: Set<NodeID> = []
