@@ -126,6 +126,10 @@ import Testing
         #expect(sim.run(until: { sim.address(of: joinA) != nil }, within: .seconds(5)), "seed \(seed): no address on the majority side")
         sim.run(for: .seconds(60))  // three reclaim times
         #expect(sim.address(of: joinB) == nil, "seed \(seed): the minority side granted an address")
+        // Nor did it start reclaims that its votes could never carry (it signs its own vote
+        // as it starts one): docs/pool.md, "The fence".
+        let minorityVotes = (b + [joinB]).map { sim.poolAgent($0)!.counters.votes }
+        #expect(minorityVotes.allSatisfy { $0 == 0 }, "seed \(seed): the minority side voted: \(minorityVotes)")
         let reclaims = (a + [joinA]).reduce(0) { $0 + sim.nodes[$1].poolLog.reclaims }
         #expect(reclaims > 0, "seed \(seed): the majority reclaimed none of the minority's space")
         sim.heal()
