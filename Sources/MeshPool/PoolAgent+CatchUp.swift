@@ -125,6 +125,7 @@ extension PoolAgent {
         // Noted while catching up, and while releasing (`releaseViewIsCurrent`).
         guard !isCaughtUp || releaseAt != nil else { return }
         noteHeard(peer, entries)
+        rollCall?.answered.insert(peer)
         if !isCaughtUp { checkCaughtUp(now: now, &out) }
     }
 

@@ -94,6 +94,7 @@ extension PoolAgent {
         // once its view is current (`releaseViewIsCurrent`).
         forgetHeard()
         checkpointsHeard = [:]
+        rollCall = nil
         if !members.isEmpty { askToCatchUp(now: now, limit: members.count, &out) }
         if let a = address { out.append(.event(.released(a))) }
         phase = .idle
@@ -110,6 +111,16 @@ extension PoolAgent {
             // Asks again those not heard from, and looks again soon.
             if now >= nextCatchUpAskAt, !members.isEmpty { askToCatchUp(now: now, limit: members.count, &out) }
             releaseAt = min(giveBy, now + settings.releaseDelay * 0.25)
+            return
+        }
+        if !current, rollCall == nil, !members.isEmpty {
+            // The wait ran out: a last roll call first. Members that answered its first ask
+            // seconds ago may have left since (a leaver hears of no departure after its own),
+            // and one that stopped would hold what it inherits until the reclaim time (seen
+            // with `sim pool --nodes 16 --cycles 400 --explain-stopped`).
+            rollCall = RollCall(answered: [])
+            for m in members { sendDigest(to: m, reply: false, &out) }
+            releaseAt = now + settings.releaseDelay * 0.5
             return
         }
         releaseAt = nil
@@ -138,8 +149,18 @@ extension PoolAgent {
     /// stops), or every live member if none did. A leaver learns of no departure after its
     /// own (the others no longer gossip to it), so its member list alone goes stale.
     var heirs: Set<NodeID> {
+        // Those that answered the last roll call, if there was one and any did.
+        if let called = rollCall?.answered, !called.isEmpty, !liveMembers.isDisjoint(with: called) {
+            return liveMembers.intersection(called)
+        }
         let answered = liveMembers.intersection(heardFrom.keys)
         return answered.isEmpty ? liveMembers : answered
+    }
+
+    /// A leaver's last call for answers before it gives on a view not known to be current
+    /// (`giveAwayIfDue`): who answered since.
+    struct RollCall: Sendable {
+        var answered: Set<NodeID>
     }
 
     /// A leaving node's stretches to live heirs (`release`).

@@ -161,10 +161,11 @@ public struct PoolAgent: Sendable {
     var nextCheckpointAt = Instant.zero
     // Leaving for good (`release`, PoolAgent+Client.swift): released (grants nothing, gives
     // on whatever comes), since when, when it gives its space away (nil once it has), and
-    // the checkpoint each member named (CHECKPOINT HAVE) since.
+    // the checkpoint each member named (CHECKPOINT HAVE) since, and the last roll call.
     var leaving = false
     var releaseSince: Instant?, releaseAt: Instant?
     var checkpointsHeard: [NodeID: UInt64] = [:]
+    var rollCall: RollCall?
     /// Released, and not yet given its space away (waiting for `releaseDelay`, or to catch up).
     public var releasePending: Bool { releaseAt != nil }
 
