@@ -72,8 +72,17 @@ extension Simulation {
             byCause[cause, default: (0, 0)].stretches += 1
             byOwner[h, default: []].append((o, cause))
         }
-        var lines = ["stopped nodes hold \(stopped.reduce(0) { $0 + $1.range.count }) addresses in \(stopped.count) stretches "
-            + "(\(byOwner.count) owners), as n\(first) folds it:"]
+        // What the run signed, by kind (history grows with these).
+        var kinds: [Grant.Kind: Int] = [:]
+        var onLeave = 0
+        for t in grantTrace.values {
+            kinds[t.grant.kind, default: 0] += 1
+            if t.grant.kind == .space, let l = nodes[t.signer].poolLog.leftAt, t.signedAt >= l, nodes[t.signer].poolLog.startedAt <= l { onLeave += 1 }
+        }
+        var lines = ["grants signed in the run: \(grantTrace.count): \(kinds[.lease] ?? 0) leases, \(kinds[.space] ?? 0) space "
+            + "(\(onLeave) given away on leaving), \(kinds[.merge] ?? 0) merges, \(kinds[.reclaim] ?? 0) reclaims"]
+        lines.append("stopped nodes hold \(stopped.reduce(0) { $0 + $1.range.count }) addresses in \(stopped.count) stretches "
+            + "(\(byOwner.count) owners), as n\(first) folds it:")
         for c in StoppedCause.allCases { if let n = byCause[c] { lines.append("  \(c.rawValue): \(n.addresses) addresses, \(n.stretches) stretches") } }
         let largest = byOwner.sorted { a, b in
             let x = a.value.reduce(0) { $0 + $1.0.range.count }, y = b.value.reduce(0) { $0 + $1.0.range.count }
