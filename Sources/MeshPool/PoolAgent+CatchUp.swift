@@ -62,7 +62,10 @@ extension PoolAgent {
 
     /// Counts every member's entries against this view again (after a checkpoint move).
     mutating func recountGaps() {
-        gaps.indexed = -1  // another view: its grantors are indexed again at the first miss
+        // Another view: its grantors are indexed again at the first miss (and those of the
+        // old one forgotten, or the index would grow with every grantor the mesh ever had).
+        gaps.grantorOf = [:]
+        gaps.indexed = -1
         gaps.lacking = [:]
         gaps.base = view.base?.ref
         gaps.valid = true

@@ -124,9 +124,7 @@ extension PoolAgent {
             return
         }
         releaseAt = nil
-        if !isCaughtUp { counters.releasesNotCaughtUp += 1 }
-        else if current { counters.releasesCurrent += 1 }
-        else { counters.releasesOnTimeout += 1 }
+        if current { counters.releasesCurrent += 1 } else { counters.releasesOnTimeout += 1 }
         giveAway(&out)
     }
 

@@ -34,9 +34,9 @@ extension PoolAgent {
         public var checkpoints = 0, checkpointsTrusted = 0, checkpointsWeighed = 0, checkpointsProposed = 0, checkpointsSigned = 0
         public var checkpointsRefused = 0, checkpointsTooLarge = 0
         /// Releases (leaving for good) that gave their space away with a current view (perhaps
-        /// made current by the last roll call), that gave it when the wait for one ran out
-        /// (`releaseWaitMax` × 3/4, and the roll call), and that gave nothing because this
-        /// node had not caught up (its space is reclaimed instead).
-        public var releasesCurrent = 0, releasesOnTimeout = 0, releasesNotCaughtUp = 0
+        /// made current by the last roll call), and that gave it when the wait for one ran
+        /// out (`releaseWaitMax` × 3/4, and the roll call). A node that never caught up gives
+        /// nothing (its space is reclaimed instead) and counts in neither.
+        public var releasesCurrent = 0, releasesOnTimeout = 0
     }
 }

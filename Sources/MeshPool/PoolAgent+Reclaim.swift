@@ -98,8 +98,8 @@ extension PoolAgent {
     }
 
     /// Whether this node and every member it knows (suspects too) hold a quorum of the pool
-    /// now. If not, no set of votes can carry a reclaim (voters are members, and a vote
-    /// weighs what its signer holds), so none is started, asked for or weighed: on the
+    /// now. If not, no set of votes can carry a reclaim started now (voters are members, and
+    /// a vote weighs what its signer holds), so none is started or asked for: on the
     /// minority side of a partition, or on both sides of one that splits a mesh while its
     /// space is still moving (each side missing grants the other made, both may fence),
     /// every successor otherwise asked and weighed votes for every holding of the other
@@ -244,6 +244,9 @@ extension PoolAgent {
             }
             proposals[x]!.nextAskAt = now + settings.reclaimAskInterval
             sendAsks(holding: x, again: true, &out)
+            // Weighed again too: votes that could not all be weighed when they came (a
+            // voter's grants were missing) may be now, and every member may have voted.
+            completeIfMajority(holding: x, &out)
         }
     }
 
@@ -299,7 +302,7 @@ extension PoolAgent {
     /// first until the quorum, then a quarter more as a margin (for a view that cannot
     /// weigh one voter yet), within one datagram.
     mutating func completeIfMajority(holding x: Bytes32, _ out: inout [Output]) {
-        guard var p = proposals[x], let parent = view.parentGrant(x), membersHoldQuorum() else { return }
+        guard var p = proposals[x], let parent = view.parentGrant(x) else { return }
         // This node's own vote, renewed at its current seq if it signed since (other reclaims
         // of a wave): weighing it then needs no rewound fold, and it counts what it holds now.
         if let mine = p.votes[me], mine.seq < seq, let v = makeVote(holding: x, cutoff: p.cutoff, successor: me) {

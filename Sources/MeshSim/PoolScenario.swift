@@ -91,10 +91,11 @@ public struct PoolScenario: Sendable {
         /// Grants the nodes still running dropped as over their grantor's limit (summed).
         public var rateLimitedGrants: Int
         /// Nodes that left for good (RELEASE) and gave their space away with a current view,
-        /// when the wait for one ran out, or not at all (not caught up): PoolAgent.Counters.
+        /// when the wait for one ran out (PoolAgent.Counters), or not at all before they
+        /// stopped (never caught up: their space waits for the reclaim time).
         public var releasesCurrent: Int
         public var releasesOnTimeout: Int
-        public var releasesNotCaughtUp: Int
+        public var releasesNeverGave: Int
         /// With `explainStopped`: why stopped nodes still hold space at the end (nil without).
         public var stoppedExplained: [String]?
         public var simulatedSeconds: Double
@@ -285,7 +286,10 @@ public struct PoolScenario: Sendable {
             rateLimitedGrants: agents.reduce(0) { $0 + $1.counters.rateLimitedGrants },
             releasesCurrent: counters.reduce(0) { $0 + $1.releasesCurrent },
             releasesOnTimeout: counters.reduce(0) { $0 + $1.releasesOnTimeout },
-            releasesNotCaughtUp: counters.reduce(0) { $0 + $1.releasesNotCaughtUp },
+            releasesNeverGave: sim.nodes.filter { n in
+                guard !n.isUp, n.poolLog.leftAt != nil, let c = n.poolLog.countersAtStop else { return false }
+                return c.releasesCurrent + c.releasesOnTimeout == 0
+            }.count,
             stoppedExplained: whyStopped,
             simulatedSeconds: (sim.now - .zero).seconds)
     }

@@ -91,7 +91,7 @@ extension Simulation {
         for (h, held) in largest.prefix(limit) {
             let r = nodes[h].poolLog.countersAtStop.map { c in
                 c.releasesCurrent > 0 ? "gave with a current view" : c.releasesOnTimeout > 0 ? "gave when the wait ran out"
-                    : c.releasesNotCaughtUp > 0 ? "gave nothing (not caught up)" : "never gave"
+                    : "never gave (never caught up)"
             } ?? "-"
             lines.append("\(life(h)); release: \(r); holds \(held.reduce(0) { $0 + $1.0.range.count }) addresses:")
             for (o, cause) in held.prefix(stretches) {

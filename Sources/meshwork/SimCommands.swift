@@ -253,7 +253,7 @@ struct PoolSim: ParsableCommand {
         if r.cycles > 0 {
             fields.append(("History", "\(r.cycles) join/leave cycles; at most \(r.grantsHeldMax) grants held and \(r.holdingsMax) holdings in a checkpoint, state file \(r.stateFileBytesMax / 1024) KiB, full exchange \(r.fullExchangeBytesMax / 1024) KiB; \(r.checkpoints) checkpoints (\(r.checkpointsProposed) proposals, \(r.checkpointsRefused) refusals\(r.checkpointRefusal.map { ", most often: \($0)" } ?? ""))"))
             if r.rateLimitedGrants > 0 { fields.append(("Rate limited", "\(r.rateLimitedGrants) grants dropped over their grantor's limit")) }
-            fields.append(("Releases", "\(r.releasesCurrent) gave with a current view, \(r.releasesOnTimeout) when the wait ran out, \(r.releasesNotCaughtUp) gave nothing (not caught up)"))
+            fields.append(("Releases", "\(r.releasesCurrent) gave with a current view, \(r.releasesOnTimeout) when the wait ran out, \(r.releasesNeverGave) never gave (never caught up)"))
         }
         if r.killed > 0 {
             fields.append(("Killed", "\(r.killed) nodes; " + (r.replacementsBoundAfter.map { String(format: "their replacements all bound %.1fs after the kill", $0) } ?? "some replacements never bound")))
