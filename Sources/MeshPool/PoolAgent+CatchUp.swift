@@ -49,7 +49,7 @@ extension PoolAgent {
 
     /// Records a member's digest entries (`heardFrom`) and which of them this view lacks.
     mutating func noteHeard(_ peer: NodeID, _ entries: [GrantorDigest]) {
-        if !gaps.valid || gaps.base != view.base?.ref { recountGaps() }
+        refreshGaps()
         var theirs = heardFrom.removeValue(forKey: peer) ?? [:]
         var lacks = gaps.lacking.removeValue(forKey: peer) ?? [:]
         for e in entries {
@@ -58,6 +58,11 @@ extension PoolAgent {
         }
         heardFrom[peer] = theirs
         if !lacks.isEmpty { gaps.lacking[peer] = lacks }
+    }
+
+    /// Counts again if the view moved onto another checkpoint since (or nothing was counted).
+    mutating func refreshGaps() {
+        if !gaps.valid || gaps.base != view.base?.ref { recountGaps() }
     }
 
     /// Counts every member's entries against this view again (after a checkpoint move).
@@ -172,8 +177,7 @@ extension PoolAgent {
     /// The members heard from whose grants this view holds: at least as many grants of every
     /// grantor as the member's digest said it holds (what it sent has arrived and been taken in).
     mutating func syncedPeers() -> Set<NodeID> {
-        // After a checkpoint move every entry is counted again; else only those lacking.
-        if !gaps.valid || gaps.base != view.base?.ref { recountGaps() }
+        refreshGaps()  // after a checkpoint move every entry is counted again; else only those lacking
         var synced = Set<NodeID>()
         for peer in heardFrom.keys {
             guard var lacks = gaps.lacking[peer] else { synced.insert(peer); continue }

@@ -82,8 +82,12 @@ extension PoolAgent {
     /// whether that includes the pool's first address (the tie-break at exactly half).
     /// Suspects do not count: a partition fences its minority side as soon as membership
     /// suspects the other side, seconds before it declares it dead.
-    mutating func liveHolding() -> (weight: UInt64, anchor: Bool) {
-        func counts(_ id: NodeID) -> Bool { id == me || (isMember(id) && !suspected.contains(id)) }
+    mutating func liveHolding() -> (weight: UInt64, anchor: Bool) { holding(countingSuspects: false) }
+
+    /// What this node and its members hold (suspects too, or not), and whether that
+    /// includes the pool's first address.
+    mutating func holding(countingSuspects: Bool) -> (weight: UInt64, anchor: Bool) {
+        func counts(_ id: NodeID) -> Bool { id == me || (isMember(id) && (countingSuspects || !suspected.contains(id))) }
         var w: UInt64 = 0
         for (id, n) in view.heldByOwner() where counts(id) { w += n }
         // The fold is sorted by range: the first stretch holds the pool's first address.
@@ -107,9 +111,7 @@ extension PoolAgent {
     /// crawled: weighing votes took half the run's time).
     mutating func membersHoldQuorum() -> Bool {
         guard view.hasGenesis else { return false }
-        var w: UInt64 = 0
-        for (id, n) in view.heldByOwner() where id == me || isMember(id) { w += n }
-        let anchor = view.ownership().first.map { $0.range.contains(view.pool.first) && ($0.owner == me || isMember($0.owner)) } ?? false
+        let (w, anchor) = holding(countingSuspects: true)
         return RingView.isQuorum(weight: w, holdsAnchor: anchor, of: view.pool)
     }
 
