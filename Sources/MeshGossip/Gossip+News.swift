@@ -54,12 +54,7 @@ extension Gossip {
     }
 
     mutating func applySuspect(_ target: NodeID, _ inc: UInt64, from: NodeID, now: Instant, _ out: inout [GossipOutput]) {
-        if target == me.node {
-            accusedSelf(inc, &out)
-            return
-        }
-        guard var m = members[target] else { return }
-        guard inc >= m.statusIncarnation, m.status <= .suspect else { counters.staleUpdates += 1; return }
+        guard var m = accused(target, inc, &out) else { return }
         if m.status == .suspect {
             // Lifeguard: an independent confirmation shortens the timeout, and is re-gossiped.
             guard inc == m.statusIncarnation, m.suspicion?.confirm(from: from) == true else { return }
@@ -82,12 +77,7 @@ extension Gossip {
     }
 
     mutating func applyDead(_ target: NodeID, _ inc: UInt64, from: NodeID, now: Instant, _ out: inout [GossipOutput]) {
-        if target == me.node {
-            accusedSelf(inc, &out)
-            return
-        }
-        guard var m = members[target] else { return }
-        guard inc >= m.statusIncarnation, m.status <= .suspect else { counters.staleUpdates += 1; return }
+        guard var m = accused(target, inc, &out) else { return }
         m.status = .dead
         m.statusIncarnation = inc
         m.statusSince = now
@@ -98,6 +88,18 @@ extension Gossip {
         counters.updatesApplied += 1
         broadcasts.enqueue(.dead(target: target, incarnation: inc, from: from))
         out.append(.event(.died(target)))
+    }
+
+    /// The member a suspect or dead update of `target` at `inc` may change; nil for an
+    /// accusation of this node (refuted), an unknown member, or a stale update (counted).
+    mutating func accused(_ target: NodeID, _ inc: UInt64, _ out: inout [GossipOutput]) -> Member? {
+        if target == me.node {
+            accusedSelf(inc, &out)
+            return nil
+        }
+        guard let m = members[target] else { return nil }
+        guard inc >= m.statusIncarnation, m.status <= .suspect else { counters.staleUpdates += 1; return nil }
+        return m
     }
 
     /// Someone suspects or buried this node.
