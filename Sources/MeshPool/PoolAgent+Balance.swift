@@ -32,9 +32,10 @@ extension PoolAgent {
 
     /// The fair share among `n` holders of `total` addresses, and how far above it a holder
     /// may stay without a move: pool/n². Tight enough that any minority holds less than half
-    /// when nobody exceeds fair + slack (k ≤ (n-1)/2 holders: k(1/n + 1/n²) = (n²-1)/2n² < ½),
-    /// loose enough that one join (which lowers the fair share by about pool/n²) does not
-    /// make every member give a sliver away: history grows with imbalance, not with joins.
+    /// when nobody exceeds fair + slack (k ≤ (n-1)/2 holders: k(1/n + 1/n²) = (n²-1)/2n² < ½).
+    /// One join lowers the fair share by about pool/n², as much as the slack: members just
+    /// above the old share then hold a small excess, which waits (`balance`), so that history
+    /// grows with imbalance, not with joins.
     func fairShare(total: UInt64, holders n: Int) -> (fair: UInt64, slack: UInt64) {
         let n64 = UInt64(Swift.max(n, 1))
         return (total / n64, Swift.max(1, view.pool.count / (n64 * n64)))
@@ -48,7 +49,20 @@ extension PoolAgent {
         let held = liveHoldings()
         let total = held.values.reduce(0, +)
         let (fair, slack) = fairShare(total: total, holders: held.count)
-        guard let mine = held[me], mine > fair + slack else { return }
+        guard let mine = held[me], mine > fair + slack else { smallExcessSince = nil; return }
+        // A small excess (at most twice the slack) waits `balanceInterval`: under churn the
+        // fair share moves by about the slack at every join and back at every leave, and
+        // every member just above it would give a sliver, and take one back a moment later.
+        if mine - fair <= 2 * slack {
+            let since = smallExcessSince ?? now
+            smallExcessSince = since
+            if now < since + settings.balanceInterval {
+                nextBalanceAt = Swift.min(nextBalanceAt, since + settings.balanceInterval)
+                return
+            }
+        } else {
+            smallExcessSince = nil
+        }
         let donors = held.filter { $0.value > fair + slack }.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
         // Takers: members holding a lease, below the fair share (the slack applies to donors
         // only, or a donor far above it could find every other member just within the slack
@@ -59,7 +73,12 @@ extension PoolAgent {
         // space until stopped nodes held 40% of the pool (`sim pool --nodes 40 --cycles
         // 2000 --explain-stopped`: "given after it stopped").
         let leased = Set(view.ownership().lazy.filter { $0.kind == .lease }.map(\.owner))
-        let takers = held.filter { $0.value < fair && leased.contains($0.key) }.sorted { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }
+        let below = held.filter { $0.value < fair && leased.contains($0.key) }
+        // Those that lack more than the slack, if any do: one join or leave moves the fair
+        // share by about the slack, and every member at the old share would otherwise take
+        // a sliver of its own, cut for it.
+        let short = below.filter { fair - $0.value > slack }
+        let takers = (short.isEmpty ? below : short).sorted { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }
         guard !takers.isEmpty, let rank = donors.firstIndex(where: { $0.key == me }) else { return }
         // The k-th donor gives to takers k, k + D, k + 2D, … (D donors) until its excess is
         // gone: donors seldom pile onto one taker, and a node far above its share (the
@@ -93,17 +112,39 @@ extension PoolAgent {
     static var donationsPerRound: Int { 16 }
 
     /// Signs space grants of up to `amount` addresses of this node's free space to `taker`
-    /// (at most `limit` grants), records and persists them. A whole stretch if one covers
-    /// what is left but an eighth (a stretch given whole is still one holding; a cut makes
-    /// one more, for good), else the top of the smallest stretch larger than what is left
-    /// (one grant per taker: a join burst at hundreds of nodes pushes each to every node).
+    /// (at most `limit` grants), records and persists them, and stops once all but an eighth
+    /// of `amount` is given (one more grant for the rest would be one more cut). First the
+    /// stretches that touch the taker's free space, from that end (the taker's stretch
+    /// grows; the pool is cut up no further); then a whole stretch if one covers what is left
+    /// but an eighth (a stretch given whole is still one holding; a cut makes one more, for
+    /// good), else the top of the smallest stretch larger than what is left (one grant per
+    /// taker: a join burst at hundreds of nodes pushes each to every node).
     mutating func donate(_ amount: UInt64, to taker: NodeID, limit: Int, now: Instant, _ out: inout [Output]) -> [Grant] {
         var left = amount
         var made: [Grant] = []
         var free = view.freeSpace(of: me).sorted { ($0.range.count, $1.range.first) < ($1.range.count, $0.range.first) }
         // Never the address this node is about to take for itself.
         if address == nil { free.removeAll { $0.range.contains(preferred ?? Self.derivedAddress(for: me, pool: view.pool)) && $0.range.count == 1 } }
-        while left > 0, made.count < limit, !free.isEmpty {
+        // First the stretches that touch the taker's own free space, from the end that
+        // touches it: the taker's stretch grows and no new one is cut off.
+        let theirs = view.freeSpace(of: taker)
+        let starts = Set(theirs.map(\.range.first)), ends = Set(theirs.map(\.range.last))
+        var i = 0
+        // What is left once all but an eighth is given is not worth one more cut.
+        let enough = amount - amount / 8
+        while i < free.count, amount - left < enough, made.count < limit {
+            let o = free[i]
+            let below = o.range.last < UInt32.max && starts.contains(o.range.last + 1)
+            let above = o.range.first > 0 && ends.contains(o.range.first - 1)
+            guard below || above else { i += 1; continue }
+            free.remove(at: i)
+            let n = Swift.min(left, o.range.count)
+            let r = below ? AddressRange(o.range.last - UInt32(n - 1), o.range.last) : AddressRange(o.range.first, o.range.first + UInt32(n - 1))
+            guard let g = signNext(Grant(grantor: me, seq: 0, parent: o.grant, range: r, grantee: taker, kind: .space)) else { continue }
+            made.append(g)
+            left -= n
+        }
+        while amount - left < enough, made.count < limit, !free.isEmpty {
             // `free` is sorted smallest first: `over` is the smallest stretch larger than what
             // is left (or none), the one before it the largest that fits.
             let over = free.firstIndex { $0.range.count > left } ?? free.count

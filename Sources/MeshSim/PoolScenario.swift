@@ -98,6 +98,8 @@ public struct PoolScenario: Sendable {
         public var releasesNeverGave: Int
         /// With `explainStopped`: why stopped nodes still hold space at the end (nil without).
         public var stoppedExplained: [String]?
+        /// With `explainStopped`: the grants the run signed, by kind (nil without).
+        public var grantsSigned: GrantsSigned?
         public var simulatedSeconds: Double
     }
 
@@ -250,7 +252,15 @@ public struct PoolScenario: Sendable {
                 var line = "simulated \(Int(sim.now.nanoseconds / 1_000_000_000))s: \(up.filter { sim.address(of: $0) != nil }.count) of \(up.count) running nodes bound; "
                     + "\(gone.count) stopped nodes hold \((goneShare * 10).rounded() / 10)% of the pool"
                 if cycles > 0, let a = up.first.flatMap({ sim.poolAgent($0) }) {
-                    line += "; n\(up[0]) on checkpoint \(a.checkpointNumber), \(a.view.grantCount) grants"
+                    // How cut up the pool is: entries of the fold (one per grant and stretch),
+                    // and runs of one owner's free space however many grants hold them.
+                    var view = a.view
+                    let own = view.ownership().filter { $0.kind == .space }
+                    var runs = own.isEmpty ? 0 : 1
+                    for (x, y) in zip(own, own.dropFirst()) where x.owner != y.owner || UInt64(x.range.last) + 1 != UInt64(y.range.first) {
+                        runs += 1
+                    }
+                    line += "; n\(up[0]) on checkpoint \(a.checkpointNumber), \(a.view.grantCount) grants, \(own.count) free stretches in \(runs) runs"
                 }
                 progress?(line)
             }
@@ -291,6 +301,7 @@ public struct PoolScenario: Sendable {
                 return c.releasesCurrent + c.releasesOnTimeout == 0
             }.count,
             stoppedExplained: whyStopped,
+            grantsSigned: explainStopped ? sim.grantsSigned() : nil,
             simulatedSeconds: (sim.now - .zero).seconds)
     }
 }

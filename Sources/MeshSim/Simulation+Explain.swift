@@ -1,6 +1,15 @@
 import MeshCore
 import MeshPool
 
+/// Grants a run signed, by kind (`Simulation.grantsSigned`).
+public struct GrantsSigned: Sendable, Codable, Equatable {
+    public var total = 0, leases = 0, space = 0, merges = 0, reclaims = 0
+    /// Space grants a leaver signed after its RELEASE (its stretches, given away).
+    public var givenAway = 0
+    /// Space grants signed while not leaving: joiners' shares and balancing donations.
+    public var balancing: Int { space - givenAway }
+}
+
 /// Who signed a grant, and when (`Simulation.traceGrants`).
 public struct GrantTrace: Sendable {
     public let grant: Grant
@@ -34,6 +43,23 @@ extension Simulation {
     /// or checkpoint holding that gave it (who signed it, when, and when the signer left),
     /// and what the owner signed after it was asked to leave (its give-aways: held by this
     /// view or not, and the heir's fate). Needs `traceGrants` for signing times.
+    /// What the run signed, by kind (history grows with these); needs `traceGrants`.
+    public func grantsSigned() -> GrantsSigned {
+        var k = GrantsSigned()
+        for t in grantTrace.values {
+            k.total += 1
+            switch t.grant.kind {
+            case .lease: k.leases += 1
+            case .space:
+                k.space += 1
+                if let l = nodes[t.signer].poolLog.leftAt, t.signedAt >= l, nodes[t.signer].poolLog.startedAt <= l { k.givenAway += 1 }
+            case .merge: k.merges += 1
+            case .reclaim: k.reclaims += 1
+            }
+        }
+        return k
+    }
+
     public func explainStopped(owners limit: Int = 8, stretches: Int = 4) -> [String] {
         guard let first = upNodes.first, var view = nodes[first].node?.pool?.view else { return [] }
         let live = Set(upNodes.map { nodes[$0].id })
@@ -72,15 +98,9 @@ extension Simulation {
             byCause[cause, default: (0, 0)].stretches += 1
             byOwner[h, default: []].append((o, cause))
         }
-        // What the run signed, by kind (history grows with these).
-        var kinds: [Grant.Kind: Int] = [:]
-        var onLeave = 0
-        for t in grantTrace.values {
-            kinds[t.grant.kind, default: 0] += 1
-            if t.grant.kind == .space, let l = nodes[t.signer].poolLog.leftAt, t.signedAt >= l, nodes[t.signer].poolLog.startedAt <= l { onLeave += 1 }
-        }
-        var lines = ["grants signed in the run: \(grantTrace.count): \(kinds[.lease] ?? 0) leases, \(kinds[.space] ?? 0) space "
-            + "(\(onLeave) given away on leaving), \(kinds[.merge] ?? 0) merges, \(kinds[.reclaim] ?? 0) reclaims"]
+        let k = grantsSigned()
+        var lines = ["grants signed in the run: \(k.total): \(k.leases) leases, \(k.space) space "
+            + "(\(k.givenAway) given away on leaving), \(k.merges) merges, \(k.reclaims) reclaims"]
         lines.append("stopped nodes hold \(stopped.reduce(0) { $0 + $1.range.count }) addresses in \(stopped.count) stretches "
             + "(\(byOwner.count) owners), as n\(first) folds it:")
         for c in StoppedCause.allCases { if let n = byCause[c] { lines.append("  \(c.rawValue): \(n.addresses) addresses, \(n.stretches) stretches") } }

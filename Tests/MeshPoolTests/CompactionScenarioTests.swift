@@ -60,7 +60,8 @@ import Testing
     /// above it, down to a holding of that checkpoint: grants that wait for their parent
     /// until the node moves onto it. It asks the sender for its digest at once (naming its
     /// checkpoint, so the sender sends its own), not at its first anti-entropy round
-    /// (`syncInterval`, 15 s). Before, a node that left a moment after it joined kept every
+    /// (`syncInterval`, 15 s); 3 s allows for a first DISCOVER refused because the members
+    /// asked have not yet heard of the joiner (seed 4 binds at 1.1 s). Before, a node that left a moment after it joined kept every
     /// grant made to it meanwhile (`sim pool --nodes 16 --cycles 120 --seed 3`: stopped nodes
     /// held 10.4% of the pool at the end).
     @Test(arguments: ScenarioTests.seeds)
@@ -73,7 +74,7 @@ import Testing
         #expect(sim.run(until: {
             guard let p = sim.poolAgent(j) else { return false }
             return p.checkpointNumber >= cp && sim.address(of: j) != nil && !p.view.hasOrphans(grantedTo: id)
-        }, within: .seconds(1)), "seed \(seed): the joiner is on checkpoint \(sim.poolAgent(j)?.checkpointNumber ?? 0) of \(cp) 1 s after it joined")
+        }, within: .seconds(3)), "seed \(seed): the joiner is on checkpoint \(sim.poolAgent(j)?.checkpointNumber ?? 0) of \(cp) 3 s after it joined")
         ScenarioTests.expectSafe(sim, "a join after a checkpoint", seed: seed)
     }
 
