@@ -45,23 +45,21 @@ extension PoolAgent {
     /// gives the excess to the takers the ranking pairs it with.
     mutating func balance(now: Instant, _ out: inout [Output]) {
         nextBalanceAt = now + settings.balanceInterval
-        guard view.hasGenesis, !members.isEmpty, mayGrant(now: now) else { return }
+        guard view.hasGenesis, !members.isEmpty, mayGrant(now: now) else { excessSince = nil; return }
         let held = liveHoldings()
         let total = held.values.reduce(0, +)
         let (fair, slack) = fairShare(total: total, holders: held.count)
-        guard let mine = held[me], mine > fair + slack else { smallExcessSince = nil; return }
-        // A small excess (at most twice the slack) waits `balanceInterval`: under churn the
-        // fair share moves by about the slack at every join and back at every leave, and
-        // every member just above it would give a sliver, and take one back a moment later.
-        if mine - fair <= 2 * slack {
-            let since = smallExcessSince ?? now
-            smallExcessSince = since
-            if now < since + settings.balanceInterval {
-                nextBalanceAt = Swift.min(nextBalanceAt, since + settings.balanceInterval)
-                return
-            }
-        } else {
-            smallExcessSince = nil
+        guard let mine = held[me], mine > fair + slack else { excessSince = nil; return }
+        // A small excess (at most twice the slack) is given only once this node has held an
+        // excess for `balanceInterval`: under churn the fair share moves by about the slack
+        // at every join and back at every leave, and every member just above it would give
+        // a sliver, and take one back a moment later. (Counted from the first excess, large
+        // or small, so that what a large donation leaves over waits no second time.)
+        let since = excessSince ?? now
+        excessSince = since
+        if mine - fair <= 2 * slack, now < since + settings.balanceInterval {
+            nextBalanceAt = Swift.min(nextBalanceAt, since + settings.balanceInterval)
+            return
         }
         let donors = held.filter { $0.value > fair + slack }.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
         // Takers: members holding a lease, below the fair share (the slack applies to donors
@@ -114,8 +112,8 @@ extension PoolAgent {
     /// Signs space grants of up to `amount` addresses of this node's free space to `taker`
     /// (at most `limit` grants), records and persists them, and stops once all but an eighth
     /// of `amount` is given (one more grant for the rest would be one more cut). First the
-    /// stretches that touch the taker's free space, from that end (the taker's stretch
-    /// grows; the pool is cut up no further); then a whole stretch if one covers what is left
+    /// stretches that touch the taker's free space (at least an eighth of what is left),
+    /// from that end (the taker's stretch grows; no new stretch of one owner begins); then a whole stretch if one covers what is left
     /// but an eighth (a stretch given whole is still one holding; a cut makes one more, for
     /// good), else the top of the smallest stretch larger than what is left (one grant per
     /// taker: a join burst at hundreds of nodes pushes each to every node).
@@ -123,8 +121,18 @@ extension PoolAgent {
         var left = amount
         var made: [Grant] = []
         var free = view.freeSpace(of: me).sorted { ($0.range.count, $1.range.first) < ($1.range.count, $0.range.first) }
-        // Never the address this node is about to take for itself.
-        if address == nil { free.removeAll { $0.range.contains(preferred ?? Self.derivedAddress(for: me, pool: view.pool)) && $0.range.count == 1 } }
+        // Never the address this node is about to take for itself: the stretch holding it is
+        // split around it.
+        if address == nil {
+            let keep = preferred ?? Self.derivedAddress(for: me, pool: view.pool)
+            free = free.flatMap { o -> [RingView.Ownership] in
+                guard o.range.contains(keep) else { return [o] }
+                var parts: [RingView.Ownership] = []
+                if keep > o.range.first { parts.append(RingView.Ownership(range: AddressRange(o.range.first, keep - 1), owner: o.owner, kind: o.kind, grant: o.grant)) }
+                if keep < o.range.last { parts.append(RingView.Ownership(range: AddressRange(keep + 1, o.range.last), owner: o.owner, kind: o.kind, grant: o.grant)) }
+                return parts
+            }.sorted { ($0.range.count, $1.range.first) < ($1.range.count, $0.range.first) }
+        }
         // First the stretches that touch the taker's own free space, from the end that
         // touches it: the taker's stretch grows and no new one is cut off.
         let theirs = view.freeSpace(of: taker)
@@ -136,7 +144,8 @@ extension PoolAgent {
             let o = free[i]
             let below = o.range.last < UInt32.max && starts.contains(o.range.last + 1)
             let above = o.range.first > 0 && ends.contains(o.range.first - 1)
-            guard below || above else { i += 1; continue }
+            // Not a sliver of what is left: one grant more for a few addresses.
+            guard below || above, o.range.count * 8 >= left else { i += 1; continue }
             free.remove(at: i)
             let n = Swift.min(left, o.range.count)
             let r = below ? AddressRange(o.range.last - UInt32(n - 1), o.range.last) : AddressRange(o.range.first, o.range.first + UInt32(n - 1))

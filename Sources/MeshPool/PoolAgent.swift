@@ -126,8 +126,8 @@ public struct PoolAgent: Sendable {
     var leaseSuspended = false
     /// When the next balancing round runs (PoolAgent+Balance.swift).
     var nextBalanceAt = Instant.distantFuture
-    /// Since when this node has held a small excess over its fair share (`balance`).
-    var smallExcessSince: Instant?
+    /// Since when this node has held more than its fair share plus the slack (`balance`).
+    var excessSince: Instant?
     // Catching up after a restart or a suspend (PoolAgent+CatchUp.swift).
     /// Whether this node has caught up with members holding a quorum since it (re)started.
     public internal(set) var isCaughtUp: Bool

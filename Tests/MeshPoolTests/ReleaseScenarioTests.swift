@@ -82,8 +82,8 @@ import Testing
                 "seed \(seed): \(r.duplicatesSeen) duplicates, \(r.leasesLost) leases lost")
         #expect(r.withoutAddress == 0, "seed \(seed): \(r.withoutAddress) running nodes without an address")
         #expect(r.stoppedShare < 0.02, "seed \(seed): stopped nodes hold \(r.stoppedShare * 100)% of the pool after \(s.cycles) cycles")
-        // History grows with what the churn signs (docs/pool.md, "Balance"): 16.9 grants a
-        // cycle, 5.8 of them shares and donations (27.9 and 10.9 before donors' small
+        // History grows with what the churn signs (docs/pool.md, "Balance"): 16.4 grants a
+        // cycle, 5.7 of them shares and donations (27.9 and 10.9 before donors' small
         // excesses waited, donations stopped at all but an eighth and began next to the
         // taker's own space, and takers lacked more than the slack).
         let k = try #require(r.grantsSigned)
