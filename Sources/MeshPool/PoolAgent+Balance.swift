@@ -113,13 +113,20 @@ extension PoolAgent {
     /// (at most `limit` grants), records and persists them, and stops once all but an eighth
     /// of `amount` is given (one more grant for the rest would be one more cut). First the
     /// stretches that touch the taker's free space (at least an eighth of what is left),
-    /// from that end (the taker's stretch grows; no new stretch of one owner begins); then a whole stretch if one covers what is left
-    /// but an eighth (a stretch given whole is still one holding; a cut makes one more, for
-    /// good), else the top of the smallest stretch larger than what is left (one grant per
-    /// taker: a join burst at hundreds of nodes pushes each to every node).
+    /// from that end (the taker's stretch grows; no new stretch of one owner begins); then
+    /// a whole stretch if one covers what is left but an eighth (a stretch given whole is
+    /// still one holding; a cut makes one more, for good), else the top of the smallest
+    /// stretch larger than what is left (one grant per taker: a join burst at hundreds of
+    /// nodes pushes each to every node).
     mutating func donate(_ amount: UInt64, to taker: NodeID, limit: Int, now: Instant, _ out: inout [Output]) -> [Grant] {
         var left = amount
         var made: [Grant] = []
+        // Signs `r`, part of free stretch `o`, to the taker.
+        func give(_ r: AddressRange, of o: RingView.Ownership) {
+            guard let g = signNext(Grant(grantor: me, seq: 0, parent: o.grant, range: r, grantee: taker, kind: .space)) else { return }
+            made.append(g)
+            left -= r.count
+        }
         var free = view.freeSpace(of: me).sorted { ($0.range.count, $1.range.first) < ($1.range.count, $0.range.first) }
         // Never the address this node is about to take for itself: the stretch holding it is
         // split around it.
@@ -148,10 +155,7 @@ extension PoolAgent {
             guard below || above, o.range.count * 8 >= left else { i += 1; continue }
             free.remove(at: i)
             let n = Swift.min(left, o.range.count)
-            let r = below ? AddressRange(o.range.last - UInt32(n - 1), o.range.last) : AddressRange(o.range.first, o.range.first + UInt32(n - 1))
-            guard let g = signNext(Grant(grantor: me, seq: 0, parent: o.grant, range: r, grantee: taker, kind: .space)) else { continue }
-            made.append(g)
-            left -= n
+            give(below ? AddressRange(o.range.last - UInt32(n - 1), o.range.last) : AddressRange(o.range.first, o.range.first + UInt32(n - 1)), of: o)
         }
         while amount - left < enough, made.count < limit, !free.isEmpty {
             // `free` is sorted smallest first: `over` is the smallest stretch larger than what
@@ -161,10 +165,7 @@ extension PoolAgent {
             let o = free.remove(at: wholeFits ? over - 1 : over)
             let n = Swift.min(left, o.range.count)
             // From the top of the range: the bottom stays with this node, next to what it had.
-            let r = AddressRange(o.range.last - UInt32(n - 1), o.range.last)
-            guard let g = signNext(Grant(grantor: me, seq: 0, parent: o.grant, range: r, grantee: taker, kind: .space)) else { continue }
-            made.append(g)
-            left -= n
+            give(AddressRange(o.range.last - UInt32(n - 1), o.range.last), of: o)
         }
         if !made.isEmpty { out.append(.persist(grants: made, seq: seq)) }
         return made

@@ -37,12 +37,6 @@ extension Simulation {
         }
     }
 
-    /// Why stopped nodes still hold space, as the first running node folds it: per cause
-    /// (`StoppedCause`), the addresses and stretches; then, for the largest stopped owners,
-    /// their life (start, leave, stop, how their release went), each stretch and the grant
-    /// or checkpoint holding that gave it (who signed it, when, and when the signer left),
-    /// and what the owner signed after it was asked to leave (its give-aways: held by this
-    /// view or not, and the heir's fate). Needs `traceGrants` for signing times.
     /// What the run signed, by kind (history grows with these); needs `traceGrants`.
     public func grantsSigned() -> GrantsSigned {
         var k = GrantsSigned()
@@ -60,6 +54,13 @@ extension Simulation {
         return k
     }
 
+
+    /// Why stopped nodes still hold space, as the first running node folds it: per cause
+    /// (`StoppedCause`), the addresses and stretches; then, for the largest stopped owners,
+    /// their life (start, leave, stop, how their release went), each stretch and the grant
+    /// or checkpoint holding that gave it (who signed it, when, and when the signer left),
+    /// and what the owner signed after it was asked to leave (its give-aways: held by this
+    /// view or not, and the heir's fate). Needs `traceGrants` for signing times.
     public func explainStopped(owners limit: Int = 8, stretches: Int = 4) -> [String] {
         guard let first = upNodes.first, var view = nodes[first].node?.pool?.view else { return [] }
         let live = Set(upNodes.map { nodes[$0].id })
