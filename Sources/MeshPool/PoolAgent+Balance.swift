@@ -127,7 +127,7 @@ extension PoolAgent {
             made.append(g)
             left -= r.count
         }
-        var free = view.freeSpace(of: me).sorted { ($0.range.count, $1.range.first) < ($1.range.count, $0.range.first) }
+        var free = view.freeSpace(of: me)
         // Never the address this node is about to take for itself: the stretch holding it is
         // split around it.
         if address == nil {
@@ -138,8 +138,10 @@ extension PoolAgent {
                 if keep > o.range.first { parts.append(RingView.Ownership(range: AddressRange(o.range.first, keep - 1), owner: o.owner, kind: o.kind, grant: o.grant)) }
                 if keep < o.range.last { parts.append(RingView.Ownership(range: AddressRange(keep + 1, o.range.last), owner: o.owner, kind: o.kind, grant: o.grant)) }
                 return parts
-            }.sorted { ($0.range.count, $1.range.first) < ($1.range.count, $0.range.first) }
+            }
         }
+        // Smallest first (ties: the higher stretch first).
+        free.sort { ($0.range.count, $1.range.first) < ($1.range.count, $0.range.first) }
         // First the stretches that touch the taker's own free space, from the end that
         // touches it: the taker's stretch grows and no new one is cut off.
         let theirs = view.freeSpace(of: taker)
