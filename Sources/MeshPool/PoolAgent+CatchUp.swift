@@ -41,10 +41,11 @@ extension PoolAgent {
         return gaps.grantorOf[key]
     }
 
-    /// Grants this view holds of the grantor under a digest key, as digests count them.
+    /// Grants this view holds of the grantor under a digest key, as digests count them
+    /// (attached ones).
     mutating func held(forKey key: UInt64) -> UInt32 {
         guard let g = grantor(forKey: key) else { return 0 }
-        return UInt32(clamping: view.byGrantor[g]?.grants.count ?? 0)
+        return view.byGrantor[g]?.attachedCount ?? 0
     }
 
     /// Records a member's digest entries (`heardFrom`) and which of them this view lacks.

@@ -136,7 +136,7 @@ extension PoolAgent {
 
     func grantorDigests() -> [(key: UInt64, grantor: NodeID, digest: GrantorDigest)] {
         view.byGrantor.map { id, st in
-            (id.digestKey, id, GrantorDigest(key: id.digestKey, count: UInt32(st.grants.count), xor: st.xor, maxSeq: st.maxSeq))
+            (id.digestKey, id, GrantorDigest(key: id.digestKey, count: st.attachedCount, xor: st.xor, maxSeq: st.maxSeq))
         }.sorted { $0.key < $1.key }
     }
 
@@ -164,18 +164,16 @@ extension PoolAgent {
         let theirs = Dictionary(entries.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         var send: [Grant] = []
         for (key, grantor, mine) in grantorDigests() where (lo...hi).contains(key) {
+            // Digests count attached grants only (an orphan may never attach), but what
+            // differs goes with this node's orphans too: the peer may hold their parents.
+            // A grantor missing from theirs counts as none attached.
             let held = view.byGrantor[grantor]?.grants ?? []
-            if let t = theirs[key] {
-                if t.count == mine.count, t.xor == mine.xor { continue }
-                // Usually they only miss the newest: send what is above their highest seq,
-                // unless that would not explain the difference.
-                let newer = held.filter { $0.seq > t.maxSeq }
-                if Int(t.count) + newer.count == held.count {
-                    send += newer
-                    continue
-                }
-            }
-            send += held
+            let t = theirs[key] ?? GrantorDigest(key: key, count: 0, xor: 0, maxSeq: 0)
+            if t.count == mine.count, t.xor == mine.xor { continue }
+            // Usually they only miss the newest: send what is above their highest seq,
+            // unless that would not explain the difference.
+            let newer = held.filter { $0.seq > t.maxSeq }
+            send += Int(t.count) + newer.count(where: { view.grants[$0.ref] != nil }) == Int(mine.count) ? newer : held
         }
         // Parents before children, so that the receiver attaches them as they arrive.
         send.sort { ($0.isGenesis ? 0 : 1, $0.seq) < ($1.isGenesis ? 0 : 1, $1.seq) }

@@ -35,7 +35,8 @@ public struct RingView: Sendable {
     var genesisRef: Bytes32?
     /// The attached reclaims, by ref (what a rewound fold may leave out).
     var reclaimRefs: [Bytes32] = []
-    /// Per grantor: its grants held here (attached or waiting), their count and refs' XOR.
+    /// Per grantor: its grants held here (attached or waiting), and the count and refs' XOR
+    /// of those attached (what digests compare).
     public private(set) var byGrantor: [NodeID: GrantorStats] = [:]
     public private(set) var counters = Counters()
     var cache: [Ownership]? { didSet { heldCache = nil } }
@@ -55,15 +56,23 @@ public struct RingView: Sendable {
     public private(set) var insideSeq: [NodeID: UInt64] = [:]
 
     public struct GrantorStats: Sendable, Equatable {
+        /// Attached, waiting for a parent, or waiting for its voters' grants.
         public var grants: [Grant] = []
-        public var xor: UInt64 = 0
+        /// The attached ones: their count and their refs' XOR. An orphan is not counted: its
+        /// parent may never come (one inside a checkpoint's cut that held nothing there), and
+        /// counted it made a member's digest list what another view on the same checkpoint
+        /// refuses or never gets (a leaver then waited out the release wait for it).
+        public private(set) var attachedCount: UInt32 = 0
+        public private(set) var xor: UInt64 = 0
         public var maxSeq: UInt64 = 0
         /// Seqs of this grantor's attached grants (in the fold), and the highest s such that
         /// seqs 1…s are all attached: what weighing a vote at seq s needs, in O(1).
         var attachedSeqs: Set<UInt64> = []
         public private(set) var contiguousSeq: UInt64 = 0
 
-        mutating func attached(seq: UInt64) {
+        mutating func attached(seq: UInt64, ref: Bytes32) {
+            attachedCount += 1
+            xor ^= ref.w0Value
             guard seq > contiguousSeq else { return }
             attachedSeqs.insert(seq)
             while attachedSeqs.contains(contiguousSeq + 1) { attachedSeqs.remove(contiguousSeq + 1); contiguousSeq += 1 }
@@ -222,7 +231,6 @@ public struct RingView: Sendable {
 
     mutating func record(_ g: Grant, ref: Bytes32) {
         byGrantor[g.grantor, default: GrantorStats()].grants.append(g)
-        byGrantor[g.grantor]!.xor ^= ref.w0Value
         byGrantor[g.grantor]!.maxSeq = max(byGrantor[g.grantor]!.maxSeq, g.seq)
     }
 
@@ -371,7 +379,7 @@ public struct RingView: Sendable {
 
     mutating func attach(_ g: Grant, ref: Bytes32) {
         grants[ref] = g
-        byGrantor[g.grantor, default: GrantorStats()].attached(seq: g.seq)
+        byGrantor[g.grantor, default: GrantorStats()].attached(seq: g.seq, ref: ref)
         if g.forced { counters.forcedReclaims += 1 }
         if g.isGenesis {
             genesisRef = ref
