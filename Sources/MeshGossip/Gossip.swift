@@ -447,7 +447,9 @@ public struct Gossip: Sendable {
         guard !down.isEmpty else { return }
         var gone: [NodeID] = []
         for id in down.sorted() {
-            guard let m = members[id], m.status >= .dead, now - m.statusSince > settings.deadMemberRetention else { continue }
+            guard let m = members[id], m.status >= .dead else { continue }
+            let retention = m.status == .left ? settings.leftMemberRetention : settings.deadMemberRetention
+            guard now - m.statusSince > retention else { continue }
             gone.append(id)
         }
         for id in gone {

@@ -128,6 +128,36 @@ extension Array where Element == GossipOutput {
         #expect(a.counters.badSignatures == 3)
     }
 
+    /// A member that left for good is forgotten after `leftMemberRetention` (1 h), not the
+    /// dead's 24 h: under churn departed members were most of every digest. Until then a
+    /// stale alive record of its changes nothing.
+    @Test func aMemberThatLeftIsForgottenAfterItsRetention() {
+        var (a, _) = Fixture.gossip(1)
+        let b = Fixture.identity(2)
+        _ = a.receive(GossipPacket(sender: b.nodeID, message: .gossip(updates: [.alive(Fixture.signed(b, 2, incarnation: 1))])),
+                      from: Fixture.endpoint(2), now: .zero)
+        let out = a.receive(GossipPacket(sender: b.nodeID, message: .gossip(updates: [.alive(Fixture.signed(b, 2, incarnation: 2, left: true))])),
+                            from: Fixture.endpoint(2), now: Instant.zero + .seconds(1))
+        #expect(out.events == [.left(b.nodeID)])
+        let retention = GossipSettings.lan.leftMemberRetention
+        #expect(retention == .seconds(3600) && retention < GossipSettings.lan.deadMemberRetention)
+        _ = a.receive(GossipPacket(sender: b.nodeID, message: .gossip(updates: [.alive(Fixture.signed(b, 2, incarnation: 1))])),
+                      from: Fixture.endpoint(2), now: Instant.zero + .seconds(2))
+        #expect(a.member(b.nodeID)?.status == .left)
+        var forgotten: [MembershipEvent] = []
+        var t = Instant.zero + .seconds(2)
+        while t < Instant.zero + retention + .seconds(3) {
+            t = t + .seconds(1)
+            let events = a.tick(now: t).events.filter { if case .forgotten = $0 { return true } else { return false } }
+            if !events.isEmpty, forgotten.isEmpty {
+                #expect(t - Instant.zero > retention, "forgotten at \(t - Instant.zero)")
+            }
+            forgotten += events
+        }
+        #expect(forgotten == [.forgotten(b.nodeID)])
+        #expect(a.member(b.nodeID) == nil)
+    }
+
     @Test func olderIncarnationsChangeNothing() {
         var (a, _) = Fixture.gossip(1)
         let b = Fixture.identity(2)
