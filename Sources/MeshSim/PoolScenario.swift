@@ -236,7 +236,18 @@ public struct PoolScenario: Sendable {
                     holdingsMax = Swift.max(holdingsMax, agent.view.base?.holdings.count ?? 0)
                     // pool.json: hex (twice the bytes), a quoted string and comma per grant.
                     stateFileBytesMax = Swift.max(stateFileBytesMax, 2 * saved + 3 * disk.grants.count + 200)
-                    fullExchangeBytesMax = Swift.max(fullExchangeBytesMax, base + held + GrantorDigest.size * agent.view.byGrantor.count)
+                    let exchange = base + held + GrantorDigest.size * agent.view.byGrantor.count
+                    if exchange > fullExchangeBytesMax {
+                        // Who holds the largest exchange so far, and why (printed when it grows
+                        // by a tenth past 256 KiB): a node a checkpoint behind holds two intervals.
+                        if exchange >= 256 << 10, exchange * 10 >= fullExchangeBytesMax * 11 {
+                            let newest = sim.upNodes.compactMap { sim.poolAgent($0)?.checkpointNumber }.max() ?? 0
+                            let n = sim.nodes[i]
+                            progress?("largest exchange so far: \(exchange >> 10) KiB from n\(i) (up \(Int((sim.now - n.poolLog.startedAt).seconds)) s\(n.poolLog.leftAt == nil ? "" : ", leaving")), "
+                                      + "on checkpoint \(agent.checkpointNumber) of \(newest), \(agent.view.grantCount) grants and \(agent.view.orphanCount) waiting")
+                        }
+                        fullExchangeBytesMax = exchange
+                    }
                 }
             }
             if replacementsBound == nil, !replacements.isEmpty, replacements.count == killed.count,
