@@ -42,7 +42,12 @@ extension Gossip {
             default: out.append(.event(.updated(rec.node)))
             }
         } else {
+            // A member that left and was forgotten: only a newer record brings it back.
+            if let left = tombstones[rec.node] {
+                guard rec.incarnation > left.incarnation else { counters.staleUpdates += 1; return }
+            }
             guard rec.isValid(using: auth) else { counters.badSignatures += 1; return }
+            tombstones[rec.node] = nil
             let m = Member(record: rec, status: rec.left ? .left : .alive, statusIncarnation: rec.incarnation,
                            statusSince: now, lastHeard: nil, observedEndpoint: nil, suspicion: nil)
             insert(m)

@@ -61,6 +61,12 @@ public struct Gossip: Sendable {
     var suspects: Set<NodeID> = []
     /// Members dead or left: the only ones `reap` must look at.
     var down: Set<NodeID> = []
+    /// Members that left and were forgotten: the incarnation of their leaving, until
+    /// `deadMemberRetention` after it (in no digest; `applyAlive` refuses older records).
+    var tombstones: [NodeID: (incarnation: UInt64, since: Instant)] = [:]
+    /// The tombstones in the order they were made, with when (`reap` drops them in order).
+    var tombstoneQueue: [(node: NodeID, since: Instant)] = []
+    var tombstoneHead = 0
     var broadcasts = BroadcastQueue()
     public private(set) var seeds: [Endpoint] = []
     /// Whether a seed has shown that it knows this node (its digest holds this node's
@@ -444,6 +450,7 @@ public struct Gossip: Sendable {
     }
 
     mutating func reap(now: Instant, _ out: inout [GossipOutput]) {
+        reapTombstones(now: now)
         guard !down.isEmpty else { return }
         var gone: [NodeID] = []
         for id in down.sorted() {
@@ -453,8 +460,26 @@ public struct Gossip: Sendable {
             gone.append(id)
         }
         for id in gone {
+            if let m = members[id], m.status == .left {
+                tombstones[id] = (m.record.incarnation, m.statusSince)
+                tombstoneQueue.append((id, m.statusSince))
+            }
             remove(id)
             out.append(.event(.forgotten(id)))
+        }
+    }
+
+    /// Drops tombstones older than `deadMemberRetention` (made in time order).
+    mutating func reapTombstones(now: Instant) {
+        while tombstoneHead < tombstoneQueue.count, now - tombstoneQueue[tombstoneHead].since > settings.deadMemberRetention {
+            let t = tombstoneQueue[tombstoneHead]
+            // Unless the member came back and left again since (a newer tombstone).
+            if tombstones[t.node]?.since == t.since { tombstones[t.node] = nil }
+            tombstoneHead += 1
+        }
+        if tombstoneHead > 1024, tombstoneHead * 2 > tombstoneQueue.count {
+            tombstoneQueue.removeFirst(tombstoneHead)
+            tombstoneHead = 0
         }
     }
 }

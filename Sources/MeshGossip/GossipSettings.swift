@@ -30,13 +30,16 @@ public struct GossipSettings: Sendable, Equatable {
     /// How long dead members stay in the table before they are forgotten (what reconnect
     /// tries to reach, so that a partition healed within this merges by itself).
     public var deadMemberRetention = Span.seconds(24 * 3600)
-    /// How long members that left for good stay in the table (a tombstone: a stale record
-    /// of theirs still gossiped by a laggard changes nothing meanwhile). Shorter than the
-    /// dead's: nobody reconnects to them, every digest lists them, and under churn they
-    /// are most of the table (`sim pool --nodes 100 --cycles 2000`: 2,234 entries after
-    /// 1,100 simulated seconds with 24 h). Serf keeps its tombstones 24 h; memberlist
-    /// forgets a departed node once it stops gossiping to it (30 s).
-    public var leftMemberRetention = Span.seconds(3600)
+    /// How long members that left for good stay in the table, and so in every digest (by
+    /// then every member has heard they left). Shorter than the dead's: nobody reconnects
+    /// to them, and under churn they are most of the table (`sim pool --nodes 100 --cycles
+    /// 2000` kept 2,234 entries at 1,100 simulated seconds with 24 h; at 2 departures a
+    /// second, 24 h is 172,800 entries, 2.9 MB of digest per push-pull). memberlist forgets
+    /// a departed node after 30 s. Once forgotten, a member that left is still remembered
+    /// as a tombstone (its ID and incarnation, in no digest) for `deadMemberRetention`
+    /// (Serf's tombstone timeout, 24 h): a stale record of it that a laggard still
+    /// gossips changes nothing.
+    public var leftMemberRetention = Span.seconds(300)
     /// How often to try anti-entropy with one random dead member, so that the two sides of
     /// a healed partition find each other again (Serf's reconnect; memberlist has none). Serf: 30s.
     public var reconnectInterval = Span.seconds(30)

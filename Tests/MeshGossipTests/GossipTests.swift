@@ -128,34 +128,59 @@ extension Array where Element == GossipOutput {
         #expect(a.counters.badSignatures == 3)
     }
 
-    /// A member that left for good is forgotten after `leftMemberRetention` (1 h), not the
-    /// dead's 24 h: under churn departed members were most of every digest. Until then a
-    /// stale alive record of its changes nothing.
-    @Test func aMemberThatLeftIsForgottenAfterItsRetention() {
+    /// A member that left for good is forgotten after `leftMemberRetention` (5 min), not the
+    /// dead's 24 h: under churn departed members were most of every digest. Forgotten, it
+    /// is still a tombstone for 24 h: a stale record of it (a laggard that missed the
+    /// leave) brings nothing back, a newer one (it joined again) does.
+    @Test func aMemberThatLeftIsForgottenButStaysBuried() {
         var (a, _) = Fixture.gossip(1)
         let b = Fixture.identity(2)
-        _ = a.receive(GossipPacket(sender: b.nodeID, message: .gossip(updates: [.alive(Fixture.signed(b, 2, incarnation: 1))])),
-                      from: Fixture.endpoint(2), now: .zero)
-        let out = a.receive(GossipPacket(sender: b.nodeID, message: .gossip(updates: [.alive(Fixture.signed(b, 2, incarnation: 2, left: true))])),
-                            from: Fixture.endpoint(2), now: Instant.zero + .seconds(1))
-        #expect(out.events == [.left(b.nodeID)])
-        let retention = GossipSettings.lan.leftMemberRetention
-        #expect(retention == .seconds(3600) && retention < GossipSettings.lan.deadMemberRetention)
-        _ = a.receive(GossipPacket(sender: b.nodeID, message: .gossip(updates: [.alive(Fixture.signed(b, 2, incarnation: 1))])),
-                      from: Fixture.endpoint(2), now: Instant.zero + .seconds(2))
-        #expect(a.member(b.nodeID)?.status == .left)
-        var forgotten: [MembershipEvent] = []
-        var t = Instant.zero + .seconds(2)
-        while t < Instant.zero + retention + .seconds(3) {
-            t = t + .seconds(1)
-            let events = a.tick(now: t).events.filter { if case .forgotten = $0 { return true } else { return false } }
-            if !events.isEmpty, forgotten.isEmpty {
-                #expect(t - Instant.zero > retention, "forgotten at \(t - Instant.zero)")
-            }
-            forgotten += events
+        func hear(_ rec: MemberRecord, at s: Double) -> [GossipOutput] {
+            a.receive(GossipPacket(sender: b.nodeID, message: .gossip(updates: [.alive(rec)])), from: Fixture.endpoint(2),
+                      now: Instant.zero + .seconds(s))
         }
-        #expect(forgotten == [.forgotten(b.nodeID)])
+        func forgotten(_ out: [GossipOutput]) -> Bool { out.events.contains(.forgotten(b.nodeID)) }
+        _ = hear(Fixture.signed(b, 2, incarnation: 1), at: 0)
+        #expect(hear(Fixture.signed(b, 2, incarnation: 2, left: true), at: 1).events == [.left(b.nodeID)])
+        let retention = GossipSettings.lan.leftMemberRetention
+        #expect(retention == .seconds(300) && GossipSettings.lan.deadMemberRetention == .seconds(86400))
+        // Forgotten in the first tick after its retention (counted from its leaving, at 1 s).
+        var t = Instant.zero + .seconds(1)
+        var at: Instant?
+        while at == nil, t < Instant.zero + retention + .seconds(10) {
+            t = t + .seconds(1)
+            if forgotten(a.tick(now: t)) { at = t }
+        }
+        #expect(at.map { $0 - Instant.zero > retention + .seconds(1) && $0 - Instant.zero <= retention + .seconds(3) } == true,
+                "forgotten at \(String(describing: at))")
         #expect(a.member(b.nodeID) == nil)
+        // A stale alive record an hour later: refused, counted, not gossiped on.
+        let stale = a.counters.staleUpdates
+        #expect(hear(Fixture.signed(b, 2, incarnation: 1), at: 3600).events.isEmpty)
+        #expect(a.member(b.nodeID) == nil && a.counters.staleUpdates == stale + 1)
+        // A newer one: it joined again.
+        #expect(hear(Fixture.signed(b, 2, incarnation: 3), at: 3601).events == [.joined(b.nodeID)])
+        #expect(a.member(b.nodeID)?.status == .alive)
+    }
+
+    /// The tombstone of a member that left goes after `deadMemberRetention` (24 h): then
+    /// even its oldest record is news again.
+    @Test func aTombstoneGoesAfterADay() {
+        var (a, _) = Fixture.gossip(1)
+        let b = Fixture.identity(2)
+        let from = Fixture.endpoint(2)
+        _ = a.receive(GossipPacket(sender: b.nodeID, message: .gossip(updates: [.alive(Fixture.signed(b, 2, incarnation: 2, left: true))])),
+                      from: from, now: .zero)
+        _ = a.tick(now: Instant.zero + .seconds(400))
+        #expect(a.member(b.nodeID) == nil)
+        _ = a.tick(now: Instant.zero + .seconds(86400))
+        let back = a.receive(GossipPacket(sender: b.nodeID, message: .gossip(updates: [.alive(Fixture.signed(b, 2, incarnation: 1))])),
+                             from: from, now: Instant.zero + .seconds(86400))
+        #expect(back.events.isEmpty, "still buried at exactly 24 h")
+        _ = a.tick(now: Instant.zero + .seconds(86402))
+        let later = a.receive(GossipPacket(sender: b.nodeID, message: .gossip(updates: [.alive(Fixture.signed(b, 2, incarnation: 1))])),
+                              from: from, now: Instant.zero + .seconds(86402))
+        #expect(later.events == [.joined(b.nodeID)])
     }
 
     @Test func olderIncarnationsChangeNothing() {
@@ -222,6 +247,9 @@ extension Array where Element == GossipOutput {
             let bounds = GossipSettings.lan.suspicionTimeouts(members: 6)
             #expect(d - s >= bounds.min && d - s <= bounds.max + .seconds(1))
         }
+        #expect(a.member(victim)?.status == .dead)
+        // A dead member stays known for a day (reconnect tries it), unlike one that left.
+        _ = a.tick(now: now + .seconds(3600))
         #expect(a.member(victim)?.status == .dead)
     }
 
