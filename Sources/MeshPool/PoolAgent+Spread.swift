@@ -166,14 +166,21 @@ extension PoolAgent {
         for (key, grantor, mine) in grantorDigests() where (lo...hi).contains(key) {
             // Digests count attached grants only (an orphan may never attach), but what
             // differs goes with this node's orphans too: the peer may hold their parents.
-            // A grantor missing from theirs counts as none attached.
+            // A grantor missing from theirs counts as none attached. The same attached
+            // grants, but a higher seq here: what waits here for its parent goes too (the
+            // peer may hold the parent; a restarting node learns so of its own grants).
             let held = view.byGrantor[grantor]?.grants ?? []
             let t = theirs[key] ?? GrantorDigest(key: key, count: 0, xor: 0, maxSeq: 0)
-            if t.count == mine.count, t.xor == mine.xor { continue }
-            // Usually they only miss the newest: send what is above their highest seq,
-            // unless that would not explain the difference.
+            if t.count == mine.count, t.xor == mine.xor, t.maxSeq >= mine.maxSeq { continue }
+            // Usually they only miss the newest: send what is above their highest seq, if
+            // that explains the difference (their attached ones and those make these).
             let newer = held.filter { $0.seq > t.maxSeq }
-            send += Int(t.count) + newer.count(where: { view.grants[$0.ref] != nil }) == Int(mine.count) ? newer : held
+            var count = Int(t.count), xor = t.xor
+            for g in newer where view.grants[g.ref] != nil {
+                count += 1
+                xor ^= g.ref.w0Value
+            }
+            send += count == Int(mine.count) && xor == mine.xor ? newer : held
         }
         // Parents before children, so that the receiver attaches them as they arrive.
         send.sort { ($0.isGenesis ? 0 : 1, $0.seq) < ($1.isGenesis ? 0 : 1, $1.seq) }

@@ -178,7 +178,7 @@ public struct RingView: Sendable {
         if g.isGenesis {
             guard genesisRef == nil else { return reject("a second genesis grant", chain: true) }
             attach(g, ref: ref)
-            record(g, ref: ref)
+            record(g)
             return .added
         }
         // A merge waits for every parent: kept under the first one missing.
@@ -190,7 +190,7 @@ public struct RingView: Sendable {
             orphans[missing, default: []].append(g)
             orphanTotal += 1
             counters.orphans += 1
-            record(g, ref: ref)
+            record(g)
             return .orphan
         }
         if let why = chainProblem(g, parent: parentGrant(g.parent)!) {
@@ -198,13 +198,15 @@ public struct RingView: Sendable {
             // entropy sends grants by seq, a voter's later ones often after the reclaim).
             if why.hasPrefix(Self.incompleteVoters), waitingReclaims.count < Self.orphanLimit {
                 waitingReclaims[ref] = g
+                // Recorded as an orphan is: its seq counts, and anti-entropy passes it on.
+                record(g)
                 return .orphan
             }
             if g.kind == .reclaim { counters.badReclaims += 1 }
             return reject(why, chain: true)
         }
         attach(g, ref: ref)
-        record(g, ref: ref)
+        record(g)
         return .added
     }
 
@@ -225,11 +227,11 @@ public struct RingView: Sendable {
             }
             attach(r, ref: ref)
             // One that waited as an orphan first is recorded already.
-            if byGrantor[r.grantor]?.grants.contains(r) != true { record(r, ref: ref) }
+            if byGrantor[r.grantor]?.grants.contains(r) != true { record(r) }
         }
     }
 
-    mutating func record(_ g: Grant, ref: Bytes32) {
+    mutating func record(_ g: Grant) {
         byGrantor[g.grantor, default: GrantorStats()].grants.append(g)
         byGrantor[g.grantor]!.maxSeq = max(byGrantor[g.grantor]!.maxSeq, g.seq)
     }
