@@ -219,6 +219,7 @@ public struct PoolScenario: Sendable {
             return n
         }
         var explained = 0, lostExplained = 0
+        var exchangeShown = 0  // the largest exchange printed so far
         while sim.now < end {
             sim.run(for: .seconds(1))
             for d in sim.duplicateDetails[explained...] { progress?("duplicate: \(d)") }
@@ -240,7 +241,8 @@ public struct PoolScenario: Sendable {
                     if exchange > fullExchangeBytesMax {
                         // Who holds the largest exchange so far, and why (printed when it grows
                         // by a tenth past 256 KiB): a node a checkpoint behind holds two intervals.
-                        if exchange >= 256 << 10, exchange * 10 >= fullExchangeBytesMax * 11 {
+                        if exchange >= 256 << 10, exchange * 10 >= exchangeShown * 11 {
+                            exchangeShown = exchange
                             let newest = sim.upNodes.compactMap { sim.poolAgent($0)?.checkpointNumber }.max() ?? 0
                             let n = sim.nodes[i]
                             progress?("largest exchange so far: \(exchange >> 10) KiB from n\(i) (up \(Int((sim.now - n.poolLog.startedAt).seconds)) s\(n.poolLog.leftAt == nil ? "" : ", leaving")), "
