@@ -164,11 +164,10 @@ extension PoolAgent {
         let theirs = Dictionary(entries.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         var send: [Grant] = []
         for (key, grantor, mine) in grantorDigests() where (lo...hi).contains(key) {
-            // Digests count attached grants only (an orphan may never attach), but what
-            // differs goes with this node's orphans too: the peer may hold their parents.
-            // A grantor missing from theirs counts as none attached. The same attached
-            // grants, but a higher seq here: what waits here for its parent goes too (the
-            // peer may hold the parent; a restarting node learns so of its own grants).
+            // Digests count attached grants only (an orphan may never attach); a grantor
+            // missing from theirs counts as none. What is sent includes this node's orphans,
+            // also when only the highest seq differs: the peer may hold their parents (and a
+            // restarting node so learns of its own grants).
             let held = view.byGrantor[grantor]?.grants ?? []
             let t = theirs[key] ?? GrantorDigest(key: key, count: 0, xor: 0, maxSeq: 0)
             if t.count == mine.count, t.xor == mine.xor, t.maxSeq >= mine.maxSeq { continue }

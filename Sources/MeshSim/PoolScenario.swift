@@ -239,8 +239,8 @@ public struct PoolScenario: Sendable {
                     stateFileBytesMax = Swift.max(stateFileBytesMax, 2 * saved + 3 * disk.grants.count + 200)
                     let exchange = base + held + GrantorDigest.size * agent.view.byGrantor.count
                     if exchange > fullExchangeBytesMax {
-                        // Who holds the largest exchange so far, and why (printed when it grows
-                        // by a tenth past 256 KiB): a node a checkpoint behind holds two intervals.
+                        // Who holds the largest exchange so far (printed when it grows by a
+                        // tenth past 256 KiB), and whether it lags the newest checkpoint.
                         if exchange >= 256 << 10, exchange * 10 >= exchangeShown * 11 {
                             exchangeShown = exchange
                             let newest = sim.upNodes.compactMap { sim.poolAgent($0)?.checkpointNumber }.max() ?? 0
