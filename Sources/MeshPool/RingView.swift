@@ -225,9 +225,8 @@ public struct RingView: Sendable {
                 if why.hasPrefix(Self.incompleteVoters) { waitingReclaims[ref] = r } else { counters.badReclaims += 1; counters.badChains += 1 }
                 continue
             }
+            // Recorded already: when it began to wait (as an orphan first, or for its voters).
             attach(r, ref: ref)
-            // One that waited as an orphan first is recorded already.
-            if byGrantor[r.grantor]?.grants.contains(r) != true { record(r) }
         }
     }
 

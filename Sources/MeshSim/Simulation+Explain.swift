@@ -54,7 +54,6 @@ extension Simulation {
         return k
     }
 
-
     /// Why stopped nodes still hold space, as the first running node folds it: per cause
     /// (`StoppedCause`), the addresses and stretches; then, for the largest stopped owners,
     /// their life (start, leave, stop, how their release went), each stretch and the grant
