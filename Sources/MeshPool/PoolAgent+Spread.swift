@@ -129,7 +129,7 @@ extension PoolAgent {
             }
         }
         out.sort { (view.depths[$0.ref] ?? 0, $0.ref) < (view.depths[$1.ref] ?? 0, $1.ref) }
-        return out + [g]
+        return view.withSpentParents(out + [g])
     }
 
     // MARK: - Anti-entropy
@@ -165,10 +165,12 @@ extension PoolAgent {
         var send: [Grant] = []
         for (key, grantor, mine) in grantorDigests() where (lo...hi).contains(key) {
             // Digests count attached grants only (an orphan may never attach); a grantor
-            // missing from theirs counts as none. What is sent includes this node's orphans,
-            // also when only the highest seq differs: the peer may hold their parents (and a
-            // restarting node so learns of its own grants).
-            let held = view.byGrantor[grantor]?.grants ?? []
+            // missing from theirs counts as none. This node's orphans are not sent: a peer
+            // that holds their parent gets them from a view they attached in, and sent on,
+            // those that never attach came back after every checkpoint. (Spent grants and
+            // reclaims waiting for their voters' grants are sent, also when only the
+            // highest seq differs: the peer then knows those seqs.)
+            let held = (view.byGrantor[grantor]?.grants ?? []).filter { !view.isOrphan($0) }
             let t = theirs[key] ?? GrantorDigest(key: key, count: 0, xor: 0, maxSeq: 0)
             if t.count == mine.count, t.xor == mine.xor, t.maxSeq >= mine.maxSeq { continue }
             // Usually they only miss the newest: send what is above their highest seq, if
@@ -183,6 +185,8 @@ extension PoolAgent {
         }
         // Parents before children, so that the receiver attaches them as they arrive.
         send.sort { ($0.isGenesis ? 0 : 1, $0.seq) < ($1.isGenesis ? 0 : 1, $1.seq) }
+        // A merge naming a spent grant waits for it where that is not known (a restart).
+        send = view.withSpentParents(send)
         for batch in batches(send) { out.append(.send(signed(.grants(batch)), to: peer)) }
         if !reply && last { sendDigest(to: peer, reply: true, &out) }
     }

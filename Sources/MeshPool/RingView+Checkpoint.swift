@@ -102,7 +102,7 @@ extension RingView {
 
     /// Whether every parent of `g` is a root or a grant `inside` the cut.
     func parentsInside(_ g: Grant, _ inside: (Grant) -> Bool) -> Bool {
-        func ok(_ p: Bytes32) -> Bool { holdings[p] != nil || (grants[p].map(inside) ?? false) }
+        func ok(_ p: Bytes32) -> Bool { holdings[p] != nil || spent[p] != nil || (grants[p].map(inside) ?? false) }
         return g.kind == .merge ? g.allParents.allSatisfy(ok) : ok(g.parent)
     }
 
@@ -193,8 +193,10 @@ extension RingView {
     func rebuilt(on cp: PoolCheckpoint) -> RingView {
         var v = RingView(pool: pool, genesis: genesis, admin: admin, auth: auth, base: cp)
         v.inherit(counters)
-        // Orphans are left behind: after the cut, their parents may be gone for good (inside
-        // it, holding nothing); one whose parent is only late comes again with anti-entropy.
+        v.spent = spent(at: cp)
+        for g in v.spent.values where !cp.holdsInside(g) { v.noteSpent(g, recorded: false) }
+        // Orphans are left behind: one whose parent is only late comes again with anti-
+        // entropy; one under a grant spent here would not attach (nor hold anything).
         return v.rebuiltWith(Array(grants.values) + waitingReclaims.values)
     }
 

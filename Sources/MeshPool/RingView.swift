@@ -27,6 +27,15 @@ public struct RingView: Sendable {
     var orphans: [Bytes32: [Grant]] = [:]
     /// Reclaims whose voters' grants up to their votes are not all known yet, by ref.
     var waitingReclaims: [Bytes32: Grant] = [:]
+    /// Grants that hold nothing and never will, by ref (`RingView+Spent.swift`): inside the
+    /// base's cut but none of its holdings, or under such a grant. Kept aside so that what
+    /// comes under them later is known for what it is, not kept waiting for a parent.
+    var spent: [Bytes32: Grant] = [:]
+    /// How many more may be set aside as they arrive before the next checkpoint.
+    var spentRoom = RingView.spentLimit
+    /// Those refused since the base was made (their parent spent): a view on the next
+    /// checkpoint keeps those outside its cut, and forgets them at the one after.
+    var freshlySpent: Set<Bytes32> = []
     /// Each attached grant's children, kept in fold order ((order, ref): `Child`).
     var children: [Bytes32: [Child]] = [:]
     /// Each attached grant's depth: one more than its deepest parent's (a root's is 0).
@@ -37,8 +46,8 @@ public struct RingView: Sendable {
     var reclaimRefs: [Bytes32] = []
     /// Per grantor: its grants held here (attached or waiting), and the count and refs' XOR
     /// of those attached (what digests compare).
-    public private(set) var byGrantor: [NodeID: GrantorStats] = [:]
-    public private(set) var counters = Counters()
+    public internal(set) var byGrantor: [NodeID: GrantorStats] = [:]
+    public internal(set) var counters = Counters()
     var cache: [Ownership]? { didSet { heldCache = nil } }
     /// Addresses held by each owner in `cache` (kept with it).
     var heldCache: [NodeID: UInt64]?
@@ -73,6 +82,11 @@ public struct RingView: Sendable {
         mutating func attached(seq: UInt64, ref: Bytes32) {
             attachedCount += 1
             xor ^= ref.w0Value
+            passed(seq)
+        }
+
+        /// Seq `seq` is known: attached, or spent (holding nothing, it changes no weight).
+        mutating func passed(_ seq: UInt64) {
             guard seq > contiguousSeq else { return }
             attachedSeqs.insert(seq)
             while attachedSeqs.contains(contiguousSeq + 1) { attachedSeqs.remove(contiguousSeq + 1); contiguousSeq += 1 }
@@ -104,6 +118,9 @@ public struct RingView: Sendable {
         /// Grants that arrived after a checkpoint took them in (dropped: the checkpoint
         /// holds what they did).
         public var insideCheckpoint = 0
+        /// Grants refused because their parent holds nothing at the base and never will
+        /// (a later child of a grant the checkpoint left nothing): they could hold nothing.
+        public var spent = 0
     }
 
     /// At most this many grants wait for a parent; past it, new orphans are refused (they
@@ -151,17 +168,22 @@ public struct RingView: Sendable {
     public var hasGenesis: Bool { genesisRef != nil || base != nil }
 
     /// Every grant this view holds, attached or waiting (for anti-entropy and persistence).
-    public var allGrants: [Grant] { Array(grants.values) + orphans.values.flatMap { $0 } + waitingReclaims.values }
+    /// (And the spent grants a view built from these needs: `keptSpent`.)
+    public var allGrants: [Grant] { Array(grants.values) + orphans.values.flatMap { $0 } + waitingReclaims.values + keptSpent }
 
     @discardableResult
     public mutating func insert(_ g: Grant) -> InsertResult {
         let ref = g.ref
-        if grants[ref] != nil || isOrphan(g) || waitingReclaims[ref] != nil {
+        if grants[ref] != nil || isOrphan(g) || waitingReclaims[ref] != nil || spent[ref] != nil {
             counters.duplicates += 1
             return .duplicate
         }
         if base != nil, g.isGenesis || (insideSeq[g.grantor].map { g.seq <= $0 } ?? false) {
             counters.insideCheckpoint += 1
+            if !g.isGenesis, holdings[ref] == nil, spent[ref] == nil, spentRoom > 0,
+               auth.verify(signature: g.signature, message: g.signedBytes, signer: g.grantor) {
+                setAside(g)
+            }
             return .duplicate
         }
         guard g.range.first <= g.range.last, pool.contains(g.range) else { return reject("range \(g.range) is outside the pool", chain: true) }
@@ -175,6 +197,7 @@ public struct RingView: Sendable {
             counters.badSignatures += 1
             return .rejected("bad signature")
         }
+        if g.kind != .merge, spent[g.parent] != nil { return refuseSpent(g) }
         if g.isGenesis {
             guard genesisRef == nil else { return reject("a second genesis grant", chain: true) }
             attach(g, ref: ref)
@@ -193,7 +216,7 @@ public struct RingView: Sendable {
             record(g)
             return .orphan
         }
-        if let why = chainProblem(g, parent: parentGrant(g.parent)!) {
+        if let why = chainProblem(g, parent: parentOrSpent(g.parent)!) {
             // A reclaim whose voters' grants are not all here yet waits for them (anti-
             // entropy sends grants by seq, a voter's later ones often after the reclaim).
             if why.hasPrefix(Self.incompleteVoters), waitingReclaims.count < Self.orphanLimit {
@@ -243,7 +266,7 @@ public struct RingView: Sendable {
     /// The first parent of `g` this view lacks (nil: it has them all).
     func firstMissingParent(_ g: Grant) -> Bytes32? {
         if g.kind != .merge { return parentGrant(g.parent) == nil ? g.parent : nil }
-        return g.allParents.first { parentGrant($0) == nil }
+        return g.allParents.first { parentOrSpent($0) == nil }
     }
 
     /// Whether `g` waits here for a parent.
@@ -270,7 +293,7 @@ public struct RingView: Sendable {
             // What its signer holds by each parent, none of them a lease (a lease is
             // released whole, as space, before it is merged).
             for p in g.allParents {
-                guard let pg = parentGrant(p) else { return "a parent is missing" }
+                guard let pg = parentOrSpent(p) else { return "a parent is missing" }
                 if pg.grantee != g.grantor { return "its grantor does not hold every parent" }
                 if pg.kind == .lease { return "a lease cannot be merged" }
             }
@@ -330,7 +353,7 @@ public struct RingView: Sendable {
     /// or inside the base's cut.
     public func holds(_ g: Grant) -> Bool {
         let ref = g.ref
-        return grants[ref] != nil || waitingReclaims[ref] != nil || isOrphan(g) || (base?.holdsInside(g) ?? false)
+        return grants[ref] != nil || waitingReclaims[ref] != nil || isOrphan(g) || spent[ref] != nil || (base?.holdsInside(g) ?? false)
     }
 
     /// The grant `ref` as a parent: an attached grant, or a holding of the base.
@@ -400,30 +423,37 @@ public struct RingView: Sendable {
         }
         if g.kind == .reclaim { reclaimRefs.append(ref) }
         noteAttached(g)
-        // Orphans that were waiting for this grant.
-        if let waiting = orphans.removeValue(forKey: ref) {
-            orphanTotal -= waiting.count
-            for o in waiting {
-                // A merge may lack another parent still: it waits under that one.
-                if o.kind == .merge, let missing = firstMissingParent(o) {
-                    orphans[missing, default: []].append(o)
-                    orphanTotal += 1
-                    continue
-                }
-                let why = chainProblem(o, parent: parentGrant(o.parent)!)
-                if why == nil {
-                    attach(o, ref: o.ref)
-                } else if why!.hasPrefix(Self.incompleteVoters), waitingReclaims.count < Self.orphanLimit {
-                    // A reclaim whose parent came before its voters' grants: it waits for them.
-                    waitingReclaims[o.ref] = o
-                } else {
-                    counters.badChains += 1
-                    if o.kind == .reclaim { counters.badReclaims += 1 }
-                }
-            }
-        }
+        takeOrphans(waitingFor: ref)
         // Reclaims waiting for this grantor's grants (this one may have come as an orphan).
         retryWaitingReclaims(after: g)
+    }
+
+    /// The orphans that were waiting for `ref`, now attached or spent (or refused).
+    mutating func takeOrphans(waitingFor ref: Bytes32) {
+        guard let waiting = orphans.removeValue(forKey: ref) else { return }
+        orphanTotal -= waiting.count
+        for o in waiting {
+            // A merge may lack another parent still: it waits under that one.
+            if o.kind == .merge, let missing = firstMissingParent(o) {
+                orphans[missing, default: []].append(o)
+                orphanTotal += 1
+                continue
+            }
+            if o.kind != .merge, spent[o.parent] != nil {
+                _ = refuseSpent(o, recorded: true)
+                continue
+            }
+            let why = chainProblem(o, parent: parentOrSpent(o.parent)!)
+            if why == nil {
+                attach(o, ref: o.ref)
+            } else if why!.hasPrefix(Self.incompleteVoters), waitingReclaims.count < Self.orphanLimit {
+                // A reclaim whose parent came before its voters' grants: it waits for them.
+                waitingReclaims[o.ref] = o
+            } else {
+                counters.badChains += 1
+                if o.kind == .reclaim { counters.badReclaims += 1 }
+            }
+        }
     }
 
     /// The highest grant sequence number `node` has used, as this view knows it.

@@ -32,10 +32,9 @@ import Testing
         // The other view lacks the orphan, yet holds all the member's digest counts.
         leaver.noteHeard(id[0], member.grantorDigests().map(\.digest))
         #expect(leaver.syncedPeers() == [id[0]])
-        // Answering a digest whose highest seq is lower passes it on all the same (the peer
-        // may hold its parent), once: held there too, it is not sent again.
-        #expect(sent(by: &member, answering: leaver) == [orphan(seq: 7)])
-        leaver.view.insert(orphan(seq: 7))
+        // Nor is it passed on, though the peer's highest seq is lower: one that never attaches
+        // came back to every view after every checkpoint (`sim pool --nodes 40 --cycles
+        // 10000`), and a peer holding its parent gets it from a view it attached in.
         #expect(sent(by: &member, answering: leaver).isEmpty)
         #expect(leaver.syncedPeers() == [id[0]])
     }
