@@ -269,7 +269,7 @@ extension PoolAgent {
         }
         guard case .success(let fresh) = view.trusting(cp) else { return false }
         if weighs { counters.checkpointsWeighed += 1 } else { counters.checkpointsTrusted += 1 }
-        adopt(fresh.rebuiltWith(view.allGrants), cp, &out)
+        adopt(view.spentCarried(into: fresh, at: cp).rebuiltWith(view.allGrants), cp, &out)
         return true
     }
 

@@ -193,8 +193,7 @@ extension RingView {
     func rebuilt(on cp: PoolCheckpoint) -> RingView {
         var v = RingView(pool: pool, genesis: genesis, admin: admin, auth: auth, base: cp)
         v.inherit(counters)
-        v.spent = spent(at: cp)
-        for g in v.spent.values where !cp.holdsInside(g) { v.noteSpent(g, recorded: false) }
+        v = spentCarried(into: v, at: cp)
         // Orphans are left behind: one whose parent is only late comes again with anti-
         // entropy; one under a grant spent here would not attach (nor hold anything).
         return v.rebuiltWith(Array(grants.values) + waitingReclaims.values)

@@ -17,6 +17,20 @@ extension RingView {
     /// cut left over).
     public static let spentLimit = 4096
 
+    /// Whether `g` lies inside the base's cut (the spent grants above one such are not
+    /// needed to know it for spent: it is known so by its seq).
+    func insideBase(_ g: Grant) -> Bool { g.isGenesis || g.seq <= (insideSeq[g.grantor] ?? 0) }
+
+    /// `fresh`, a view on `cp` (built here, or taken on trust), with what this view sets
+    /// aside at `cp`, given before it takes in this view's grants: those inside the cut then
+    /// cost no signature check and no room.
+    func spentCarried(into fresh: RingView, at cp: PoolCheckpoint) -> RingView {
+        var v = fresh
+        v.spent = spent(at: cp)
+        for g in v.spent.values where !cp.holdsInside(g) { v.noteSpent(g, recorded: false) }
+        return v
+    }
+
     /// `ref`'s grant: attached, a holding of the base, or spent.
     func parentOrSpent(_ ref: Bytes32) -> Grant? { parentGrant(ref) ?? spent[ref] }
 
@@ -31,17 +45,17 @@ extension RingView {
     /// grantor's, not attached: anti-entropy sends it to a member that lacks it, and its seq
     /// counts as known (a cut may pass it; a vote above it may be weighed). (`recorded`: it
     /// waited as an orphan, and was recorded then.)
+    ///
+    /// One that breaks the chain rules (a range outside its parent's, a lease given on in
+    /// part) is refused as any such grant is. Past `spentRoom`, one is refused unkept (it
+    /// comes again by anti-entropy after the next checkpoint).
     mutating func refuseSpent(_ g: Grant, recorded: Bool = false) -> InsertResult {
+        if g.kind != .reclaim, let why = chainProblem(g, parent: spent[g.parent]!) { return reject(why, chain: true) }
+        guard spentRoom > 0 else { return .rejected("too many spent grants since the checkpoint") }
         counters.spent += 1
-        if spentRoom > 0 {
-            setAside(g)
-            freshlySpent.insert(g.ref)
-            noteSpent(g, recorded: recorded)
-        } else if recorded {
-            byGrantor[g.grantor]?.grants.removeAll { $0.ref == g.ref }
-        } else {
-            byGrantor[g.grantor, default: GrantorStats()].maxSeq = max(byGrantor[g.grantor]?.maxSeq ?? 0, g.seq)
-        }
+        setAside(g)
+        freshlySpent.insert(g.ref)
+        noteSpent(g, recorded: recorded)
         return .rejected("its parent holds nothing at the checkpoint, nor will it")
     }
 
@@ -61,12 +75,13 @@ extension RingView {
         let held = Set(cp.holdings.map(\.ref))
         var out: [Bytes32: Grant] = [:]
         for (ref, g) in grants where inside(g) && !held.contains(ref) { out[ref] = g }
-        // With the spent grants above those kept: sent with them to a member that lacks them.
+        // With the spent grants above those kept, up to the first inside the cut: sent with
+        // them to a member that lacks them.
         var stack = spent.filter { children[$0.key] != nil || (freshlySpent.contains($0.key) && !inside($0.value)) }.map(\.key)
         while let ref = stack.popLast() {
             guard out[ref] == nil, let g = spent[ref] else { continue }
             out[ref] = g
-            stack += g.allParents
+            if !inside(g) { stack += g.allParents }
         }
         return out
     }
@@ -80,7 +95,7 @@ extension RingView {
         while let ref = stack.popLast() {
             guard out[ref] == nil, let g = spent[ref] else { continue }
             out[ref] = g
-            stack += g.allParents
+            if !insideBase(g) { stack += g.allParents }
         }
         return Array(out.values)
     }
@@ -95,7 +110,7 @@ extension RingView {
         while let ref = stack.popLast() {
             guard extra[ref] == nil, let g = spent[ref] else { continue }
             extra[ref] = g
-            stack += g.allParents
+            if !insideBase(g) { stack += g.allParents }
         }
         return extra.values.sorted { ($0.seq, $0.ref) < ($1.seq, $1.ref) } + grants
     }

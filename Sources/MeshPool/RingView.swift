@@ -174,7 +174,7 @@ public struct RingView: Sendable {
     @discardableResult
     public mutating func insert(_ g: Grant) -> InsertResult {
         let ref = g.ref
-        if grants[ref] != nil || isOrphan(g) || waitingReclaims[ref] != nil || spent[ref] != nil {
+        if grants[ref] != nil || isOrphan(g) || waitingReclaims[ref] != nil {
             counters.duplicates += 1
             return .duplicate
         }
@@ -184,6 +184,10 @@ public struct RingView: Sendable {
                auth.verify(signature: g.signature, message: g.signedBytes, signer: g.grantor) {
                 setAside(g)
             }
+            return .duplicate
+        }
+        if spent[ref] != nil {
+            counters.duplicates += 1
             return .duplicate
         }
         guard g.range.first <= g.range.last, pool.contains(g.range) else { return reject("range \(g.range) is outside the pool", chain: true) }
@@ -440,7 +444,9 @@ public struct RingView: Sendable {
                 continue
             }
             if o.kind != .merge, spent[o.parent] != nil {
-                _ = refuseSpent(o, recorded: true)
+                if case .rejected = refuseSpent(o, recorded: true), spent[o.ref] == nil {
+                    byGrantor[o.grantor]?.grants.removeAll { $0.ref == o.ref }
+                }
                 continue
             }
             let why = chainProblem(o, parent: parentOrSpent(o.parent)!)
