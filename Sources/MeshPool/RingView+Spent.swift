@@ -79,7 +79,7 @@ extension RingView {
         // them to a member that lacks them.
         var stack = spent.filter { children[$0.key] != nil || (freshlySpent.contains($0.key) && !inside($0.value)) }.map(\.key)
         while let ref = stack.popLast() {
-            guard out[ref] == nil, let g = spent[ref] else { continue }
+            guard out[ref] == nil, !held.contains(ref), let g = spent[ref] else { continue }
             out[ref] = g
             if !inside(g) { stack += g.allParents }
         }

@@ -201,7 +201,7 @@ public struct RingView: Sendable {
             counters.badSignatures += 1
             return .rejected("bad signature")
         }
-        if g.kind != .merge, spent[g.parent] != nil { return refuseSpent(g) }
+        if g.kind != .merge, parentGrant(g.parent) == nil, spent[g.parent] != nil { return refuseSpent(g) }
         if g.isGenesis {
             guard genesisRef == nil else { return reject("a second genesis grant", chain: true) }
             attach(g, ref: ref)
@@ -443,7 +443,7 @@ public struct RingView: Sendable {
                 orphanTotal += 1
                 continue
             }
-            if o.kind != .merge, spent[o.parent] != nil {
+            if o.kind != .merge, parentGrant(o.parent) == nil, spent[o.parent] != nil {
                 if case .rejected = refuseSpent(o, recorded: true), spent[o.ref] == nil {
                     byGrantor[o.grantor]?.grants.removeAll { $0.ref == o.ref }
                 }
