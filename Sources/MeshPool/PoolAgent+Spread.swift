@@ -170,9 +170,9 @@ extension PoolAgent {
             // those that never attach came back after every checkpoint. (Spent grants and
             // reclaims waiting for their voters' grants are sent, also when only the
             // highest seq differs: the peer then knows those seqs.)
-            let held = (view.byGrantor[grantor]?.grants ?? []).filter { !view.isOrphan($0) }
             let t = theirs[key] ?? GrantorDigest(key: key, count: 0, xor: 0, maxSeq: 0)
             if t.count == mine.count, t.xor == mine.xor, t.maxSeq >= mine.maxSeq { continue }
+            let held = (view.byGrantor[grantor]?.grants ?? []).filter { !view.isOrphan($0) }
             // Usually they only miss the newest: send what is above their highest seq, if
             // that explains the difference (their attached ones and those make these).
             let newer = held.filter { $0.seq > t.maxSeq }

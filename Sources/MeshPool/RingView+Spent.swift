@@ -31,6 +31,9 @@ extension RingView {
         return v
     }
 
+    /// Whether `g` (not a merge) lies under a spent grant: its parent is spent and not live.
+    func underSpent(_ g: Grant) -> Bool { g.kind != .merge && parentGrant(g.parent) == nil && spent[g.parent] != nil }
+
     /// `ref`'s grant: attached, a holding of the base, or spent.
     func parentOrSpent(_ ref: Bytes32) -> Grant? { parentGrant(ref) ?? spent[ref] }
 
@@ -77,13 +80,22 @@ extension RingView {
         for (ref, g) in grants where inside(g) && !held.contains(ref) { out[ref] = g }
         // With the spent grants above those kept, up to the first inside the cut: sent with
         // them to a member that lacks them.
-        var stack = spent.filter { children[$0.key] != nil || (freshlySpent.contains($0.key) && !inside($0.value)) }.map(\.key)
+        let kept = spent.filter { children[$0.key] != nil || (freshlySpent.contains($0.key) && !inside($0.value)) }.map(\.key)
+        addSpent(from: kept, into: &out, excluding: held, inside: inside)
+        return out
+    }
+
+    /// Adds to `out` the spent grants `refs` names, and the spent grants above each, up to
+    /// the first `inside` the cut (known for spent by its seq: nothing above it is needed);
+    /// none that `excluding` names.
+    func addSpent(from refs: [Bytes32], into out: inout [Bytes32: Grant], excluding: Set<Bytes32> = [],
+                  inside: (Grant) -> Bool) {
+        var stack = refs
         while let ref = stack.popLast() {
-            guard out[ref] == nil, !held.contains(ref), let g = spent[ref] else { continue }
+            guard out[ref] == nil, !excluding.contains(ref), let g = spent[ref] else { continue }
             out[ref] = g
             if !inside(g) { stack += g.allParents }
         }
-        return out
     }
 
     /// The spent grants a view built from this one's grants (a restart, or one taken on
@@ -91,12 +103,7 @@ extension RingView {
     /// as their grantors'), and the spent grants above those.
     var keptSpent: [Grant] {
         var out: [Bytes32: Grant] = [:]
-        var stack = spent.filter { ref, g in children[ref] != nil || g.seq > (insideSeq[g.grantor] ?? 0) }.map(\.key)
-        while let ref = stack.popLast() {
-            guard out[ref] == nil, let g = spent[ref] else { continue }
-            out[ref] = g
-            if !insideBase(g) { stack += g.allParents }
-        }
+        addSpent(from: spent.filter { ref, g in children[ref] != nil || !insideBase(g) }.map(\.key), into: &out, inside: insideBase)
         return Array(out.values)
     }
 
@@ -106,12 +113,7 @@ extension RingView {
     public func withSpentParents(_ grants: [Grant]) -> [Grant] {
         guard !spent.isEmpty else { return grants }
         var extra: [Bytes32: Grant] = [:]
-        var stack = grants.filter { $0.kind == .merge || spent[$0.ref] != nil }.flatMap(\.allParents)
-        while let ref = stack.popLast() {
-            guard extra[ref] == nil, let g = spent[ref] else { continue }
-            extra[ref] = g
-            if !insideBase(g) { stack += g.allParents }
-        }
+        addSpent(from: grants.filter { $0.kind == .merge || spent[$0.ref] != nil }.flatMap(\.allParents), into: &extra, inside: insideBase)
         return extra.values.sorted { ($0.seq, $0.ref) < ($1.seq, $1.ref) } + grants
     }
 }

@@ -201,7 +201,7 @@ public struct RingView: Sendable {
             counters.badSignatures += 1
             return .rejected("bad signature")
         }
-        if g.kind != .merge, parentGrant(g.parent) == nil, spent[g.parent] != nil { return refuseSpent(g) }
+        if underSpent(g) { return refuseSpent(g) }
         if g.isGenesis {
             guard genesisRef == nil else { return reject("a second genesis grant", chain: true) }
             attach(g, ref: ref)
@@ -443,10 +443,10 @@ public struct RingView: Sendable {
                 orphanTotal += 1
                 continue
             }
-            if o.kind != .merge, parentGrant(o.parent) == nil, spent[o.parent] != nil {
-                if case .rejected = refuseSpent(o, recorded: true), spent[o.ref] == nil {
-                    byGrantor[o.grantor]?.grants.removeAll { $0.ref == o.ref }
-                }
+            if underSpent(o) {
+                // Not kept (no room, or a bad chain): no longer held either.
+                _ = refuseSpent(o, recorded: true)
+                if spent[o.ref] == nil { byGrantor[o.grantor]?.grants.removeAll { $0.ref == o.ref } }
                 continue
             }
             let why = chainProblem(o, parent: parentOrSpent(o.parent)!)
